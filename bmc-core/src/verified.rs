@@ -1,0 +1,348 @@
+//! Operations that are not done until the BMC reports them done.
+//!
+//! BMCs answer 200 and then drop a change, or take seconds to apply it. These functions use
+//! only the [`BmcDriver`] trait, so they work the same over every driver: act, then read
+//! back until the BMC reports the result or the deadline passes.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::driver::BmcDriver;
+use crate::error::{BmcError, Result};
+use crate::types::{BootDevice, BootMode, BootOverride, MediaKind, PowerAction, PowerState};
+
+/// A point in time by which an operation must finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deadline {
+    at: Instant,
+    started: Instant,
+}
+
+impl Deadline {
+    /// A deadline `timeout` from now.
+    pub fn after(timeout: Duration) -> Deadline {
+        let now = Instant::now();
+        Deadline {
+            at: now + timeout,
+            started: now,
+        }
+    }
+
+    /// Time left, zero once passed.
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the deadline has passed.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// Time since the deadline was set.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// How often to read back while waiting: the interval starts at `initial` and doubles up
+/// to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollPolicy {
+    /// First wait before reading back.
+    pub initial: Duration,
+    /// Longest wait between reads.
+    pub max: Duration,
+}
+
+impl Default for PollPolicy {
+    /// 1 s, doubling up to 5 s: power transitions take 1–15 s on real servers.
+    fn default() -> Self {
+        PollPolicy {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Poller {
+    next: Duration,
+    policy: PollPolicy,
+    deadline: Deadline,
+}
+
+impl Poller {
+    fn new(policy: PollPolicy, deadline: Deadline) -> Poller {
+        Poller {
+            next: policy.initial,
+            policy,
+            deadline,
+        }
+    }
+
+    /// Sleeps for the next interval (or the BMC's `Retry-After`), never past the deadline.
+    /// Returns false when the deadline has passed.
+    async fn wait(&mut self, retry_after: Option<Duration>) -> bool {
+        if self.deadline.expired() {
+            return false;
+        }
+        let wait = retry_after
+            .unwrap_or(self.next)
+            .min(self.deadline.remaining());
+        tokio::time::sleep(wait).await;
+        self.next = (self.next * 2).min(self.policy.max);
+        true
+    }
+}
+
+/// What [`ensure_power`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerOutcome {
+    /// Whether a power action was sent (false when the host was already there).
+    pub acted: bool,
+    /// How many times the power state was read.
+    pub reads: u32,
+    /// The state the BMC reported last.
+    pub final_state: PowerState,
+}
+
+/// Brings the host to `action`'s target state and waits until the BMC reports it.
+///
+/// For on, off and soft off, a host already in the target state is left alone (success,
+/// `acted == false`), and one already transitioning toward it is only waited for. Reset
+/// and power cycle always act. Retryable errors (busy, unreachable) are retried until the
+/// deadline; others are returned at once. A soft off that does not complete is reported as
+/// a timeout, not escalated to a hard off: that choice is the caller's.
+pub async fn ensure_power<D: BmcDriver + ?Sized>(
+    driver: &D,
+    action: PowerAction,
+    deadline: Deadline,
+) -> Result<PowerOutcome> {
+    ensure_power_with(driver, action, deadline, PollPolicy::default()).await
+}
+
+/// [`ensure_power`] with an explicit polling policy.
+pub async fn ensure_power_with<D: BmcDriver + ?Sized>(
+    driver: &D,
+    action: PowerAction,
+    deadline: Deadline,
+    policy: PollPolicy,
+) -> Result<PowerOutcome> {
+    let span = tracing::info_span!("bmc.ensure_power", driver = driver.driver_name(), %action);
+    ensure_power_inner(driver, action, deadline, policy)
+        .instrument(span)
+        .await
+}
+
+async fn ensure_power_inner<D: BmcDriver + ?Sized>(
+    driver: &D,
+    action: PowerAction,
+    deadline: Deadline,
+    policy: PollPolicy,
+) -> Result<PowerOutcome> {
+    let target = action.target_state();
+    let transitional = match target {
+        PowerState::On => PowerState::PoweringOn,
+        _ => PowerState::PoweringOff,
+    };
+    let mut poller = Poller::new(policy, deadline);
+    let mut reads = 0;
+    let mut last: Option<PowerState> = None;
+    let timeout = |last: &Option<PowerState>| BmcError::Timeout {
+        operation: action.to_string(),
+        after: deadline.elapsed(),
+        detail: Some(match last {
+            Some(state) => format!("BMC still reports power {state}, expected {target}"),
+            None => "BMC never reported its power state".to_string(),
+        }),
+    };
+
+    let mut must_act = !action.is_idempotent();
+    if !must_act {
+        let state = loop {
+            match driver.power_state().await {
+                Ok(state) => break state,
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(error = %e, "power state read failed, retrying");
+                    if !poller.wait(e.retry_after()).await {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        reads += 1;
+        if state == target {
+            tracing::debug!(%state, "already in target power state");
+            return Ok(PowerOutcome {
+                acted: false,
+                reads,
+                final_state: state,
+            });
+        }
+        must_act = state != transitional;
+        last = Some(state);
+    }
+
+    if must_act {
+        loop {
+            match driver.power(action).await {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(error = %e, "power action failed, retrying");
+                    if !poller.wait(e.retry_after()).await {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        poller = Poller::new(policy, deadline);
+    }
+
+    loop {
+        if !poller.wait(None).await {
+            return Err(timeout(&last));
+        }
+        match driver.power_state().await {
+            Ok(state) => {
+                reads += 1;
+                if state == target {
+                    return Ok(PowerOutcome {
+                        acted: must_act,
+                        reads,
+                        final_state: state,
+                    });
+                }
+                last = Some(state);
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::debug!(error = %e, "power state read failed, retrying");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What [`boot_from_virtual_media`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualMediaBoot {
+    /// The slot the image went into.
+    pub slot_id: String,
+    /// Whether other media had to be ejected first.
+    pub ejected: bool,
+    /// The power action that started the boot (on, or a reset when already on).
+    pub power_action: PowerAction,
+}
+
+/// Boots the host from an ISO image by virtual CD: eject whatever is in the CD slot, insert
+/// `image_url` and read it back, set a one-time CD boot in `mode` and read it back, then
+/// power on (or reset when already on) and wait until the BMC reports the host on.
+pub async fn boot_from_virtual_media<D: BmcDriver + ?Sized>(
+    driver: &D,
+    image_url: &str,
+    mode: BootMode,
+    deadline: Deadline,
+) -> Result<VirtualMediaBoot> {
+    boot_from_virtual_media_with(driver, image_url, mode, deadline, PollPolicy::default()).await
+}
+
+/// [`boot_from_virtual_media`] with an explicit polling policy.
+pub async fn boot_from_virtual_media_with<D: BmcDriver + ?Sized>(
+    driver: &D,
+    image_url: &str,
+    mode: BootMode,
+    deadline: Deadline,
+    policy: PollPolicy,
+) -> Result<VirtualMediaBoot> {
+    let span = tracing::info_span!(
+        "bmc.boot_from_virtual_media",
+        driver = driver.driver_name(),
+        image_url,
+        %mode
+    );
+    vmedia_boot_inner(driver, image_url, mode, deadline, policy)
+        .instrument(span)
+        .await
+}
+
+async fn vmedia_boot_inner<D: BmcDriver + ?Sized>(
+    driver: &D,
+    image_url: &str,
+    mode: BootMode,
+    deadline: Deadline,
+    policy: PollPolicy,
+) -> Result<VirtualMediaBoot> {
+    if image_url.trim().is_empty() {
+        return Err(BmcError::InvalidRequest(
+            "virtual media image URL is empty".to_string(),
+        ));
+    }
+    let caps = driver.capabilities();
+    if !caps.can_insert(&MediaKind::Cd) {
+        return Err(driver.unsupported("virtual CD"));
+    }
+    if !caps.can_boot_from(&BootDevice::Cd) {
+        return Err(driver.unsupported("boot from CD"));
+    }
+
+    let slots = driver.virtual_media().await?;
+    let slot = slots
+        .iter()
+        .find(|s| s.accepts(&MediaKind::Cd))
+        .ok_or_else(|| BmcError::NotFound {
+            resource: "a virtual-media slot that takes CD images".to_string(),
+        })?;
+    let slot_id = slot.id.clone();
+    let ejected = slot.inserted;
+    if ejected {
+        tracing::debug!(slot = %slot_id, image = ?slot.image, "ejecting current media");
+        driver.eject_media(&MediaKind::Cd).await?;
+    }
+    driver.insert_media(&MediaKind::Cd, image_url).await?;
+    let after = driver.virtual_media().await?;
+    let observed = after.iter().find(|s| s.id == slot_id);
+    match observed {
+        Some(s) if s.inserted && s.image.as_deref() == Some(image_url) => {}
+        other => {
+            return Err(BmcError::NotApplied {
+                operation: format!("insert virtual media into slot {slot_id}"),
+                expected: format!("{image_url} inserted"),
+                observed: match other {
+                    None => "no such slot".to_string(),
+                    Some(s) if !s.inserted => "slot empty".to_string(),
+                    Some(s) => format!("{} inserted", s.image.as_deref().unwrap_or("<no image>")),
+                },
+            });
+        }
+    }
+
+    let boot = BootOverride::once(BootDevice::Cd).with_mode(mode);
+    driver.set_boot_override(&boot).await?;
+    let state = driver.boot_override().await?;
+    if !state.satisfies(&boot) {
+        return Err(BmcError::NotApplied {
+            operation: "set one-time boot from CD".to_string(),
+            expected: format!("{} once in {mode} mode", boot.device),
+            observed: format!("{state:?}"),
+        });
+    }
+
+    let power_action = match driver.power_state().await? {
+        PowerState::On | PowerState::PoweringOn => {
+            if caps.can_power(PowerAction::Reset) {
+                PowerAction::Reset
+            } else {
+                PowerAction::PowerCycle
+            }
+        }
+        _ => PowerAction::On,
+    };
+    ensure_power_with(driver, power_action, deadline, policy).await?;
+    Ok(VirtualMediaBoot {
+        slot_id,
+        ejected,
+        power_action,
+    })
+}

@@ -1,0 +1,6 @@
+//! Example binaries built on the crate family.
+//!
+//! - `bmc-address`: parses BMC addresses with Metal3's rules and prints what each one
+//!   means (driver, endpoint, system id, capability flags).
+//!
+//! The example conductor, operator and end-to-end demo arrive with the workflow issue.
