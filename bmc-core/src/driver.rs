@@ -111,3 +111,9 @@ pub trait BmcDriver: Send + Sync {
         BmcError::unsupported(operation, self.driver_name())
     }
 }
+
+impl std::fmt::Debug for dyn BmcDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BmcDriver({})", self.driver_name())
+    }
+}

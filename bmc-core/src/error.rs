@@ -143,7 +143,10 @@ pub enum BmcError {
 }
 
 fn detail_suffix(detail: &Option<String>) -> String {
-    detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+    detail
+        .as_ref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default()
 }
 
 fn retry_after_suffix(retry_after: &Option<Duration>) -> String {

@@ -158,7 +158,8 @@ impl Registry {
             .factories
             .get(&address.scheme())
             .ok_or_else(|| BmcError::NoDriver(address.scheme_str()))?;
-        let span = tracing::info_span!("bmc.connect", address = %address, user = credentials.username());
+        let span =
+            tracing::info_span!("bmc.connect", address = %address, user = credentials.username());
         factory
             .connect(address, credentials, options)
             .instrument(span)

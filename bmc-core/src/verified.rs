@@ -130,7 +130,7 @@ pub async fn ensure_power_with<D: BmcDriver + ?Sized>(
     policy: PollPolicy,
 ) -> Result<PowerOutcome> {
     let span = tracing::info_span!("bmc.ensure_power", driver = driver.driver_name(), %action);
-    ensure_power_inner(driver, action, deadline, policy)
+    ensure_power_inner(driver, action, deadline, policy, None)
         .instrument(span)
         .await
 }
@@ -140,6 +140,7 @@ async fn ensure_power_inner<D: BmcDriver + ?Sized>(
     action: PowerAction,
     deadline: Deadline,
     policy: PollPolicy,
+    known_state: Option<PowerState>,
 ) -> Result<PowerOutcome> {
     let target = action.target_state();
     let transitional = match target {
@@ -160,17 +161,20 @@ async fn ensure_power_inner<D: BmcDriver + ?Sized>(
 
     let mut must_act = !action.is_idempotent();
     if !must_act {
-        let state = loop {
-            match driver.power_state().await {
-                Ok(state) => break state,
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(error = %e, "power state read failed, retrying");
-                    if !poller.wait(e.retry_after()).await {
-                        return Err(e);
+        let state = match known_state {
+            Some(state) => state,
+            None => loop {
+                match driver.power_state().await {
+                    Ok(state) => break state,
+                    Err(e) if e.is_retryable() => {
+                        tracing::debug!(error = %e, "power state read failed, retrying");
+                        if !poller.wait(e.retry_after()).await {
+                            return Err(e);
+                        }
                     }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            }
+            },
         };
         reads += 1;
         if state == target {
@@ -329,7 +333,8 @@ async fn vmedia_boot_inner<D: BmcDriver + ?Sized>(
         });
     }
 
-    let power_action = match driver.power_state().await? {
+    let state = driver.power_state().await?;
+    let power_action = match state {
         PowerState::On | PowerState::PoweringOn => {
             if caps.can_power(PowerAction::Reset) {
                 PowerAction::Reset
@@ -339,7 +344,8 @@ async fn vmedia_boot_inner<D: BmcDriver + ?Sized>(
         }
         _ => PowerAction::On,
     };
-    ensure_power_with(driver, power_action, deadline, policy).await?;
+    // The state just read is passed on so it is not read twice.
+    ensure_power_inner(driver, power_action, deadline, policy, Some(state)).await?;
     Ok(VirtualMediaBoot {
         slot_id,
         ejected,

@@ -16,20 +16,118 @@ struct Row {
 
 /// `TestParse`: every row that upstream expects to parse.
 const PARSE_OK: &[Row] = &[
-    Row { input: "libvirt://192.168.122.1:6233/?abc=def", scheme: "libvirt", hostname: "192.168.122.1", host: "192.168.122.1:6233", port: "6233", path: "/" },
-    Row { input: "192.168.122.1", scheme: "ipmi", hostname: "192.168.122.1", host: "192.168.122.1", port: "", path: "" },
-    Row { input: "my.favoritebmc.com", scheme: "ipmi", hostname: "my.favoritebmc.com", host: "my.favoritebmc.com", port: "", path: "" },
-    Row { input: "my.examplehost.com", scheme: "ipmi", hostname: "my.examplehost.com", host: "my.examplehost.com", port: "", path: "" },
-    Row { input: "192.168.122.1:6233", scheme: "ipmi", hostname: "192.168.122.1", host: "192.168.122.1:6233", port: "6233", path: "" },
-    Row { input: "[fe80::fc33:62ff:fe83:8a76]:6233", scheme: "ipmi", hostname: "fe80::fc33:62ff:fe83:8a76", host: "[fe80::fc33:62ff:fe83:8a76]:6233", port: "6233", path: "" },
-    Row { input: "ipmi://192.168.122.1:6233", scheme: "ipmi", hostname: "192.168.122.1", host: "192.168.122.1:6233", port: "6233", path: "" },
-    Row { input: "ipmi:192.168.122.1", scheme: "ipmi", hostname: "192.168.122.1", host: "192.168.122.1", port: "", path: "" },
-    Row { input: "ipmi:192.168.122.1:6233", scheme: "ipmi", hostname: "192.168.122.1", host: "192.168.122.1:6233", port: "6233", path: "" },
-    Row { input: "redfish://192.168.122.1", scheme: "redfish", hostname: "192.168.122.1", host: "192.168.122.1", port: "", path: "" },
-    Row { input: "redfish://192.168.122.1:6233/foo", scheme: "redfish", hostname: "192.168.122.1", host: "192.168.122.1:6233", port: "6233", path: "/foo" },
-    Row { input: "redfish://[fe80::fc33:62ff:fe83:8a76]", scheme: "redfish", hostname: "fe80::fc33:62ff:fe83:8a76", host: "[fe80::fc33:62ff:fe83:8a76]", port: "", path: "" },
-    Row { input: "redfish://[fe80::fc33:62ff:fe83:8a76]:6233/foo", scheme: "redfish", hostname: "fe80::fc33:62ff:fe83:8a76", host: "[fe80::fc33:62ff:fe83:8a76]:6233", port: "6233", path: "/foo" },
-    Row { input: "redfish:192.168.122.1", scheme: "redfish", hostname: "192.168.122.1", host: "192.168.122.1", port: "", path: "" },
+    Row {
+        input: "libvirt://192.168.122.1:6233/?abc=def",
+        scheme: "libvirt",
+        hostname: "192.168.122.1",
+        host: "192.168.122.1:6233",
+        port: "6233",
+        path: "/",
+    },
+    Row {
+        input: "192.168.122.1",
+        scheme: "ipmi",
+        hostname: "192.168.122.1",
+        host: "192.168.122.1",
+        port: "",
+        path: "",
+    },
+    Row {
+        input: "my.favoritebmc.com",
+        scheme: "ipmi",
+        hostname: "my.favoritebmc.com",
+        host: "my.favoritebmc.com",
+        port: "",
+        path: "",
+    },
+    Row {
+        input: "my.examplehost.com",
+        scheme: "ipmi",
+        hostname: "my.examplehost.com",
+        host: "my.examplehost.com",
+        port: "",
+        path: "",
+    },
+    Row {
+        input: "192.168.122.1:6233",
+        scheme: "ipmi",
+        hostname: "192.168.122.1",
+        host: "192.168.122.1:6233",
+        port: "6233",
+        path: "",
+    },
+    Row {
+        input: "[fe80::fc33:62ff:fe83:8a76]:6233",
+        scheme: "ipmi",
+        hostname: "fe80::fc33:62ff:fe83:8a76",
+        host: "[fe80::fc33:62ff:fe83:8a76]:6233",
+        port: "6233",
+        path: "",
+    },
+    Row {
+        input: "ipmi://192.168.122.1:6233",
+        scheme: "ipmi",
+        hostname: "192.168.122.1",
+        host: "192.168.122.1:6233",
+        port: "6233",
+        path: "",
+    },
+    Row {
+        input: "ipmi:192.168.122.1",
+        scheme: "ipmi",
+        hostname: "192.168.122.1",
+        host: "192.168.122.1",
+        port: "",
+        path: "",
+    },
+    Row {
+        input: "ipmi:192.168.122.1:6233",
+        scheme: "ipmi",
+        hostname: "192.168.122.1",
+        host: "192.168.122.1:6233",
+        port: "6233",
+        path: "",
+    },
+    Row {
+        input: "redfish://192.168.122.1",
+        scheme: "redfish",
+        hostname: "192.168.122.1",
+        host: "192.168.122.1",
+        port: "",
+        path: "",
+    },
+    Row {
+        input: "redfish://192.168.122.1:6233/foo",
+        scheme: "redfish",
+        hostname: "192.168.122.1",
+        host: "192.168.122.1:6233",
+        port: "6233",
+        path: "/foo",
+    },
+    Row {
+        input: "redfish://[fe80::fc33:62ff:fe83:8a76]",
+        scheme: "redfish",
+        hostname: "fe80::fc33:62ff:fe83:8a76",
+        host: "[fe80::fc33:62ff:fe83:8a76]",
+        port: "",
+        path: "",
+    },
+    Row {
+        input: "redfish://[fe80::fc33:62ff:fe83:8a76]:6233/foo",
+        scheme: "redfish",
+        hostname: "fe80::fc33:62ff:fe83:8a76",
+        host: "[fe80::fc33:62ff:fe83:8a76]:6233",
+        port: "6233",
+        path: "/foo",
+    },
+    Row {
+        input: "redfish:192.168.122.1",
+        scheme: "redfish",
+        hostname: "192.168.122.1",
+        host: "192.168.122.1",
+        port: "",
+        path: "",
+    },
 ];
 
 #[test]
@@ -118,8 +216,20 @@ fn all_23_scheme_strings_parse_and_map_to_their_driver() {
 #[test]
 fn removed_and_malformed_schemes_are_unknown() {
     for scheme in [
-        "idrac", "idrac+https", "ilo4", "ilo4-virtualmedia", "ilo5", "irmc", "ibmc", "ibmc+http",
-        "ipmi+http", "libvirt+https", "redfish+ftp", "redfish+", "http", "https",
+        "idrac",
+        "idrac+https",
+        "ilo4",
+        "ilo4-virtualmedia",
+        "ilo5",
+        "irmc",
+        "ibmc",
+        "ibmc+http",
+        "ipmi+http",
+        "libvirt+https",
+        "redfish+ftp",
+        "redfish+",
+        "http",
+        "https",
     ] {
         let input = format!("{scheme}://192.168.122.1");
         match BmcAddress::parse(&input) {
@@ -138,15 +248,81 @@ fn scheme_profiles_match_upstream() {
     // (scheme, ironic driver, boot interface, needs MAC, virtual media, needs prov. network,
     //  secure boot, RAID, fast inspection)
     let table = [
-        ("ipmi", "ipmi", "ipxe", false, false, true, false, false, false),
-        ("libvirt", "ipmi", "ipxe", true, false, true, false, false, false),
-        ("redfish", "redfish", "ipxe", false, false, true, true, true, true),
-        ("ilo5-redfish", "redfish", "ipxe", false, false, true, true, true, true),
-        ("idrac-redfish", "idrac", "ipxe", false, false, true, true, true, true),
-        ("redfish-virtualmedia", "redfish", "redfish-virtual-media", false, true, false, true, true, true),
-        ("ilo5-virtualmedia", "redfish", "redfish-virtual-media", false, true, false, true, true, true),
-        ("idrac-virtualmedia", "idrac", "idrac-redfish-virtual-media", false, true, false, true, true, true),
-        ("redfish-uefihttp", "redfish", "redfish-https", false, true, false, true, true, true),
+        (
+            "ipmi", "ipmi", "ipxe", false, false, true, false, false, false,
+        ),
+        (
+            "libvirt", "ipmi", "ipxe", true, false, true, false, false, false,
+        ),
+        (
+            "redfish", "redfish", "ipxe", false, false, true, true, true, true,
+        ),
+        (
+            "ilo5-redfish",
+            "redfish",
+            "ipxe",
+            false,
+            false,
+            true,
+            true,
+            true,
+            true,
+        ),
+        (
+            "idrac-redfish",
+            "idrac",
+            "ipxe",
+            false,
+            false,
+            true,
+            true,
+            true,
+            true,
+        ),
+        (
+            "redfish-virtualmedia",
+            "redfish",
+            "redfish-virtual-media",
+            false,
+            true,
+            false,
+            true,
+            true,
+            true,
+        ),
+        (
+            "ilo5-virtualmedia",
+            "redfish",
+            "redfish-virtual-media",
+            false,
+            true,
+            false,
+            true,
+            true,
+            true,
+        ),
+        (
+            "idrac-virtualmedia",
+            "idrac",
+            "idrac-redfish-virtual-media",
+            false,
+            true,
+            false,
+            true,
+            true,
+            true,
+        ),
+        (
+            "redfish-uefihttp",
+            "redfish",
+            "redfish-https",
+            false,
+            true,
+            false,
+            true,
+            true,
+            true,
+        ),
     ];
     for (scheme, driver, boot, mac, vmedia, provnet, secure, raid, fast) in table {
         let a = BmcAddress::parse(&format!("{scheme}://10.1.1.1")).unwrap();
@@ -204,23 +380,71 @@ fn upstream_driver_info_table() {
     let v6 = "fe80::fc33:62ff:fe83:8a76";
     let cases: Vec<(String, BTreeMap<String, String>)> = vec![
         ("ipmi://192.168.122.1".into(), ipmi("ADMINISTRATOR")),
-        ("ipmi://192.168.122.1?privilegelevel=OPERATOR".into(), ipmi("OPERATOR")),
-        ("redfish://192.168.122.1/redfish/v1/foo/bar".into(), redfish("https://192.168.122.1", Some("/redfish/v1/foo/bar"))),
-        ("redfish+http://192.168.122.1/foo/bar".into(), redfish("http://192.168.122.1", Some("/foo/bar"))),
-        ("redfish+https://192.168.122.1/foo/bar".into(), redfish("https://192.168.122.1", Some("/foo/bar"))),
-        ("redfish://192.168.122.1:8080/foo/bar".into(), redfish("https://192.168.122.1:8080", Some("/foo/bar"))),
-        (format!("redfish://[{v6}]/foo/bar"), redfish(&format!("https://[{v6}]"), Some("/foo/bar"))),
-        (format!("redfish://[{v6}]:8080/foo"), redfish(&format!("https://[{v6}]:8080"), Some("/foo"))),
-        ("redfish+https://192.168.122.1/".into(), redfish("https://192.168.122.1", None)),
-        ("redfish+https://192.168.122.1/redfish/v1/".into(), redfish("https://192.168.122.1", None)),
-        ("redfish-virtualmedia://192.168.122.1/redfish/v1/foo/bar".into(), redfish("https://192.168.122.1", Some("/redfish/v1/foo/bar"))),
-        ("redfish-virtualmedia://192.168.122.1/redfish/v1/".into(), redfish("https://192.168.122.1", None)),
-        ("ilo5-virtualmedia://192.168.122.1/foo/bar".into(), redfish("https://192.168.122.1", Some("/foo/bar"))),
-        ("idrac-redfish://192.168.122.1/foo/bar".into(), redfish("https://192.168.122.1", Some("/foo/bar"))),
-        ("idrac-virtualmedia://192.168.122.1/redfish/v1/foo/bar".into(), redfish("https://192.168.122.1", Some("/redfish/v1/foo/bar"))),
-        ("idrac-virtualmedia://192.168.122.1/redfish/v1/".into(), redfish("https://192.168.122.1", None)),
+        (
+            "ipmi://192.168.122.1?privilegelevel=OPERATOR".into(),
+            ipmi("OPERATOR"),
+        ),
+        (
+            "redfish://192.168.122.1/redfish/v1/foo/bar".into(),
+            redfish("https://192.168.122.1", Some("/redfish/v1/foo/bar")),
+        ),
+        (
+            "redfish+http://192.168.122.1/foo/bar".into(),
+            redfish("http://192.168.122.1", Some("/foo/bar")),
+        ),
+        (
+            "redfish+https://192.168.122.1/foo/bar".into(),
+            redfish("https://192.168.122.1", Some("/foo/bar")),
+        ),
+        (
+            "redfish://192.168.122.1:8080/foo/bar".into(),
+            redfish("https://192.168.122.1:8080", Some("/foo/bar")),
+        ),
+        (
+            format!("redfish://[{v6}]/foo/bar"),
+            redfish(&format!("https://[{v6}]"), Some("/foo/bar")),
+        ),
+        (
+            format!("redfish://[{v6}]:8080/foo"),
+            redfish(&format!("https://[{v6}]:8080"), Some("/foo")),
+        ),
+        (
+            "redfish+https://192.168.122.1/".into(),
+            redfish("https://192.168.122.1", None),
+        ),
+        (
+            "redfish+https://192.168.122.1/redfish/v1/".into(),
+            redfish("https://192.168.122.1", None),
+        ),
+        (
+            "redfish-virtualmedia://192.168.122.1/redfish/v1/foo/bar".into(),
+            redfish("https://192.168.122.1", Some("/redfish/v1/foo/bar")),
+        ),
+        (
+            "redfish-virtualmedia://192.168.122.1/redfish/v1/".into(),
+            redfish("https://192.168.122.1", None),
+        ),
+        (
+            "ilo5-virtualmedia://192.168.122.1/foo/bar".into(),
+            redfish("https://192.168.122.1", Some("/foo/bar")),
+        ),
+        (
+            "idrac-redfish://192.168.122.1/foo/bar".into(),
+            redfish("https://192.168.122.1", Some("/foo/bar")),
+        ),
+        (
+            "idrac-virtualmedia://192.168.122.1/redfish/v1/foo/bar".into(),
+            redfish("https://192.168.122.1", Some("/redfish/v1/foo/bar")),
+        ),
+        (
+            "idrac-virtualmedia://192.168.122.1/redfish/v1/".into(),
+            redfish("https://192.168.122.1", None),
+        ),
         // redfish-uefihttp passes the path even when empty (upstream `redfish_https.go`).
-        ("redfish-uefihttp://192.168.122.1".into(), redfish("https://192.168.122.1", Some(""))),
+        (
+            "redfish-uefihttp://192.168.122.1".into(),
+            redfish("https://192.168.122.1", Some("")),
+        ),
     ];
     for (input, expected) in cases {
         let a = BmcAddress::parse(&input).unwrap();
@@ -228,7 +452,10 @@ fn upstream_driver_info_table() {
     }
     // Without disableCertificateVerification there is no verify_ca key.
     let a = BmcAddress::parse("redfish://h/x").unwrap();
-    assert!(!a.ironic_driver_info(&creds, false).contains_key("redfish_verify_ca"));
+    assert!(
+        !a.ironic_driver_info(&creds, false)
+            .contains_key("redfish_verify_ca")
+    );
 }
 
 #[test]
@@ -253,8 +480,14 @@ fn system_id_rule() {
         ("redfish://h/redfish/v1", None),
         ("redfish://h/redfish/v1/", None),
         ("redfish://h//redfish/v1//", None),
-        ("redfish://h/redfish/v1/Systems/1", Some("/redfish/v1/Systems/1")),
-        ("redfish://h/redfish/v1/Systems/a%20b", Some("/redfish/v1/Systems/a b")),
+        (
+            "redfish://h/redfish/v1/Systems/1",
+            Some("/redfish/v1/Systems/1"),
+        ),
+        (
+            "redfish://h/redfish/v1/Systems/a%20b",
+            Some("/redfish/v1/Systems/a b"),
+        ),
     ] {
         let a = BmcAddress::parse(input).unwrap();
         assert_eq!(a.redfish_system_id().as_deref(), id, "{input}");
@@ -290,7 +523,11 @@ fn go_url_error_texts() {
         ),
     ];
     for (input, text) in cases {
-        assert_eq!(BmcAddress::parse(input).unwrap_err().to_string(), text, "{input}");
+        assert_eq!(
+            BmcAddress::parse(input).unwrap_err().to_string(),
+            text,
+            "{input}"
+        );
     }
 }
 
@@ -309,7 +546,10 @@ fn deliberate_differences_from_upstream() {
         BmcAddress::parse("redfish://h:65536"),
         Err(AddressError::InvalidPort { .. })
     ));
-    assert_eq!(BmcAddress::parse("redfish://h:65535").unwrap().port(), Some(65535));
+    assert_eq!(
+        BmcAddress::parse("redfish://h:65535").unwrap().port(),
+        Some(65535)
+    );
 }
 
 #[test]
@@ -327,7 +567,10 @@ fn canonical_display() {
         ("192.168.122.1:6233", "ipmi://192.168.122.1:6233"),
         ("my.host", "ipmi://my.host"),
         ("[fe80::1]:623", "ipmi://[fe80::1]:623"),
-        ("redfish+http://h:08000/r?x=1#frag", "redfish+http://h:8000/r?x=1"),
+        (
+            "redfish+http://h:08000/r?x=1#frag",
+            "redfish+http://h:8000/r?x=1",
+        ),
         ("ipmi:10.0.0.1", "ipmi://10.0.0.1"),
     ] {
         let a = BmcAddress::parse(input).unwrap();
@@ -338,9 +581,14 @@ fn canonical_display() {
 
 #[test]
 fn serde_as_a_string() {
-    let a = BmcAddress::parse("idrac-virtualmedia://[::1]:8443/redfish/v1/Systems/System.Embedded.1").unwrap();
+    let a =
+        BmcAddress::parse("idrac-virtualmedia://[::1]:8443/redfish/v1/Systems/System.Embedded.1")
+            .unwrap();
     let json = serde_json::to_string(&a).unwrap();
-    assert_eq!(json, r#""idrac-virtualmedia://[::1]:8443/redfish/v1/Systems/System.Embedded.1""#);
+    assert_eq!(
+        json,
+        r#""idrac-virtualmedia://[::1]:8443/redfish/v1/Systems/System.Embedded.1""#
+    );
     assert_eq!(serde_json::from_str::<BmcAddress>(&json).unwrap(), a);
     assert!(serde_json::from_str::<BmcAddress>(r#""foo://h""#).is_err());
 }

@@ -159,9 +159,9 @@ fn parse_host(host: &str) -> Result<String, String> {
         }
         if let Some(zone) = host[..close].find("%25") {
             // RFC 6874 zone: any escape is allowed inside it.
-            let mut out = unescape(host[..zone].as_bytes(), Mode::Host)?;
-            out.extend(unescape(host[zone..close].as_bytes(), Mode::Zone)?);
-            out.extend(unescape(host[close..].as_bytes(), Mode::Host)?);
+            let mut out = unescape(&host.as_bytes()[..zone], Mode::Host)?;
+            out.extend(unescape(&host.as_bytes()[zone..close], Mode::Zone)?);
+            out.extend(unescape(&host.as_bytes()[close..], Mode::Host)?);
             return Ok(String::from_utf8_lossy(&out).into_owned());
         }
     } else if let Some(i) = host.rfind(':') {
@@ -359,7 +359,8 @@ mod tests {
 
     #[test]
     fn splits_like_go() {
-        let u = parse("redfish+https://user:pw@[fe80::1]:8000/redfish/v1/Systems/1?a=b#frag").unwrap();
+        let u =
+            parse("redfish+https://user:pw@[fe80::1]:8000/redfish/v1/Systems/1?a=b#frag").unwrap();
         assert_eq!(u.scheme, "redfish+https");
         assert_eq!(u.host, "[fe80::1]:8000");
         assert_eq!(u.raw_path, "/redfish/v1/Systems/1");

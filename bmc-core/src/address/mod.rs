@@ -294,7 +294,13 @@ impl BmcAddress {
 
 impl fmt::Display for BmcAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}{}", self.scheme_str(), self.host(), self.raw_path)?;
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme_str(),
+            self.host(),
+            self.raw_path
+        )?;
         if !self.raw_query.is_empty() {
             write!(f, "?{}", self.raw_query)?;
         }
@@ -361,7 +367,9 @@ fn check_dns_valid(hostname: &str) -> Result<(), AddressError> {
     let label_ok = |label: &str| {
         let bytes = label.as_bytes();
         (1..=63).contains(&bytes.len())
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
             && bytes.first() != Some(&b'-')
             && bytes.last() != Some(&b'-')
     };
