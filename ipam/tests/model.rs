@@ -129,14 +129,16 @@ fn pool_desc() -> impl Strategy<Value = PoolDesc> {
         any::<bool>(),
         prop::bool::weighted(0.2),
     )
-        .prop_map(|(v6_top, ranges, gateway, pre, reuse_last, allow_reserved)| PoolDesc {
-            v6_top,
-            ranges,
-            gateway,
-            pre,
-            reuse_last,
-            allow_reserved,
-        })
+        .prop_map(
+            |(v6_top, ranges, gateway, pre, reuse_last, allow_reserved)| PoolDesc {
+                v6_top,
+                ranges,
+                gateway,
+                pre,
+                reuse_last,
+                allow_reserved,
+            },
+        )
 }
 
 /// Builds the pool's address for (network index, offset).
@@ -174,7 +176,10 @@ fn build(desc: &PoolDesc) -> (IpPoolSpec, Option<Model>) {
     };
     let mut ranges = Vec::new();
     for (net, first, len) in &desc.ranges {
-        let (s, e) = (addr(desc, *net, *first), addr(desc, *net, first.saturating_add(len - 1)));
+        let (s, e) = (
+            addr(desc, *net, *first),
+            addr(desc, *net, first.saturating_add(len - 1)),
+        );
         spec.pools.push(PoolRange::from_to(s, e));
         ranges.push((value(&s), value(&e)));
     }
@@ -195,8 +200,7 @@ fn build(desc: &PoolDesc) -> (IpPoolSpec, Option<Model>) {
     let mut sorted = ranges.clone();
     sorted.sort();
     let overlap = sorted.windows(2).any(|w| w[1].0 <= w[0].1);
-    let gateway_ok = spec.gateway.is_none()
-        || desc.ranges.iter().all(|(net, _, _)| *net == net0);
+    let gateway_ok = spec.gateway.is_none() || desc.ranges.iter().all(|(net, _, _)| *net == net0);
     let pre_values: Vec<u128> = spec.pre_allocations.values().map(value).collect();
     let pre_dup = pre_values.iter().collect::<BTreeSet<_>>().len() != pre_values.len();
     let mut reserved = BTreeSet::new();
@@ -247,7 +251,10 @@ fn check_invariants(pool: &IpPool, model: &Model) -> Result<(), TestCaseError> {
             Some(p) => prop_assert_eq!(p, v),
             None => {
                 prop_assert!(!model.reserved.contains(v), "reserved address handed out");
-                prop_assert!(!model.pre.values().any(|p| p == v), "pre-allocation handed to another");
+                prop_assert!(
+                    !model.pre.values().any(|p| p == v),
+                    "pre-allocation handed to another"
+                );
             }
         }
     }
