@@ -169,7 +169,7 @@ impl fmt::Display for NodeState {
 
 /// An event: an API verb (`manage`, `provide`, `inspect`, `deploy`, `delete`, `abort`,
 /// `rebuild`, `clean`) or a conductor event (`done`, `fail`, `wait`, `resume`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeEvent {
     /// Verify and manage.
