@@ -207,13 +207,13 @@ impl Sim {
                 | HostEvent::DeprovisioningFailed(_)
                 | HostEvent::PowerFailed(_)
         );
-        if failure
-            && !step.ignored_event
-            && step.transitions.is_empty()
-            && step.host.retry_at.is_some()
-        {
+        let retry_at = step
+            .host
+            .retry_at
+            .filter(|_| failure && !step.ignored_event && step.transitions.is_empty());
+        if let Some(retry_at) = retry_at {
             let n = step.host.error_count.min(MAX_BACKOFF_COUNT);
-            let wait = step.host.retry_at.unwrap() - self.now;
+            let wait = retry_at - self.now;
             let hi = Duration::from_secs(60 << n);
             prop_assert!(
                 wait <= hi && wait >= hi / 2,
