@@ -1,6 +1,25 @@
-//! A Redfish driver implementing `bmc_core::BmcDriver`.
+//! A Redfish driver for `bmc_core::BmcDriver`.
 //!
-//! Status: skeleton. The client (sessions with basic-auth fallback, ETag handling, task
-//! monitors, retries with a per-BMC concurrency limit), the tolerant models, discovery of
-//! systems, managers and virtual-media slots, and `RedfishDriver` arrive with the
-//! bmc-redfish issue.
+//! This crate is being built in layers. Present now: the tolerant models ([`model`]), path
+//! normalisation ([`path`]) and discovery of the system, its managers and virtual-media
+//! slots ([`discovery`]) over any [`discovery::Fetch`] implementation. The HTTP client
+//! (sessions, retries, ETags, task monitors), `RedfishDriver` and its registration arrive
+//! next.
+//!
+//! ```
+//! use bmc_redfish::model::VirtualMedia;
+//!
+//! let slot = VirtualMedia::from_json(&serde_json::json!({
+//!     "@odata.id": "/redfish/v1/Managers/1/VirtualMedia/2/",
+//!     "Id": "2", "MediaTypes": ["CD", "DVD"], "Image": "", "Inserted": null
+//! }))?;
+//! assert!(slot.takes_cd());
+//! assert!(!slot.is_inserted());
+//! assert_eq!(slot.path.as_deref(), Some("/redfish/v1/Managers/1/VirtualMedia/2"));
+//! # Ok::<(), bmc_redfish::model::ModelError>(())
+//! ```
+
+pub mod discovery;
+mod json;
+pub mod model;
+pub mod path;
