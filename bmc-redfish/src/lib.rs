@@ -19,6 +19,7 @@
 //! # Ok::<(), bmc_redfish::model::ModelError>(())
 //! ```
 
+pub mod client;
 pub mod discovery;
 mod json;
 pub mod model;
