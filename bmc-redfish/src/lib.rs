@@ -21,6 +21,9 @@
 
 pub mod client;
 pub mod discovery;
+mod driver;
 mod json;
 pub mod model;
 pub mod path;
+
+pub use driver::{RedfishDriver, RedfishFactory, register};

@@ -1,5 +1,5 @@
 //! The models on real error bodies, edge-case payloads and arbitrary JSON.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 

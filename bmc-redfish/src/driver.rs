@@ -1,0 +1,627 @@
+//! `RedfishDriver`: the `BmcDriver` trait over a [`RedfishClient`] and a cached
+//! [`Discovery`], so a warm operation costs one request (power on = one POST, a power
+//! poll = one GET of the system).
+
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use bmc_core::{
+    BmcAddress, BmcDriver, BmcError, BmcScheme, BootDevice, BootMode, BootOverride,
+    BootOverrideState, BootPersistence, Capabilities, ConnectOptions, Cpu, Credentials, Disk,
+    DiskKind, DriverFactory, FirmwareVersion, HardwareInventory, MediaKind, MemoryModule, Nic,
+    PowerAction, PowerState, Registry, Result, SystemIdentity, VirtualMediaSlot,
+};
+
+use crate::client::{ClientSettings, RedfishClient};
+use crate::discovery::{Discovery, Slot, discover};
+use crate::model::{
+    Collection, ComputerSystem, Drive, EthernetInterface, Memory, Processor, SimpleStorage,
+    Storage, VirtualMedia,
+};
+
+/// A Redfish BMC behind the [`BmcDriver`] trait.
+pub struct RedfishDriver {
+    client: RedfishClient,
+    discovery: RwLock<Arc<Discovery>>,
+    name: String,
+}
+
+impl std::fmt::Debug for RedfishDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedfishDriver")
+            .field("base", &self.client.base())
+            .field("system", &self.discovery().system_path)
+            .finish()
+    }
+}
+
+/// The `ResetType`s to try for an action, best first.
+fn reset_candidates(action: PowerAction) -> &'static [&'static str] {
+    match action {
+        PowerAction::On => &["On", "ForceOn"],
+        PowerAction::Off => &["ForceOff"],
+        PowerAction::SoftOff => &["GracefulShutdown", "PushPowerButton"],
+        PowerAction::Reset => &["ForceRestart", "GracefulRestart", "PowerCycle"],
+        PowerAction::PowerCycle => &["PowerCycle", "ForceRestart"],
+    }
+}
+
+fn boot_target(device: &BootDevice) -> &str {
+    match device {
+        BootDevice::Pxe => "Pxe",
+        BootDevice::Disk => "Hdd",
+        BootDevice::Cd => "Cd",
+        BootDevice::BiosSetup => "BiosSetup",
+        BootDevice::UefiHttp => "UefiHttp",
+        BootDevice::Other(s) => s,
+        _ => "None",
+    }
+}
+
+fn boot_device(target: &str) -> Option<BootDevice> {
+    match target {
+        "None" => None,
+        "Pxe" => Some(BootDevice::Pxe),
+        "Hdd" => Some(BootDevice::Disk),
+        "Cd" | "UsbCd" => Some(BootDevice::Cd),
+        "BiosSetup" => Some(BootDevice::BiosSetup),
+        "UefiHttp" => Some(BootDevice::UefiHttp),
+        other => Some(BootDevice::Other(other.to_string())),
+    }
+}
+
+fn power_state(s: Option<&str>) -> PowerState {
+    match s {
+        Some("On") => PowerState::On,
+        Some("Off") => PowerState::Off,
+        Some("PoweringOn") => PowerState::PoweringOn,
+        Some("PoweringOff") => PowerState::PoweringOff,
+        Some(other) => PowerState::Other(other.to_string()),
+        None => PowerState::Other("unknown".to_string()),
+    }
+}
+
+fn media_kinds(m: &VirtualMedia) -> Vec<MediaKind> {
+    let mut kinds = Vec::new();
+    if m.takes_cd() {
+        kinds.push(MediaKind::Cd);
+    }
+    if m.takes_usb() {
+        kinds.push(MediaKind::Usb);
+    }
+    kinds
+}
+
+fn slot_state(slot: &Slot) -> VirtualMediaSlot {
+    VirtualMediaSlot {
+        id: slot.media.id.clone(),
+        kinds: media_kinds(&slot.media),
+        inserted: slot.media.is_inserted(),
+        image: slot.media.image.clone(),
+        write_protected: slot.media.write_protected,
+    }
+}
+
+fn protocol_error(path: &str, e: crate::model::ModelError) -> BmcError {
+    BmcError::Protocol {
+        context: format!("GET {path}"),
+        reason: e.to_string(),
+    }
+}
+
+impl RedfishDriver {
+    /// Connects: logs in (validating the credentials) and discovers the system named by
+    /// the address, its managers and virtual-media slots.
+    pub async fn connect(
+        address: &BmcAddress,
+        credentials: &Credentials,
+        options: &ConnectOptions,
+    ) -> Result<RedfishDriver> {
+        let endpoint = address.redfish_endpoint().ok_or_else(|| {
+            BmcError::unsupported(format!("{} addresses", address.scheme()), "redfish")
+        })?;
+        let settings = ClientSettings {
+            connect: options.clone(),
+            ..ClientSettings::default()
+        };
+        let client = RedfishClient::new(&endpoint, credentials.clone(), settings)?;
+        RedfishDriver::with_client(client, address.redfish_system_id().as_deref()).await
+    }
+
+    /// Builds a driver over an existing client (custom settings, tests).
+    pub async fn with_client(
+        client: RedfishClient,
+        system_path: Option<&str>,
+    ) -> Result<RedfishDriver> {
+        client.login().await?;
+        let discovery = discover(&client, system_path).await?;
+        for note in &discovery.notes {
+            tracing::debug!(note, "redfish discovery");
+        }
+        Ok(RedfishDriver {
+            client,
+            discovery: RwLock::new(Arc::new(discovery)),
+            name: "redfish".to_string(),
+        })
+    }
+
+    /// The client (request counts, raw requests).
+    pub fn client(&self) -> &RedfishClient {
+        &self.client
+    }
+
+    /// What discovery found (cached).
+    pub fn discovery(&self) -> Arc<Discovery> {
+        match self.discovery.read() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Runs discovery again (after a firmware update or a BMC reset).
+    pub async fn rediscover(&self) -> Result<()> {
+        let system = self.discovery().system_path.clone();
+        let fresh = discover(&self.client, Some(&system)).await?;
+        match self.discovery.write() {
+            Ok(mut d) => *d = Arc::new(fresh),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
+        }
+        Ok(())
+    }
+
+    async fn system(&self) -> Result<ComputerSystem> {
+        let path = self.discovery().system_path.clone();
+        let body = self.client.get(&path).await?.body;
+        ComputerSystem::from_json(&body).map_err(|e| protocol_error(&path, e))
+    }
+
+    fn slot_for(&self, kind: &MediaKind) -> Result<Slot> {
+        let d = self.discovery();
+        let slot = match kind {
+            MediaKind::Cd => d.cd(),
+            MediaKind::Usb | MediaKind::Floppy => d.usb(),
+            _ => None,
+        };
+        slot.cloned().ok_or_else(|| BmcError::NotFound {
+            resource: format!("a virtual-media slot for {kind} images"),
+        })
+    }
+
+    async fn read_slot(&self, slot: &Slot) -> Result<Slot> {
+        let body = self.client.get(&slot.path).await?.body;
+        let media = VirtualMedia::from_json(&body).map_err(|e| protocol_error(&slot.path, e))?;
+        Ok(Slot {
+            media,
+            ..slot.clone()
+        })
+    }
+
+    async fn members<T>(
+        &self,
+        collection: Option<&String>,
+        read: fn(&Value) -> std::result::Result<T, crate::model::ModelError>,
+    ) -> Vec<T> {
+        let Some(path) = collection else {
+            return Vec::new();
+        };
+        let members = match self
+            .client
+            .get(path)
+            .await
+            .map(|r| Collection::from_json(&r.body))
+        {
+            Ok(Ok(c)) => c.members,
+            _ => return Vec::new(),
+        };
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            // One unreadable member must not hide the rest.
+            if let Ok(r) = self.client.get(&m).await {
+                if let Ok(item) = read(&r.body) {
+                    out.push(item);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl BmcDriver for RedfishDriver {
+    fn driver_name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let d = self.discovery();
+        let allowed = |action: PowerAction| {
+            d.system.reset.is_some()
+                && (d.reset_types.is_empty()
+                    || reset_candidates(action)
+                        .iter()
+                        .any(|c| d.reset_types.iter().any(|t| t == c)))
+        };
+        let power_actions = [
+            PowerAction::On,
+            PowerAction::Off,
+            PowerAction::SoftOff,
+            PowerAction::Reset,
+            PowerAction::PowerCycle,
+        ]
+        .into_iter()
+        .filter(|a| allowed(*a))
+        .collect();
+        let boot = &d.system.boot;
+        let boot_devices = if !boot.present {
+            Vec::new()
+        } else if boot.target_allowable.is_empty() {
+            vec![
+                BootDevice::Pxe,
+                BootDevice::Disk,
+                BootDevice::Cd,
+                BootDevice::BiosSetup,
+            ]
+        } else {
+            boot.target_allowable
+                .iter()
+                .filter_map(|t| boot_device(t))
+                .filter(|b| !matches!(b, BootDevice::Other(_)))
+                .collect()
+        };
+        let mut virtual_media = Vec::new();
+        if d.cd().is_some() {
+            virtual_media.push(MediaKind::Cd);
+        }
+        if d.usb().is_some() {
+            virtual_media.push(MediaKind::Usb);
+        }
+        Capabilities {
+            power_actions,
+            boot_devices,
+            boot_modes: if boot.mode.is_some() || !boot.mode_allowable.is_empty() {
+                vec![BootMode::Uefi, BootMode::Legacy]
+            } else {
+                Vec::new()
+            },
+            persistent_boot: boot.enabled_allowable.is_empty()
+                || boot.enabled_allowable.iter().any(|e| e == "Continuous"),
+            virtual_media,
+            inventory: true,
+        }
+    }
+
+    async fn power_state(&self) -> Result<PowerState> {
+        Ok(power_state(self.system().await?.power_state.as_deref()))
+    }
+
+    async fn power(&self, action: PowerAction) -> Result<()> {
+        let d = self.discovery();
+        let reset = d
+            .system
+            .reset
+            .as_ref()
+            .ok_or_else(|| self.unsupported(&action.to_string()))?;
+        let reset_type = reset_candidates(action)
+            .iter()
+            .find(|c| d.reset_types.is_empty() || d.reset_types.iter().any(|t| t == *c))
+            .ok_or_else(|| self.unsupported(&action.to_string()))?;
+        match self
+            .client
+            .post(&reset.target, &json!({ "ResetType": reset_type }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // "Already on/off" answered as an error: success if the BMC is there already.
+            Err(BmcError::Rejected {
+                status: Some(400 | 409),
+                ..
+            }) if action.is_idempotent()
+                && self.power_state().await.ok() == Some(action.target_state()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn boot_override(&self) -> Result<BootOverrideState> {
+        let boot = self.system().await?.boot;
+        let enabled = boot.enabled.as_deref();
+        let active = !matches!(enabled, Some("Disabled"));
+        Ok(BootOverrideState {
+            device: if active {
+                boot.target.as_deref().and_then(boot_device)
+            } else {
+                None
+            },
+            persistence: match enabled {
+                Some("Once") => Some(BootPersistence::Once),
+                Some("Continuous") => Some(BootPersistence::Persistent),
+                _ => None,
+            },
+            mode: match boot.mode.as_deref() {
+                Some("UEFI") => Some(BootMode::Uefi),
+                Some("Legacy") => Some(BootMode::Legacy),
+                _ => None,
+            },
+        })
+    }
+
+    async fn set_boot_override(&self, boot: &BootOverride) -> Result<()> {
+        let d = self.discovery();
+        let target = boot_target(&boot.device);
+        let allowed = &d.system.boot.target_allowable;
+        if !allowed.is_empty() && !allowed.iter().any(|t| t == target) {
+            return Err(BmcError::InvalidRequest(format!(
+                "boot target {target} is not one the BMC allows ({})",
+                allowed.join(", ")
+            )));
+        }
+        let mut body = json!({
+            "BootSourceOverrideTarget": target,
+            "BootSourceOverrideEnabled": match boot.persistence {
+                BootPersistence::Once => "Once",
+                BootPersistence::Persistent => "Continuous",
+            },
+        });
+        if let Some(mode) = boot.mode {
+            body["BootSourceOverrideMode"] = json!(match mode {
+                BootMode::Uefi => "UEFI",
+                BootMode::Legacy => "Legacy",
+            });
+        }
+        let path = d.system_path.clone();
+        let patch = json!({ "Boot": body });
+        match self.client.patch(&path, &patch, None).await {
+            // 428: this BMC insists on If-Match; fetch the ETag and try again.
+            Err(BmcError::Rejected {
+                status: Some(428), ..
+            }) => {
+                let etag = self.client.get(&path).await?.etag;
+                self.client
+                    .patch(&path, &patch, etag.as_deref())
+                    .await
+                    .map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>> {
+        let d = self.discovery();
+        let mut out = Vec::new();
+        for slot in [d.cd(), d.usb()].into_iter().flatten() {
+            if out.iter().any(|s: &VirtualMediaSlot| s.id == slot.media.id) {
+                continue;
+            }
+            out.push(slot_state(&self.read_slot(slot).await?));
+        }
+        Ok(out)
+    }
+
+    async fn insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
+        let slot = self.slot_for(kind)?;
+        let Some(insert) = slot.media.insert.clone() else {
+            // No action (Lenovo XCC, DMTF mockup): PATCH the slot.
+            let body = json!({"Image": image_url, "Inserted": true, "WriteProtected": true});
+            return self
+                .client
+                .patch(&slot.path, &body, slot.media.etag.as_deref())
+                .await
+                .map(|_| ());
+        };
+        // Inserted/WriteProtected are left out: their defaults are what we want, and
+        // Supermicro rejects them.
+        let mut body = json!({ "Image": image_url });
+        for _ in 0..3 {
+            match self.client.post(&insert.target, &body).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let text = e.to_string();
+                    if text.contains("TransferProtocolType")
+                        && body.get("TransferProtocolType").is_none()
+                    {
+                        let proto = if image_url.starts_with("https") {
+                            "HTTPS"
+                        } else {
+                            "HTTP"
+                        };
+                        body["TransferProtocolType"] = json!(proto);
+                    } else if text.contains("TransferMethod")
+                        && body.get("TransferMethod").is_none()
+                    {
+                        body["TransferMethod"] = json!("Stream");
+                    } else {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        self.client.post(&insert.target, &body).await.map(|_| ())
+    }
+
+    async fn eject_media(&self, kind: &MediaKind) -> Result<()> {
+        let slot = self.slot_for(kind)?;
+        let result = match &slot.media.eject {
+            Some(eject) => self
+                .client
+                .post(&eject.target, &json!({}))
+                .await
+                .map(|_| ()),
+            None => {
+                let body = json!({"Image": null, "Inserted": false});
+                self.client
+                    .patch(&slot.path, &body, slot.media.etag.as_deref())
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            // Ejecting an empty slot fails on some BMCs (iLO): empty is success.
+            Err(e) => match self.read_slot(&slot).await {
+                Ok(s) if !s.media.is_inserted() => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    async fn inventory(&self) -> Result<HardwareInventory> {
+        let system = self.system().await?;
+        let d = self.discovery();
+        let cpus = self
+            .members(system.processors.as_ref(), Processor::from_json)
+            .await
+            .into_iter()
+            .filter(|p| p.state.as_deref() != Some("Absent"))
+            .filter(|p| p.processor_type.as_deref().is_none_or(|t| t == "CPU"))
+            .map(|p| Cpu {
+                id: p.id,
+                model: p.model,
+                architecture: p.architecture,
+                cores: p.cores.and_then(|c| u32::try_from(c).ok()),
+                threads: p.threads.and_then(|c| u32::try_from(c).ok()),
+                max_speed_mhz: p.max_speed_mhz.and_then(|c| u32::try_from(c).ok()),
+            })
+            .collect();
+        let memory = self
+            .members(system.memory.as_ref(), Memory::from_json)
+            .await
+            .into_iter()
+            .filter(|m| m.state.as_deref() != Some("Absent") && m.capacity_mib.unwrap_or(0) > 0)
+            .map(|m| MemoryModule {
+                id: m.id,
+                capacity_mib: m.capacity_mib,
+                memory_type: m.device_type,
+                speed_mhz: m.speed_mhz.and_then(|c| u32::try_from(c).ok()),
+            })
+            .collect();
+        let nics = self
+            .members(
+                system.ethernet_interfaces.as_ref(),
+                EthernetInterface::from_json,
+            )
+            .await
+            .into_iter()
+            .map(|n| Nic {
+                mac: n.mac.as_deref().and_then(|m| m.parse().ok()),
+                id: n.id,
+                speed_mbps: n.speed_mbps.and_then(|c| u32::try_from(c).ok()),
+                link_up: n.link_status.map(|s| s == "LinkUp"),
+            })
+            .collect();
+        let mut disks = Vec::new();
+        for storage in self
+            .members(system.storage.as_ref(), Storage::from_json)
+            .await
+        {
+            for path in storage.drives {
+                if let Ok(r) = self.client.get(&path).await {
+                    if let Ok(drive) = Drive::from_json(&r.body) {
+                        disks.push(disk(drive));
+                    }
+                }
+            }
+        }
+        if disks.is_empty() {
+            for ss in self
+                .members(system.simple_storage.as_ref(), SimpleStorage::from_json)
+                .await
+            {
+                for (name, model, size) in ss.devices {
+                    disks.push(Disk {
+                        id: name,
+                        model,
+                        serial_number: None,
+                        size_bytes: size,
+                        kind: DiskKind::Unknown,
+                    });
+                }
+            }
+        }
+        let mut firmware = Vec::new();
+        if let Some(v) = &system.bios_version {
+            firmware.push(FirmwareVersion {
+                component: "BIOS".to_string(),
+                version: v.clone(),
+            });
+        }
+        for m in &d.managers {
+            if let Some(v) = &m.firmware_version {
+                firmware.push(FirmwareVersion {
+                    component: format!("BMC {}", m.id),
+                    version: v.clone(),
+                });
+            }
+        }
+        Ok(HardwareInventory {
+            system: SystemIdentity {
+                manufacturer: system.manufacturer,
+                model: system.model,
+                serial_number: system.serial_number,
+                sku: system.sku,
+                uuid: system.uuid,
+                hostname: system.hostname,
+            },
+            cpus,
+            memory,
+            total_memory_mib: system.total_memory_gib.map(|g| (g * 1024.0).round() as u64),
+            nics,
+            disks,
+            firmware,
+        })
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.client.close().await
+    }
+}
+
+fn disk(d: Drive) -> Disk {
+    let kind = match (d.protocol.as_deref(), d.media_type.as_deref()) {
+        (Some(p), _) if p.eq_ignore_ascii_case("NVMe") => DiskKind::Nvme,
+        (_, Some("SSD")) => DiskKind::Ssd,
+        (_, Some("HDD")) => DiskKind::Hdd,
+        _ => DiskKind::Unknown,
+    };
+    Disk {
+        id: d.name.unwrap_or(d.id),
+        model: d.model,
+        serial_number: d.serial_number,
+        size_bytes: d.capacity_bytes,
+        kind,
+    }
+}
+
+/// Builds [`RedfishDriver`]s for a [`Registry`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RedfishFactory;
+
+#[async_trait]
+impl DriverFactory for RedfishFactory {
+    async fn connect(
+        &self,
+        address: &BmcAddress,
+        credentials: &Credentials,
+        options: &ConnectOptions,
+    ) -> Result<Box<dyn BmcDriver>> {
+        Ok(Box::new(
+            RedfishDriver::connect(address, credentials, options).await?,
+        ))
+    }
+}
+
+/// Registers the generic Redfish driver for `redfish`, `redfish-virtualmedia` and
+/// `redfish-uefihttp` (each with `+http`/`+https`).
+pub fn register(registry: &mut Registry) {
+    let factory = Arc::new(RedfishFactory);
+    for scheme in [
+        BmcScheme::Redfish,
+        BmcScheme::RedfishVirtualMedia,
+        BmcScheme::RedfishUefiHttp,
+    ] {
+        registry.register(scheme, factory.clone());
+    }
+}

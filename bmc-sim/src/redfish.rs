@@ -1,0 +1,728 @@
+//! The simulated Redfish BMC: serves a tree with working power, boot override, virtual
+//! media and sessions, and injects faults on request.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::tree::{builtin, key, load_dir, replicate_system};
+
+/// How to run a simulated Redfish BMC.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// A recorded tree (`shared/fixtures/redfish/<tree>`), or `None` for the built-in one.
+    pub tree: Option<PathBuf>,
+    /// Systems behind the one port (the tree's system is copied as `<path>-2`, …).
+    pub systems: usize,
+    /// How long a power change takes to show.
+    pub power_delay: Duration,
+    /// Probability that a request is answered 503 (after the first login).
+    pub fault_rate: f64,
+    /// Extra latency per request.
+    pub latency: Duration,
+    /// Require these credentials (sessions or basic auth); `None` = no authentication.
+    pub credentials: Option<(String, String)>,
+    /// Session lifetime.
+    pub session_timeout: Duration,
+    /// Seed of the fault generator (runs are reproducible).
+    pub seed: u64,
+    /// Port on 127.0.0.1 (0 = any free port).
+    pub port: u16,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            tree: None,
+            systems: 1,
+            power_delay: Duration::ZERO,
+            fault_rate: 0.0,
+            latency: Duration::ZERO,
+            credentials: None,
+            session_timeout: Duration::from_secs(1800),
+            seed: 1,
+            port: 0,
+        }
+    }
+}
+
+/// A fault to inject into upcoming requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and a Redfish error body.
+    Status(u16),
+    /// Answer 503 with `Retry-After: 0`.
+    Busy,
+    /// Wait this long before answering.
+    Latency(Duration),
+    /// Forget every session (clients get 401 and must log in again).
+    ExpireSessions,
+    /// Answer with a body that is not JSON.
+    Garbage,
+}
+
+#[derive(Debug, Clone)]
+enum ActionKind {
+    Reset,
+    Insert,
+    Eject,
+}
+
+struct Session {
+    uri: String,
+    expires: Instant,
+}
+
+struct Inner {
+    resources: Mutex<HashMap<String, Value>>,
+    actions: HashMap<String, (ActionKind, String)>,
+    sessions: Mutex<HashMap<String, Session>>,
+    pending_power: Mutex<HashMap<String, (String, Instant)>>,
+    planned: Mutex<VecDeque<Fault>>,
+    rng: Mutex<u64>,
+    requests: AtomicU64,
+    next_session: AtomicU64,
+    config: SimConfig,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A running simulator; stops when [`RedfishSim::stop`] is called or it is dropped.
+pub struct RedfishSim {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+fn index_actions(resources: &HashMap<String, Value>) -> HashMap<String, (ActionKind, String)> {
+    let mut out = HashMap::new();
+    for (path, v) in resources {
+        let Some(actions) = v.get("Actions").and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, a) in actions {
+            let kind = match name.as_str() {
+                "#ComputerSystem.Reset" => ActionKind::Reset,
+                "#VirtualMedia.InsertMedia" => ActionKind::Insert,
+                "#VirtualMedia.EjectMedia" => ActionKind::Eject,
+                _ => continue,
+            };
+            if let Some(target) = a.get("target").and_then(Value::as_str) {
+                out.insert(key(target), (kind, path.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn etag_of(v: &Value) -> String {
+    // FNV-1a over the serialized body: stable, cheap, changes with every write.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in v.to_string().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("W/\"{h:016x}\"")
+}
+
+fn error(status: StatusCode, id: &str, message: &str) -> Response {
+    let body = json!({"error": {
+        "code": "Base.1.8.GeneralError",
+        "message": "A general error has occurred. See ExtendedInfo for more information.",
+        "@Message.ExtendedInfo": [{"MessageId": id, "Message": message, "Severity": "Critical"}]
+    }});
+    (
+        status,
+        [("Content-Type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+impl RedfishSim {
+    /// Loads the tree and starts serving on 127.0.0.1.
+    pub async fn start(config: SimConfig) -> std::io::Result<RedfishSim> {
+        let mut resources = match &config.tree {
+            Some(dir) => {
+                let (r, skipped) = load_dir(dir)?;
+                if !skipped.is_empty() {
+                    tracing::warn!(
+                        count = skipped.len(),
+                        "tree files that are not JSON were skipped"
+                    );
+                }
+                r
+            }
+            None => builtin(),
+        };
+        if config.systems > 1 {
+            let first = resources
+                .get(&key("/redfish/v1/Systems"))
+                .and_then(|c| c.get("Members"))
+                .and_then(Value::as_array)
+                .and_then(|m| m.first())
+                .and_then(|m| m.get("@odata.id"))
+                .and_then(Value::as_str)
+                .map(|s| s.trim_end_matches('/').to_string());
+            if let Some(system) = first {
+                replicate_system(&mut resources, &system, config.systems);
+            }
+        }
+        let actions = index_actions(&resources);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            resources: Mutex::new(resources),
+            actions,
+            sessions: Mutex::new(HashMap::new()),
+            pending_power: Mutex::new(HashMap::new()),
+            planned: Mutex::new(VecDeque::new()),
+            rng: Mutex::new(config.seed.max(1)),
+            requests: AtomicU64::new(0),
+            next_session: AtomicU64::new(1),
+            config,
+        });
+        let app = Router::new().fallback(handle).with_state(inner.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = server.await {
+                tracing::warn!(error = %e, "bmc-sim server stopped");
+            }
+        });
+        Ok(RedfishSim {
+            addr,
+            inner,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Queues faults for the next requests, in order.
+    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.inner.planned).extend(faults);
+    }
+
+    /// The current JSON of a resource (power transitions applied).
+    pub fn resource(&self, path: &str) -> Option<Value> {
+        settle_power(&self.inner, &key(path));
+        lock(&self.inner.resources).get(&key(path)).cloned()
+    }
+
+    /// Open sessions.
+    pub fn sessions(&self) -> usize {
+        lock(&self.inner.sessions).len()
+    }
+
+    /// Stops serving and waits for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RedfishSim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Applies a finished power transition of the system at `path` (if any).
+fn settle_power(inner: &Inner, path: &str) {
+    let mut pending = lock(&inner.pending_power);
+    if let Some((target, due)) = pending.get(path) {
+        if Instant::now() >= *due {
+            let target = target.clone();
+            pending.remove(path);
+            if let Some(system) = lock(&inner.resources).get_mut(path) {
+                system["PowerState"] = json!(target);
+            }
+        }
+    }
+}
+
+fn next_random(inner: &Inner) -> f64 {
+    let mut s = lock(&inner.rng);
+    // xorshift64*
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    let v = s.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    (v >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn authorized(inner: &Inner, headers: &HeaderMap) -> bool {
+    let Some((user, pass)) = &inner.config.credentials else {
+        return true;
+    };
+    if let Some(token) = headers.get("X-Auth-Token").and_then(|v| v.to_str().ok()) {
+        let mut sessions = lock(&inner.sessions);
+        return match sessions.get(token) {
+            Some(s) if s.expires > Instant::now() => true,
+            Some(_) => {
+                sessions.remove(token);
+                false
+            }
+            None => false,
+        };
+    }
+    let Some(basic) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(basic.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .is_some_and(|pair| pair == format!("{user}:{pass}"))
+}
+
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    inner.requests.fetch_add(1, Ordering::Relaxed);
+    let path = uri.path().to_string();
+    let k = key(&path);
+    if !inner.config.latency.is_zero() {
+        tokio::time::sleep(inner.config.latency).await;
+    }
+    let planned = lock(&inner.planned).pop_front();
+    match planned {
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error(status, "Base.1.8.InternalError", "injected fault");
+        }
+        Some(Fault::Busy) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Base.1.8.ServiceTemporarilyUnavailable",
+                "injected busy",
+            );
+            r.headers_mut()
+                .insert("Retry-After", HeaderValue::from_static("0"));
+            return r;
+        }
+        Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
+        Some(Fault::ExpireSessions) => lock(&inner.sessions).clear(),
+        Some(Fault::Garbage) => return (StatusCode::OK, "{\"not json").into_response(),
+        None => {}
+    }
+    let sessions_path = key("/redfish/v1/SessionService/Sessions");
+    let public = (method == Method::GET && (k == "/redfish/v1" || k == "/redfish"))
+        || (method == Method::POST && k == sessions_path);
+    if !public && inner.config.fault_rate > 0.0 && next_random(&inner) < inner.config.fault_rate {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Base.1.8.ServiceTemporarilyUnavailable",
+            "random fault",
+        );
+        r.headers_mut()
+            .insert("Retry-After", HeaderValue::from_static("0"));
+        return r;
+    }
+    if !public && !authorized(&inner, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Base.1.8.NoValidSession",
+            "no valid session or credentials",
+        );
+    }
+    let json_body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Base.1.8.MalformedJSON",
+                    "the body is not JSON",
+                );
+            }
+        }
+    };
+    match method {
+        Method::GET => get(&inner, &k),
+        Method::POST if k == sessions_path => create_session(&inner, &json_body),
+        Method::POST => post_action(&inner, &k, &json_body),
+        Method::PATCH => patch(&inner, &k, &headers, &json_body),
+        Method::DELETE => delete(&inner, &k, &headers),
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Base.1.8.OperationNotAllowed",
+            "method not allowed",
+        ),
+    }
+}
+
+fn get(inner: &Inner, k: &str) -> Response {
+    settle_power(inner, k);
+    let resources = lock(&inner.resources);
+    match resources.get(k) {
+        Some(v) => {
+            let etag = etag_of(v);
+            (
+                StatusCode::OK,
+                [
+                    ("Content-Type", "application/json".to_string()),
+                    ("ETag", etag),
+                ],
+                v.to_string(),
+            )
+                .into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "Base.1.8.ResourceMissingAtURI",
+            "no such resource",
+        ),
+    }
+}
+
+fn create_session(inner: &Inner, body: &Value) -> Response {
+    let user = body
+        .get("UserName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let pass = body
+        .get("Password")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Some((u, p)) = &inner.config.credentials {
+        if user != u || pass != p {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "Base.1.8.InsufficientPrivilege",
+                "invalid credentials",
+            );
+        }
+    }
+    let n = inner.next_session.fetch_add(1, Ordering::Relaxed);
+    let token = format!(
+        "sim-token-{n:08x}-{:08x}",
+        (next_random(inner) * f64::from(u32::MAX)) as u32
+    );
+    let uri = format!("/redfish/v1/SessionService/Sessions/{n}");
+    lock(&inner.sessions).insert(
+        token.clone(),
+        Session {
+            uri: uri.clone(),
+            expires: Instant::now() + inner.config.session_timeout,
+        },
+    );
+    (
+        StatusCode::CREATED,
+        [
+            ("X-Auth-Token", token),
+            ("Location", uri.clone()),
+            ("Content-Type", "application/json".to_string()),
+        ],
+        json!({"@odata.id": uri, "Id": n.to_string(), "UserName": user}).to_string(),
+    )
+        .into_response()
+}
+
+fn delete(inner: &Inner, k: &str, headers: &HeaderMap) -> Response {
+    let mut sessions = lock(&inner.sessions);
+    let token = sessions
+        .iter()
+        .find(|(_, s)| key(&s.uri) == k)
+        .map(|(t, _)| t.clone());
+    match token {
+        Some(t) => {
+            sessions.remove(&t);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None if headers.contains_key("X-Auth-Token")
+            && k.starts_with(&key("/redfish/v1/SessionService/Sessions/")) =>
+        {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "Base.1.8.ResourceMissingAtURI",
+            "no such session",
+        ),
+    }
+}
+
+fn allowable_reset_types(resources: &HashMap<String, Value>, system: &Value) -> Vec<String> {
+    let action = &system["Actions"]["#ComputerSystem.Reset"];
+    let inline: Vec<String> = action["ResetType@Redfish.AllowableValues"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !inline.is_empty() {
+        return inline;
+    }
+    action["@Redfish.ActionInfo"]
+        .as_str()
+        .and_then(|p| resources.get(&key(p)))
+        .and_then(|info| info["Parameters"].as_array())
+        .and_then(|ps| ps.iter().find(|p| p["Name"] == "ResetType"))
+        .and_then(|p| p["AllowableValues"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn post_action(inner: &Inner, k: &str, body: &Value) -> Response {
+    let Some((kind, resource)) = inner.actions.get(k).cloned() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Base.1.8.ResourceMissingAtURI",
+            "no such action",
+        );
+    };
+    match kind {
+        ActionKind::Reset => {
+            settle_power(inner, &resource);
+            let mut resources = lock(&inner.resources);
+            let allowed = resources
+                .get(&resource)
+                .map(|s| allowable_reset_types(&resources, s))
+                .unwrap_or_default();
+            let Some(reset) = body.get("ResetType").and_then(Value::as_str) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Base.1.8.ActionParameterMissing",
+                    "ResetType is required",
+                );
+            };
+            if !allowed.is_empty() && !allowed.iter().any(|a| a == reset) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Base.1.8.ActionParameterValueNotInList",
+                    &format!(
+                        "The value {reset} for the parameter ResetType is not in the list of acceptable values"
+                    ),
+                );
+            }
+            let Some(system) = resources.get_mut(&resource) else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "Base.1.8.ResourceMissingAtURI",
+                    "no such system",
+                );
+            };
+            let current = system["PowerState"].as_str().unwrap_or("Off").to_string();
+            let target = match reset {
+                "On" | "ForceOn" | "ForceRestart" | "GracefulRestart" | "PowerCycle" => "On",
+                "ForceOff" | "GracefulShutdown" => "Off",
+                "PushPowerButton" if current == "On" => "Off",
+                "PushPowerButton" => "On",
+                _ => return StatusCode::NO_CONTENT.into_response(),
+            };
+            if inner.config.power_delay.is_zero() {
+                system["PowerState"] = json!(target);
+            } else {
+                lock(&inner.pending_power).insert(
+                    resource.clone(),
+                    (
+                        target.to_string(),
+                        Instant::now() + inner.config.power_delay,
+                    ),
+                );
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ActionKind::Insert => {
+            let Some(image) = body.get("Image").and_then(Value::as_str) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Base.1.8.ActionParameterMissing",
+                    "Image is required",
+                );
+            };
+            let mut resources = lock(&inner.resources);
+            let Some(slot) = resources.get_mut(&resource) else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "Base.1.8.ResourceMissingAtURI",
+                    "no such slot",
+                );
+            };
+            if slot["Inserted"] == json!(true) {
+                return error(
+                    StatusCode::CONFLICT,
+                    "Base.1.8.ResourceInUse",
+                    "media is already inserted; eject it first",
+                );
+            }
+            insert_into(
+                slot,
+                image,
+                body.get("WriteProtected").and_then(Value::as_bool),
+            );
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ActionKind::Eject => {
+            let mut resources = lock(&inner.resources);
+            if let Some(slot) = resources.get_mut(&resource) {
+                eject(slot);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+    }
+}
+
+fn insert_into(slot: &mut Value, image: &str, write_protected: Option<bool>) {
+    slot["Image"] = json!(image);
+    slot["ImageName"] = json!(image.rsplit('/').next().unwrap_or(image));
+    slot["Inserted"] = json!(true);
+    slot["ConnectedVia"] = json!("URI");
+    slot["WriteProtected"] = json!(write_protected.unwrap_or(true));
+}
+
+fn eject(slot: &mut Value) {
+    slot["Image"] = json!("");
+    slot["ImageName"] = json!("");
+    slot["Inserted"] = json!(false);
+    slot["ConnectedVia"] = json!("NotConnected");
+}
+
+fn patch(inner: &Inner, k: &str, headers: &HeaderMap, body: &Value) -> Response {
+    let mut resources = lock(&inner.resources);
+    let Some(resource) = resources.get_mut(k) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Base.1.8.ResourceMissingAtURI",
+            "no such resource",
+        );
+    };
+    if let Some(tag) = headers.get("If-Match").and_then(|v| v.to_str().ok()) {
+        let current = etag_of(resource);
+        let strong = current.trim_start_matches("W/");
+        if tag != current && tag != strong && tag != "*" {
+            return error(
+                StatusCode::PRECONDITION_FAILED,
+                "Base.1.8.PreconditionFailed",
+                "ETag does not match",
+            );
+        }
+    }
+    let is_system = resource.get("Boot").is_some() || resource.get("PowerState").is_some();
+    let is_slot = resource.get("MediaTypes").is_some();
+    if is_system {
+        let Some(boot) = body.get("Boot").and_then(Value::as_object) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Base.1.8.PropertyUnknown",
+                "only Boot can be changed",
+            );
+        };
+        let allowed: Vec<String> =
+            resource["Boot"]["BootSourceOverrideTarget@Redfish.AllowableValues"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+        if let Some(t) = boot.get("BootSourceOverrideTarget").and_then(Value::as_str) {
+            if !allowed.is_empty() && !allowed.iter().any(|a| a == t) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Base.1.8.PropertyValueNotInList",
+                    &format!(
+                        "The value {t} for the property BootSourceOverrideTarget is not in the list of acceptable values"
+                    ),
+                );
+            }
+        }
+        for (name, value) in boot {
+            resource["Boot"][name] = value.clone();
+        }
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    if is_slot {
+        match (
+            body.get("Inserted").and_then(Value::as_bool),
+            body.get("Image"),
+        ) {
+            (Some(false), _) | (_, Some(Value::Null)) => eject(resource),
+            (_, Some(Value::String(image))) => {
+                let image = image.clone();
+                insert_into(
+                    resource,
+                    &image,
+                    body.get("WriteProtected").and_then(Value::as_bool),
+                );
+            }
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Base.1.8.PropertyMissing",
+                    "Image or Inserted is required",
+                );
+            }
+        }
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Base.1.8.OperationNotAllowed",
+        "this resource cannot be changed",
+    )
+}
