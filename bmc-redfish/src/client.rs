@@ -267,14 +267,24 @@ impl RedfishClient {
         let (status, _, root_json) = self
             .send(Method::GET, SERVICE_ROOT, None, None, &Auth::None)
             .await?;
-        let sessions = if status.is_success() {
-            ServiceRoot::from_json(&root_json)
-                .ok()
-                .and_then(|r| r.sessions)
-        } else {
-            None
+        let root = status
+            .is_success()
+            .then(|| ServiceRoot::from_json(&root_json).ok())
+            .flatten();
+        if let Some(root) = &root {
+            if root.sessions.is_none() && root.session_service.is_none() {
+                // The service advertises no sessions (sushy-emulator, some lab BMCs).
+                return match self.settings.auth {
+                    AuthMode::Session => {
+                        Err(BmcError::unsupported("sessions", "this Redfish service"))
+                    }
+                    _ => Ok(Auth::Basic),
+                };
+            }
         }
-        .unwrap_or_else(|| format!("{SERVICE_ROOT}/SessionService/Sessions"));
+        let sessions = root
+            .and_then(|r| r.sessions)
+            .unwrap_or_else(|| format!("{SERVICE_ROOT}/SessionService/Sessions"));
         let body = json!({
             "UserName": self.credentials.username(),
             "Password": self.credentials.password().expose(),

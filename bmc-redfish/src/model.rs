@@ -711,10 +711,23 @@ impl ErrorBody {
         (body.code.is_some() || body.message.is_some() || !body.extended.is_empty()).then_some(body)
     }
 
-    /// All messages: the extended ones, else the code and message.
+    /// All messages: the extended ones, else the code and message. Extended entries that
+    /// carry only an id borrow `error.message`, which then holds the explanation (sushy,
+    /// iLO).
     pub fn all_messages(&self) -> Vec<BmcMessage> {
         if !self.extended.is_empty() {
-            return self.extended.clone();
+            let mut out = self.extended.clone();
+            if out.iter().all(|m| m.text.is_empty()) {
+                // ...unless it only points back at the ExtendedInfo.
+                let useful = self
+                    .message
+                    .as_ref()
+                    .filter(|m| !m.contains("ExtendedInfo"));
+                if let (Some(first), Some(message)) = (out.first_mut(), useful) {
+                    first.text = message.clone();
+                }
+            }
+            return out;
         }
         vec![BmcMessage {
             id: self.code.clone().unwrap_or_default(),

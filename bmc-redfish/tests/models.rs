@@ -40,6 +40,15 @@ async fn real_error_bodies_surface_their_message_ids() {
         }]
     );
     // A normal resource is not an error body.
+    // An id-only entry borrows error.message when it explains something (sushy-emulator).
+    let sushy = ErrorBody::from_json(&json!({"error": {"code": "Base.1.0.GeneralError",
+        "message": "Failed fetching image from URL http://x/a.iso",
+        "@Message.ExtendedInfo": [{"MessageId": "Base.1.0.GeneralError"}]}}))
+    .unwrap();
+    assert_eq!(
+        sushy.all_messages()[0].text,
+        "Failed fetching image from URL http://x/a.iso"
+    );
     let root = hpe.get_json("/redfish/v1").await.unwrap();
     assert_eq!(ErrorBody::from_json(&root), None);
 }
