@@ -203,11 +203,19 @@ pub struct BootOverrideState {
 }
 
 impl BootOverrideState {
-    /// Whether this state satisfies `wanted`: same device and persistence, and the same mode
-    /// when both a mode was asked for and the BMC reports one.
+    /// Whether this state satisfies `wanted`: the same device, the same mode when both a
+    /// mode was asked for and the BMC reports one, and the same persistence, except that a
+    /// persistent override satisfies a one-time request: the next boot uses the device
+    /// either way. (Some BMCs and sushy-emulator keep every override continuous; the caller
+    /// that needs the override gone afterwards sets the next boot device explicitly, as a
+    /// conductor does with the disk after provisioning.)
     pub fn satisfies(&self, wanted: &BootOverride) -> bool {
         self.device.as_ref() == Some(&wanted.device)
-            && self.persistence.is_none_or(|p| p == wanted.persistence)
+            && self.persistence.is_none_or(|p| {
+                p == wanted.persistence
+                    || (wanted.persistence == BootPersistence::Once
+                        && p == BootPersistence::Persistent)
+            })
             && match (wanted.mode, self.mode) {
                 (Some(w), Some(m)) => w == m,
                 _ => true,

@@ -321,3 +321,21 @@ async fn unimplemented_methods_are_typed_unsupported_errors() {
         .unwrap_err();
     assert_eq!(err.to_string(), "virtual CD is not supported by power-only");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_bmc_that_keeps_overrides_continuous_still_boots_from_cd() {
+    // sushy-emulator (and some firmware) report every override as Continuous.
+    let bmc = FakeBmc::new(PowerState::Off);
+    let out = boot_from_virtual_media(&bmc, ISO, BootMode::Uefi, minutes(5)).await;
+    assert!(out.is_ok());
+    let mut state = bmc.state.lock().unwrap().boot.clone();
+    state.persistence = Some(BootPersistence::Persistent);
+    assert!(state.satisfies(&bmc_core::BootOverride::once(BootDevice::Cd)));
+    state.persistence = Some(BootPersistence::Once);
+    assert!(
+        !state.satisfies(&bmc_core::BootOverride::persistent(BootDevice::Cd)),
+        "once does not satisfy persistent"
+    );
+    state.device = Some(BootDevice::Pxe);
+    assert!(!state.satisfies(&bmc_core::BootOverride::once(BootDevice::Cd)));
+}

@@ -1,0 +1,263 @@
+//! Against the real sushy-tools Redfish emulator (`shared/peers/sushy-emulator.sh`), with
+//! basic auth over HTTP and then over TLS with its CA: the whole verified virtual-media
+//! boot (eject, insert a served image, boot once from CD, power on, wait until On), power
+//! off, and `bmcctl` doing the same from the command line. The emulator's power changes
+//! land 1–11 s after the request, like slow hardware.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use bmc_core::verified::{Deadline, boot_from_virtual_media, ensure_power};
+use bmc_core::{
+    BmcAddress, BmcDriver, BmcError, BootDevice, BootMode, ConnectOptions, Credentials, MediaKind,
+    PowerAction, PowerState,
+};
+use bmc_redfish::RedfishDriver;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const USER: &str = "admin";
+const PASSWORD: &str = "sushy-peer-pw";
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/sushy-emulator.sh")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running emulator; stopped (by the script, by its PID file) when dropped.
+struct Peer {
+    dir: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Peer {
+    fn start(dir: &Path, tls: bool) -> Peer {
+        let port = free_port();
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["-d", dir.to_str().unwrap(), "start", "1", &port.to_string()])
+            .env("SUSHY_PEER_USER", USER)
+            .env("SUSHY_PEER_PASSWORD", PASSWORD)
+            .env("SUSHY_PEER_TLS", if tls { "1" } else { "0" })
+            .output()
+            .expect("bash runs the peer script");
+        assert!(
+            out.status.success(),
+            "sushy-emulator did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.join("peer.env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        Peer {
+            dir: dir.to_path_buf(),
+            env,
+        }
+    }
+
+    fn address(&self) -> String {
+        let url = &self.env["SUSHY_PEER_URL"];
+        let system = self.env["SUSHY_PEER_SYSTEMS"]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        let transport = if url.starts_with("https") {
+            "https"
+        } else {
+            "http"
+        };
+        let host = url.split("://").nth(1).unwrap();
+        format!("redfish-virtualmedia+{transport}://{host}/redfish/v1/Systems/{system}")
+    }
+
+    fn ca(&self) -> Option<PathBuf> {
+        self.env.get("SUSHY_PEER_CACERT").map(PathBuf::from)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["-d", self.dir.to_str().unwrap(), "stop"])
+            .output();
+    }
+}
+
+/// Serves a small ISO-like file over HTTP on 127.0.0.1 for the emulator to download.
+async fn image_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let body = vec![0x43u8; 32 * 1024];
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    (format!("http://{addr}/images/agent.iso"), task)
+}
+
+fn options(peer: &Peer) -> ConnectOptions {
+    let mut o = ConnectOptions::default()
+        .with_request_timeout(Duration::from_secs(15))
+        .with_operation_timeout(Duration::from_secs(60));
+    if let Some(ca) = peer.ca() {
+        o = o.with_extra_ca_cert_pem(std::fs::read(ca).unwrap());
+    }
+    o
+}
+
+async fn driver_flow(peer: &Peer, image: &str) {
+    let address = BmcAddress::parse(&peer.address()).unwrap();
+    let creds = Credentials::new(USER, PASSWORD).unwrap();
+    let d = RedfishDriver::connect(&address, &creds, &options(peer))
+        .await
+        .unwrap();
+    assert!(d.capabilities().can_insert(&MediaKind::Cd));
+
+    let minute = || Deadline::after(Duration::from_secs(60));
+    ensure_power(&d, PowerAction::Off, minute()).await.unwrap();
+    let boot = boot_from_virtual_media(&d, image, BootMode::Uefi, minute())
+        .await
+        .unwrap();
+    assert_eq!(boot.power_action, PowerAction::On);
+    assert_eq!(d.power_state().await.unwrap(), PowerState::On);
+    let slots = d.virtual_media().await.unwrap();
+    let cd = slots
+        .iter()
+        .find(|s| s.kinds.contains(&MediaKind::Cd))
+        .unwrap();
+    assert!(cd.inserted);
+    assert_eq!(cd.image.as_deref(), Some(image));
+    let override_state = d.boot_override().await.unwrap();
+    assert_eq!(override_state.device, Some(BootDevice::Cd));
+    // The emulator keeps every override continuous (its libvirt heritage); one-time boot
+    // is still satisfied for the next boot.
+    assert!(override_state.persistence.is_some());
+
+    // Booting again ejects the image first and resets the running host.
+    let again = boot_from_virtual_media(&d, image, BootMode::Uefi, minute())
+        .await
+        .unwrap();
+    assert!(again.ejected);
+    assert_eq!(again.power_action, PowerAction::Reset);
+
+    let off = ensure_power(&d, PowerAction::Off, minute()).await.unwrap();
+    assert_eq!(off.final_state, PowerState::Off);
+    d.eject_media(&MediaKind::Cd).await.unwrap();
+    d.close().await.unwrap();
+
+    // A wrong password is refused once, as an authentication error.
+    let wrong = Credentials::new(USER, "not-the-password").unwrap();
+    let err = RedfishDriver::connect(&address, &wrong, &options(peer))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BmcError::AuthenticationFailed { .. }),
+        "{err:?}"
+    );
+}
+
+fn bmcctl(peer: &Peer, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bmcctl"));
+    cmd.args([
+        "--user",
+        USER,
+        "--password-env",
+        "SUSHY_TEST_PASSWORD",
+        "--timeout",
+        "60",
+    ]);
+    if let Some(ca) = peer.ca() {
+        cmd.args(["--ca", ca.to_str().unwrap()]);
+    }
+    let address = peer.address();
+    cmd.arg(&address)
+        .args(args)
+        .env("SUSHY_TEST_PASSWORD", PASSWORD);
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn cli_flow(peer: &Peer, image: &str) {
+    let (ok, out) = bmcctl(peer, &["media", "boot", image]);
+    assert!(ok, "{out}");
+    assert!(out.contains("power On"), "{out}");
+    let (ok, out) = bmcctl(peer, &["media", "status"]);
+    assert!(ok && out.contains(image), "{out}");
+    let (ok, out) = bmcctl(peer, &["power", "off"]);
+    assert!(ok && out.contains("Off"), "{out}");
+    let (ok, out) = bmcctl(peer, &["power", "status"]);
+    assert!(ok && out.contains("power Off"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sushy_emulator_with_basic_auth_then_tls() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sushy-peer");
+    let (image, server) = image_server().await;
+
+    let plain = Peer::start(&dir, false);
+    driver_flow(&plain, &image).await;
+    let plain = tokio::task::spawn_blocking({
+        let image = image.clone();
+        move || {
+            cli_flow(&plain, &image);
+            plain
+        }
+    })
+    .await
+    .unwrap();
+    drop(plain);
+
+    let tls = Peer::start(&dir, true);
+    assert!(tls.ca().is_some());
+    driver_flow(&tls, &image).await;
+    // Without its CA the certificate is refused: verification is on by default.
+    let address = BmcAddress::parse(&tls.address()).unwrap();
+    let err = RedfishDriver::connect(
+        &address,
+        &Credentials::new(USER, PASSWORD).unwrap(),
+        &ConnectOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, BmcError::Unreachable { .. }), "{err:?}");
+    let tls = tokio::task::spawn_blocking({
+        let image = image.clone();
+        move || {
+            cli_flow(&tls, &image);
+            tls
+        }
+    })
+    .await
+    .unwrap();
+    drop(tls);
+    server.abort();
+}
