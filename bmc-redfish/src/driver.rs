@@ -292,10 +292,12 @@ impl BmcDriver for RedfishDriver {
         }
     }
 
+    #[tracing::instrument(name = "redfish.power_state", skip_all, fields(bmc = %self.client.base()))]
     async fn power_state(&self) -> Result<PowerState> {
         Ok(power_state(self.system().await?.power_state.as_deref()))
     }
 
+    #[tracing::instrument(name = "redfish.power", skip_all, fields(bmc = %self.client.base()))]
     async fn power(&self, action: PowerAction) -> Result<()> {
         let d = self.discovery();
         let reset = d
@@ -326,6 +328,7 @@ impl BmcDriver for RedfishDriver {
         }
     }
 
+    #[tracing::instrument(name = "redfish.boot_override", skip_all, fields(bmc = %self.client.base()))]
     async fn boot_override(&self) -> Result<BootOverrideState> {
         let boot = self.system().await?.boot;
         let enabled = boot.enabled.as_deref();
@@ -349,6 +352,7 @@ impl BmcDriver for RedfishDriver {
         })
     }
 
+    #[tracing::instrument(name = "redfish.set_boot_override", skip_all, fields(bmc = %self.client.base()))]
     async fn set_boot_override(&self, boot: &BootOverride) -> Result<()> {
         let d = self.discovery();
         let target = boot_target(&boot.device);
@@ -389,6 +393,7 @@ impl BmcDriver for RedfishDriver {
         }
     }
 
+    #[tracing::instrument(name = "redfish.virtual_media", skip_all, fields(bmc = %self.client.base()))]
     async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>> {
         let d = self.discovery();
         let mut out = Vec::new();
@@ -401,6 +406,7 @@ impl BmcDriver for RedfishDriver {
         Ok(out)
     }
 
+    #[tracing::instrument(name = "redfish.insert_media", skip_all, fields(bmc = %self.client.base()))]
     async fn insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
         let slot = self.slot_for(kind)?;
         let Some(insert) = slot.media.insert.clone() else {
@@ -442,6 +448,7 @@ impl BmcDriver for RedfishDriver {
         self.client.post(&insert.target, &body).await.map(|_| ())
     }
 
+    #[tracing::instrument(name = "redfish.eject_media", skip_all, fields(bmc = %self.client.base()))]
     async fn eject_media(&self, kind: &MediaKind) -> Result<()> {
         let slot = self.slot_for(kind)?;
         let result = match &slot.media.eject {
@@ -468,6 +475,7 @@ impl BmcDriver for RedfishDriver {
         }
     }
 
+    #[tracing::instrument(name = "redfish.inventory", skip_all, fields(bmc = %self.client.base()))]
     async fn inventory(&self) -> Result<HardwareInventory> {
         let system = self.system().await?;
         let d = self.discovery();
@@ -574,6 +582,7 @@ impl BmcDriver for RedfishDriver {
         })
     }
 
+    #[tracing::instrument(name = "redfish.close", skip_all, fields(bmc = %self.client.base()))]
     async fn close(&self) -> Result<()> {
         self.client.close().await
     }

@@ -209,3 +209,30 @@ async fn an_expired_session_is_renewed_transparently() {
     d.close().await.unwrap();
     assert_eq!(sim.sessions(), 0, "close deleted the session");
 }
+
+#[tokio::test]
+async fn busy_then_success_is_retried_for_reads_and_garbage_is_a_protocol_error() {
+    let (sim, d) = start(common::TREES[1]).await;
+    sim.inject([bmc_sim::Fault::Busy, bmc_sim::Fault::Busy]);
+    let before = sim.requests();
+    assert!(d.power_state().await.is_ok(), "two 503s, then the answer");
+    assert_eq!(sim.requests() - before, 3);
+    sim.inject([bmc_sim::Fault::Garbage]);
+    let err = d.power_state().await.unwrap_err();
+    assert!(
+        matches!(err, bmc_core::BmcError::Protocol { .. }),
+        "{err:?}"
+    );
+    sim.inject([bmc_sim::Fault::Status(500)]);
+    let err = d.power(PowerAction::On).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            bmc_core::BmcError::Rejected {
+                status: Some(500),
+                ..
+            }
+        ),
+        "a write is not retried on a plain 500: {err:?}"
+    );
+}
