@@ -1,10 +1,33 @@
-//! A Redfish driver for `bmc_core::BmcDriver`.
+//! A Redfish driver for `bmc_core::BmcDriver`, built for real vendor firmware.
 //!
-//! This crate is being built in layers. Present now: the tolerant models ([`model`]), path
-//! normalisation ([`path`]) and discovery of the system, its managers and virtual-media
-//! slots ([`discovery`]) over any [`discovery::Fetch`] implementation. The HTTP client
-//! (sessions, retries, ETags, task monitors), `RedfishDriver` and its registration arrive
-//! next.
+//! - [`client::RedfishClient`]: reqwest with native-tls, one pool and concurrency limit per
+//!   BMC, sessions with a basic-auth fallback, one re-login on 401, retries only where safe
+//!   (reads; writes when the BMC says it is not ready), the weak/strong/no ETag ladder on
+//!   412, 202 task monitors, errors carrying the BMC's message ids.
+//! - [`model`]: tolerant models that survive nulls, wrong types and unknown enum values.
+//! - [`discovery`]: the system (from the address or the only one), its managers and every
+//!   virtual-media slot, with the CD and USB slots chosen by `MediaTypes`.
+//! - [`RedfishDriver`]: the whole `BmcDriver` trait over a cached discovery; [`register`]
+//!   adds it to a `bmc_core::Registry` for `redfish`, `redfish-virtualmedia` and
+//!   `redfish-uefihttp` (with `+http`/`+https`).
+//!
+//! ```no_run
+//! # async fn demo() -> bmc_core::Result<()> {
+//! use bmc_core::{BmcAddress, ConnectOptions, Credentials, Registry};
+//!
+//! let mut registry = Registry::new();
+//! bmc_redfish::register(&mut registry);
+//! let address = BmcAddress::parse("redfish-virtualmedia://10.0.0.5/redfish/v1/Systems/1")?;
+//! let credentials = Credentials::new("admin", "s3cret")
+//!     .map_err(|e| bmc_core::BmcError::InvalidRequest(e.to_string()))?;
+//! let bmc = registry.connect(&address, &credentials, &ConnectOptions::default()).await?;
+//! println!("{}", bmc.power_state().await?);
+//! bmc.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The models work on plain JSON values, so they are easy to try:
 //!
 //! ```
 //! use bmc_redfish::model::VirtualMedia;
