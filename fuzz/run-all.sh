@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS (default 60) and prints one summary line per target:
+# executions, coverage, crashes. Needs the nightly toolchain and `cargo install cargo-fuzz`.
+#
+#   fuzz/run-all.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")"
+secs="${1:-60}"
+shift || true
+targets=("$@")
+if [ "${#targets[@]}" -eq 0 ]; then
+    mapfile -t targets < <(cargo +nightly fuzz list)
+fi
+
+# Seed the Redfish corpus from the recorded trees (not checked in: they keep their
+# licences in shared/fixtures/redfish/LICENSES).
+fixtures="../../shared/fixtures/redfish"
+if [ -d "$fixtures" ] && [ ! -e corpus/redfish_models/.seeded ]; then
+    mkdir -p corpus/redfish_models
+    find "$fixtures" -name index.json -size -16k | head -n 400 | while read -r f; do
+        cp "$f" "corpus/redfish_models/$(echo "$f" | md5sum | cut -c1-16)"
+    done
+    touch corpus/redfish_models/.seeded
+fi
+
+cargo +nightly fuzz build >/dev/null
+summary=()
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t" logs
+    log="logs/$t.log"
+    set +e
+    cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1
+    rc=$?
+    set -e
+    execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -n1)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n1 | awk '{print $2}')
+    crashes=$(ls "artifacts/$t" 2>/dev/null | grep -c -E '^(crash|leak|timeout|oom)-' || true)
+    summary+=("$(printf '%-16s %6ss  executions %-12s coverage %-6s crashes %s (exit %s)' \
+        "$t" "$secs" "${execs:-?}" "${cov:-?}" "$crashes" "$rc")")
+done
+printf '%s\n' "${summary[@]}"
