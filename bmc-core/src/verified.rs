@@ -103,6 +103,8 @@ pub struct PowerOutcome {
     pub acted: bool,
     /// How many times the power state was read.
     pub reads: u32,
+    /// How many of those reads were polls after the action was sent.
+    pub polls: u32,
     /// The state the BMC reported last.
     pub final_state: PowerState,
 }
@@ -182,6 +184,7 @@ async fn ensure_power_inner<D: BmcDriver + ?Sized>(
             return Ok(PowerOutcome {
                 acted: false,
                 reads,
+                polls: 0,
                 final_state: state,
             });
         }
@@ -205,10 +208,12 @@ async fn ensure_power_inner<D: BmcDriver + ?Sized>(
         poller = Poller::new(policy, deadline);
     }
 
+    let mut polls = 0;
     loop {
         if !poller.wait(None).await {
             return Err(timeout(&last));
         }
+        polls += 1;
         match driver.power_state().await {
             Ok(state) => {
                 reads += 1;
@@ -216,6 +221,7 @@ async fn ensure_power_inner<D: BmcDriver + ?Sized>(
                     return Ok(PowerOutcome {
                         acted: must_act,
                         reads,
+                        polls,
                         final_state: state,
                     });
                 }
@@ -238,6 +244,9 @@ pub struct VirtualMediaBoot {
     pub ejected: bool,
     /// The power action that started the boot (on, or a reset when already on).
     pub power_action: PowerAction,
+    /// Power-state polls after the power action (the rest of the flow's requests come
+    /// before and with it).
+    pub power_polls: u32,
 }
 
 /// Boots the host from an ISO image by virtual CD: eject whatever is in the CD slot, insert
@@ -345,10 +354,11 @@ async fn vmedia_boot_inner<D: BmcDriver + ?Sized>(
         _ => PowerAction::On,
     };
     // The state just read is passed on so it is not read twice.
-    ensure_power_inner(driver, power_action, deadline, policy, Some(state)).await?;
+    let power = ensure_power_inner(driver, power_action, deadline, policy, Some(state)).await?;
     Ok(VirtualMediaBoot {
         slot_id,
         ejected,
         power_action,
+        power_polls: power.polls,
     })
 }

@@ -41,6 +41,7 @@ async fn power_on_acts_then_polls_until_the_bmc_reports_on() {
     assert!(out.acted);
     assert_eq!(out.final_state, PowerState::On);
     assert_eq!(out.reads, 4, "one read before, three while waiting");
+    assert_eq!(out.polls, 3);
     assert_eq!(bmc.calls()[..2], ["power_state", "power power on"]);
     // Default policy waits 1 s, 2 s, 4 s between reads.
     assert_eq!(started.elapsed(), Duration::from_secs(7));

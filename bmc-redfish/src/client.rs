@@ -94,6 +94,9 @@ pub struct RedfishClient {
     settings: ClientSettings,
     limit: Arc<Semaphore>,
     auth: Mutex<Auth>,
+    /// The service root read while logging in, handed to the first reader (discovery) so
+    /// it is not fetched twice.
+    root: std::sync::Mutex<Option<Value>>,
     requests: AtomicU64,
 }
 
@@ -169,6 +172,7 @@ impl RedfishClient {
             limit: Arc::new(Semaphore::new(opts.max_concurrent_requests.max(1))),
             settings,
             auth: Mutex::new(Auth::None),
+            root: std::sync::Mutex::new(None),
             requests: AtomicU64::new(0),
         })
     }
@@ -271,6 +275,11 @@ impl RedfishClient {
             .is_success()
             .then(|| ServiceRoot::from_json(&root_json).ok())
             .flatten();
+        if root.is_some() {
+            if let Ok(mut cached) = self.root.lock() {
+                *cached = Some(root_json.clone());
+            }
+        }
         if let Some(root) = &root {
             if root.sessions.is_none() && root.session_service.is_none() {
                 // The service advertises no sessions (sushy-emulator, some lab BMCs).
@@ -572,7 +581,9 @@ impl RedfishClient {
                 uri: None,
             };
             let (status, _, body) = self.send(Method::DELETE, uri, None, None, &auth).await?;
-            if !status.is_success() && status != StatusCode::NOT_FOUND {
+            // 401/404: the session had already expired or been dropped; it is gone either way.
+            let gone = status == StatusCode::NOT_FOUND || status == StatusCode::UNAUTHORIZED;
+            if !status.is_success() && !gone {
                 return Err(BmcError::Rejected {
                     operation: format!("DELETE {uri}"),
                     status: Some(status.as_u16()),
@@ -612,6 +623,11 @@ impl Drop for RedfishClient {
 #[async_trait::async_trait]
 impl Fetch for RedfishClient {
     async fn get_json(&self, path: &str) -> Result<Value, BmcError> {
+        if crate::path::normalize(path).as_deref() == Some(SERVICE_ROOT) {
+            if let Some(root) = self.root.lock().ok().and_then(|mut r| r.take()) {
+                return Ok(root);
+            }
+        }
         Ok(self.get(path).await?.body)
     }
 }

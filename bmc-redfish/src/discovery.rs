@@ -42,10 +42,15 @@ pub struct Slot {
 }
 
 /// What discovery found.
+///
+/// Discovery reads only what the first operations need: the service root only when the
+/// address names no system, the managers only when the system has no virtual-media
+/// collection of its own (Ironic's rule: the system's slots win), and the slots only up to
+/// the first CD-capable one. [`complete`] reads the rest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Discovery {
-    /// The service root.
-    pub root: ServiceRoot,
+    /// The service root, if it was read.
+    pub root: Option<ServiceRoot>,
     /// The system's path.
     pub system_path: String,
     /// The system as read during discovery.
@@ -53,10 +58,15 @@ pub struct Discovery {
     /// `ResetType` values the BMC allows (inline or from its ActionInfo); empty when it
     /// does not say.
     pub reset_types: Vec<String>,
-    /// The managers of the system.
+    /// Paths of the system's managers (`Links.ManagedBy`, else the Managers collection
+    /// when it was read).
+    pub manager_paths: Vec<String>,
+    /// The managers that were read.
     pub managers: Vec<Manager>,
-    /// Every virtual-media slot, system slots first, each once.
+    /// Virtual-media slots read so far, system slots first, each once.
     pub slots: Vec<Slot>,
+    /// Slots listed but not read yet.
+    pub unread_slots: Vec<(String, SlotLocation)>,
     /// Index into `slots` of the slot to use for CD images.
     pub cd_slot: Option<usize>,
     /// Index into `slots` of the slot to use for USB images (not the CD slot when another
@@ -72,9 +82,21 @@ impl Discovery {
         self.cd_slot.and_then(|i| self.slots.get(i))
     }
 
-    /// The USB slot, if any.
+    /// The USB slot among the slots read, if any.
     pub fn usb(&self) -> Option<&Slot> {
         self.usb_slot.and_then(|i| self.slots.get(i))
+    }
+
+    fn choose_slots(&mut self) {
+        self.cd_slot = self.slots.iter().position(|s| s.media.takes_cd());
+        let cd = self.cd_slot;
+        self.usb_slot = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.media.takes_usb())
+            .min_by_key(|(i, _)| Some(*i) == cd)
+            .map(|(i, _)| i);
     }
 }
 
@@ -85,20 +107,40 @@ fn protocol(path: &str, e: crate::model::ModelError) -> BmcError {
     }
 }
 
+async fn read<T>(
+    fetch: &dyn Fetch,
+    path: &str,
+    parse: fn(&Value) -> Result<T, crate::model::ModelError>,
+    notes: &mut Vec<String>,
+) -> Option<T> {
+    match fetch.get_json(path).await.map(|v| parse(&v)) {
+        Ok(Ok(t)) => Some(t),
+        Ok(Err(e)) => {
+            notes.push(format!("{path}: {e}"));
+            None
+        }
+        Err(e) => {
+            notes.push(format!("{path}: {e}"));
+            None
+        }
+    }
+}
+
 /// Discovers the system named by `system_path` (from the BMC address), or the only system
-/// when it is `None` (Metal3's rule), with its managers and virtual-media slots.
+/// when it is `None` (Metal3's rule), and the virtual-media slots up to the first CD slot.
 pub async fn discover(fetch: &dyn Fetch, system_path: Option<&str>) -> Result<Discovery, BmcError> {
     let mut notes = Vec::new();
-    let root_json = fetch.get_json(SERVICE_ROOT).await?;
-    let root = ServiceRoot::from_json(&root_json).map_err(|e| protocol(SERVICE_ROOT, e))?;
-
+    let mut root = None;
     let system_path = match system_path.and_then(normalize) {
         Some(p) => p,
         None => {
-            let systems = root
+            let root_json = fetch.get_json(SERVICE_ROOT).await?;
+            let r = ServiceRoot::from_json(&root_json).map_err(|e| protocol(SERVICE_ROOT, e))?;
+            let systems = r
                 .systems
                 .clone()
                 .unwrap_or_else(|| format!("{SERVICE_ROOT}/Systems"));
+            root = Some(r);
             let json = fetch.get_json(&systems).await?;
             let collection = Collection::from_json(&json).map_err(|e| protocol(&systems, e))?;
             match collection.members.as_slice() {
@@ -128,119 +170,116 @@ pub async fn discover(fetch: &dyn Fetch, system_path: Option<&str>) -> Result<Di
         .unwrap_or_default();
     if reset_types.is_empty() {
         if let Some(info) = system.reset.as_ref().and_then(|r| r.action_info.clone()) {
-            match fetch
-                .get_json(&info)
-                .await
-                .map(|v| ActionInfo::from_json(&v))
-            {
-                Ok(Ok(info)) => reset_types = info.allowable("ResetType"),
-                Ok(Err(e)) => notes.push(format!("{info}: {e}")),
-                Err(e) => notes.push(format!("{info}: {e}")),
+            if let Some(info) = read(fetch, &info, ActionInfo::from_json, &mut notes).await {
+                reset_types = info.allowable("ResetType");
             }
         }
     }
 
-    let mut manager_paths = system.managed_by.clone();
-    if manager_paths.is_empty() {
-        if let Some(managers) = root.managers.clone() {
-            match fetch
-                .get_json(&managers)
-                .await
-                .map(|v| Collection::from_json(&v))
-            {
-                Ok(Ok(c)) => manager_paths = c.members,
-                Ok(Err(e)) => notes.push(format!("{managers}: {e}")),
-                Err(e) => notes.push(format!("{managers}: {e}")),
+    let mut d = Discovery {
+        root,
+        manager_paths: dedupe(system.managed_by.clone()),
+        system_path,
+        system,
+        reset_types,
+        managers: Vec::new(),
+        slots: Vec::new(),
+        unread_slots: Vec::new(),
+        cd_slot: None,
+        usb_slot: None,
+        notes,
+    };
+    let mut collections = Vec::new();
+    if let Some(vm) = d.system.virtual_media.clone() {
+        collections.push((vm, SlotLocation::System));
+    } else {
+        // Only the managers have virtual media: read them.
+        read_managers(fetch, &mut d).await;
+        for m in &d.managers {
+            if let Some(vm) = &m.virtual_media {
+                collections.push((vm.clone(), SlotLocation::Manager));
             }
-        }
-    }
-    let mut managers = Vec::new();
-    for path in dedupe(manager_paths) {
-        match fetch.get_json(&path).await.map(|v| Manager::from_json(&v)) {
-            Ok(Ok(m)) => managers.push(m),
-            Ok(Err(e)) => notes.push(format!("{path}: {e}")),
-            Err(e) => notes.push(format!("{path}: {e}")),
-        }
-    }
-
-    let mut collections: Vec<(String, SlotLocation)> = Vec::new();
-    if let Some(vm) = &system.virtual_media {
-        collections.push((vm.clone(), SlotLocation::System));
-    }
-    for m in &managers {
-        if let Some(vm) = &m.virtual_media {
-            collections.push((vm.clone(), SlotLocation::Manager));
         }
     }
     let mut seen_collections = HashSet::new();
     let mut seen_slots = HashSet::new();
-    let mut slots = Vec::new();
     for (collection_path, location) in collections {
         if !seen_collections.insert(identity(&collection_path)) {
             continue;
         }
-        let members = match fetch
-            .get_json(&collection_path)
-            .await
-            .map(|v| Collection::from_json(&v))
-        {
-            Ok(Ok(c)) => {
-                if c.skipped > 0 {
-                    notes.push(format!(
-                        "{collection_path}: {} unreadable members",
-                        c.skipped
-                    ));
-                }
-                c.members
-            }
-            Ok(Err(e)) => {
-                notes.push(format!("{collection_path}: {e}"));
-                continue;
-            }
-            Err(e) => {
-                notes.push(format!("{collection_path}: {e}"));
-                continue;
-            }
+        let Some(c) = read(fetch, &collection_path, Collection::from_json, &mut d.notes).await
+        else {
+            continue;
         };
-        for path in members {
-            if !seen_slots.insert(identity(&path)) {
-                continue;
-            }
-            match fetch
-                .get_json(&path)
-                .await
-                .map(|v| VirtualMedia::from_json(&v))
-            {
-                Ok(Ok(media)) => slots.push(Slot {
-                    path,
-                    location,
-                    media,
-                }),
-                Ok(Err(e)) => notes.push(format!("{path}: {e}")),
-                Err(e) => notes.push(format!("{path}: {e}")),
+        if c.skipped > 0 {
+            d.notes.push(format!(
+                "{collection_path}: {} unreadable members",
+                c.skipped
+            ));
+        }
+        for path in c.members {
+            if seen_slots.insert(identity(&path)) {
+                d.unread_slots.push((path, location));
             }
         }
     }
+    // Read slots until one takes CD images; the rest wait until they are needed.
+    while d.cd_slot.is_none() && !d.unread_slots.is_empty() {
+        read_next_slot(fetch, &mut d).await;
+    }
+    Ok(d)
+}
 
-    let cd_slot = slots.iter().position(|s| s.media.takes_cd());
-    let usb_slot = slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.media.takes_usb())
-        .min_by_key(|(i, _)| Some(*i) == cd_slot)
-        .map(|(i, _)| i);
+async fn read_next_slot(fetch: &dyn Fetch, d: &mut Discovery) {
+    let (path, location) = d.unread_slots.remove(0);
+    if let Some(media) = read(fetch, &path, VirtualMedia::from_json, &mut d.notes).await {
+        d.slots.push(Slot {
+            path,
+            location,
+            media,
+        });
+        d.choose_slots();
+    }
+}
 
-    Ok(Discovery {
-        root,
-        system_path,
-        system,
-        reset_types,
-        managers,
-        slots,
-        cd_slot,
-        usb_slot,
-        notes,
-    })
+/// Reads the managers listed for the system (or, with none listed, the service's
+/// Managers collection), if not read yet.
+pub async fn read_managers(fetch: &dyn Fetch, d: &mut Discovery) {
+    if !d.managers.is_empty() {
+        return;
+    }
+    if d.manager_paths.is_empty() {
+        let root = match &d.root {
+            Some(r) => Some(r.clone()),
+            None => read(fetch, SERVICE_ROOT, ServiceRoot::from_json, &mut d.notes).await,
+        };
+        let collection = root
+            .as_ref()
+            .and_then(|r| r.managers.clone())
+            .unwrap_or_else(|| format!("{SERVICE_ROOT}/Managers"));
+        d.root = root;
+        if let Some(c) = read(fetch, &collection, Collection::from_json, &mut d.notes).await {
+            d.manager_paths = dedupe(c.members);
+        }
+    }
+    for path in d.manager_paths.clone() {
+        if let Some(m) = read(fetch, &path, Manager::from_json, &mut d.notes).await {
+            d.managers.push(m);
+        }
+    }
+}
+
+/// Reads every slot not read yet (to find a USB slot, or to list them all).
+pub async fn complete_slots(fetch: &dyn Fetch, d: &mut Discovery) {
+    while !d.unread_slots.is_empty() {
+        read_next_slot(fetch, d).await;
+    }
+}
+
+/// Reads what [`discover`] left for later: the managers and every remaining slot.
+pub async fn complete(fetch: &dyn Fetch, d: &mut Discovery) {
+    read_managers(fetch, d).await;
+    complete_slots(fetch, d).await;
 }
 
 fn dedupe(paths: Vec<String>) -> Vec<String> {

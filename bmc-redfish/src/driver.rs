@@ -2,7 +2,9 @@
 //! [`Discovery`], so a warm operation costs one request (power on = one POST, a power
 //! poll = one GET of the system).
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -15,16 +17,32 @@ use bmc_core::{
 };
 
 use crate::client::{ClientSettings, RedfishClient};
-use crate::discovery::{Discovery, Slot, discover};
+use crate::discovery::{Discovery, Slot, complete_slots, discover, read_managers};
 use crate::model::{
     Collection, ComputerSystem, Drive, EthernetInterface, Memory, Processor, SimpleStorage,
     Storage, VirtualMedia,
 };
 
+/// How long a slot read stays good for the next read of the same slot. Writes through
+/// this driver drop it at once. It spares the re-read right after discovery and between
+/// the steps of one operation; nothing waits on it.
+const SLOT_FRESH: Duration = Duration::from_secs(2);
+/// How long a read of the system stays good: long enough to share one GET between the
+/// boot read-back and the power check of one flow, shorter than any poll interval. Writes
+/// to the system drop it.
+const SYSTEM_FRESH: Duration = Duration::from_millis(250);
+
 /// A Redfish BMC behind the [`BmcDriver`] trait.
+///
+/// Requests are kept few: discovery reads only what the first operations need (see
+/// [`Discovery`]), a slot or system just read is not read again within a moment
+/// (`SLOT_FRESH`, `SYSTEM_FRESH`, dropped on every write), so a power poll is one GET and
+/// power on one POST.
 pub struct RedfishDriver {
     client: RedfishClient,
     discovery: RwLock<Arc<Discovery>>,
+    slot_cache: Mutex<HashMap<String, (Instant, VirtualMedia)>>,
+    system_cache: Mutex<Option<(Instant, ComputerSystem)>>,
     name: String,
 }
 
@@ -140,9 +158,18 @@ impl RedfishDriver {
         for note in &discovery.notes {
             tracing::debug!(note, "redfish discovery");
         }
+        let now = Instant::now();
+        let slots = discovery
+            .slots
+            .iter()
+            .map(|s| (s.path.clone(), (now, s.media.clone())))
+            .collect();
+        let system = (now, discovery.system.clone());
         Ok(RedfishDriver {
             client,
             discovery: RwLock::new(Arc::new(discovery)),
+            slot_cache: Mutex::new(slots),
+            system_cache: Mutex::new(Some(system)),
             name: "redfish".to_string(),
         })
     }
@@ -160,25 +187,73 @@ impl RedfishDriver {
         }
     }
 
+    fn store(&self, d: Discovery) {
+        match self.discovery.write() {
+            Ok(mut g) => *g = Arc::new(d),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(d),
+        }
+    }
+
     /// Runs discovery again (after a firmware update or a BMC reset).
     pub async fn rediscover(&self) -> Result<()> {
         let system = self.discovery().system_path.clone();
         let fresh = discover(&self.client, Some(&system)).await?;
-        match self.discovery.write() {
-            Ok(mut d) => *d = Arc::new(fresh),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
-        }
+        self.forget_reads();
+        self.store(fresh);
         Ok(())
     }
 
-    async fn system(&self) -> Result<ComputerSystem> {
-        let path = self.discovery().system_path.clone();
-        let body = self.client.get(&path).await?.body;
-        ComputerSystem::from_json(&body).map_err(|e| protocol_error(&path, e))
+    /// Reads what discovery left for later: the managers and every slot.
+    pub async fn discover_everything(&self) -> Result<Arc<Discovery>> {
+        let mut d = (*self.discovery()).clone();
+        crate::discovery::complete(&self.client, &mut d).await;
+        self.store(d);
+        Ok(self.discovery())
     }
 
-    fn slot_for(&self, kind: &MediaKind) -> Result<Slot> {
-        let d = self.discovery();
+    fn forget_reads(&self) {
+        if let Ok(mut c) = self.slot_cache.lock() {
+            c.clear();
+        }
+        self.forget_system();
+    }
+
+    fn forget_system(&self) {
+        if let Ok(mut c) = self.system_cache.lock() {
+            *c = None;
+        }
+    }
+
+    fn forget_slot(&self, path: &str) {
+        if let Ok(mut c) = self.slot_cache.lock() {
+            c.remove(path);
+        }
+    }
+
+    async fn system(&self) -> Result<ComputerSystem> {
+        if let Some((at, system)) = self.system_cache.lock().ok().and_then(|c| c.clone()) {
+            if at.elapsed() < SYSTEM_FRESH {
+                return Ok(system);
+            }
+        }
+        let path = self.discovery().system_path.clone();
+        let body = self.client.get(&path).await?.body;
+        let system = ComputerSystem::from_json(&body).map_err(|e| protocol_error(&path, e))?;
+        if let Ok(mut c) = self.system_cache.lock() {
+            *c = Some((Instant::now(), system.clone()));
+        }
+        Ok(system)
+    }
+
+    async fn slot_for(&self, kind: &MediaKind) -> Result<Slot> {
+        let wants_usb = matches!(kind, MediaKind::Usb | MediaKind::Floppy);
+        let mut d = self.discovery();
+        if wants_usb && d.usb().is_none() && !d.unread_slots.is_empty() {
+            let mut more = (*d).clone();
+            complete_slots(&self.client, &mut more).await;
+            self.store(more);
+            d = self.discovery();
+        }
         let slot = match kind {
             MediaKind::Cd => d.cd(),
             MediaKind::Usb | MediaKind::Floppy => d.usb(),
@@ -190,8 +265,24 @@ impl RedfishDriver {
     }
 
     async fn read_slot(&self, slot: &Slot) -> Result<Slot> {
+        let cached = self
+            .slot_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&slot.path).cloned());
+        if let Some((at, media)) = cached {
+            if at.elapsed() < SLOT_FRESH {
+                return Ok(Slot {
+                    media,
+                    ..slot.clone()
+                });
+            }
+        }
         let body = self.client.get(&slot.path).await?.body;
         let media = VirtualMedia::from_json(&body).map_err(|e| protocol_error(&slot.path, e))?;
+        if let Ok(mut c) = self.slot_cache.lock() {
+            c.insert(slot.path.clone(), (Instant::now(), media.clone()));
+        }
         Ok(Slot {
             media,
             ..slot.clone()
@@ -274,7 +365,8 @@ impl BmcDriver for RedfishDriver {
         if d.cd().is_some() {
             virtual_media.push(MediaKind::Cd);
         }
-        if d.usb().is_some() {
+        // A USB slot may still be among the slots not read yet.
+        if d.usb().is_some() || !d.unread_slots.is_empty() {
             virtual_media.push(MediaKind::Usb);
         }
         Capabilities {
@@ -309,11 +401,13 @@ impl BmcDriver for RedfishDriver {
             .iter()
             .find(|c| d.reset_types.is_empty() || d.reset_types.iter().any(|t| t == *c))
             .ok_or_else(|| self.unsupported(&action.to_string()))?;
-        match self
+        self.forget_system();
+        let result = self
             .client
             .post(&reset.target, &json!({ "ResetType": reset_type }))
-            .await
-        {
+            .await;
+        self.forget_system();
+        match result {
             Ok(_) => Ok(()),
             // "Already on/off" answered as an error: success if the BMC is there already.
             Err(BmcError::Rejected {
@@ -378,7 +472,10 @@ impl BmcDriver for RedfishDriver {
         }
         let path = d.system_path.clone();
         let patch = json!({ "Boot": body });
-        match self.client.patch(&path, &patch, None).await {
+        self.forget_system();
+        let result = self.client.patch(&path, &patch, None).await;
+        self.forget_system();
+        match result {
             // 428: this BMC insists on If-Match; fetch the ETag and try again.
             Err(BmcError::Rejected {
                 status: Some(428), ..
@@ -394,6 +491,8 @@ impl BmcDriver for RedfishDriver {
     }
 
     #[tracing::instrument(name = "redfish.virtual_media", skip_all, fields(bmc = %self.client.base()))]
+    /// The slots this driver uses: the CD slot, and the USB slot once it has been looked
+    /// for. [`RedfishDriver::discover_everything`] reads every slot the BMC lists.
     async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>> {
         let d = self.discovery();
         let mut out = Vec::new();
@@ -408,7 +507,8 @@ impl BmcDriver for RedfishDriver {
 
     #[tracing::instrument(name = "redfish.insert_media", skip_all, fields(bmc = %self.client.base()))]
     async fn insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
-        let slot = self.slot_for(kind)?;
+        let slot = self.slot_for(kind).await?;
+        self.forget_slot(&slot.path);
         let Some(insert) = slot.media.insert.clone() else {
             // No action (Lenovo XCC, DMTF mockup): PATCH the slot.
             let body = json!({"Image": image_url, "Inserted": true, "WriteProtected": true});
@@ -423,7 +523,10 @@ impl BmcDriver for RedfishDriver {
         let mut body = json!({ "Image": image_url });
         for _ in 0..3 {
             match self.client.post(&insert.target, &body).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.forget_slot(&slot.path);
+                    return Ok(());
+                }
                 Err(e) => {
                     let text = e.to_string();
                     if text.contains("TransferProtocolType")
@@ -450,7 +553,8 @@ impl BmcDriver for RedfishDriver {
 
     #[tracing::instrument(name = "redfish.eject_media", skip_all, fields(bmc = %self.client.base()))]
     async fn eject_media(&self, kind: &MediaKind) -> Result<()> {
-        let slot = self.slot_for(kind)?;
+        let slot = self.slot_for(kind).await?;
+        self.forget_slot(&slot.path);
         let result = match &slot.media.eject {
             Some(eject) => self
                 .client
@@ -468,16 +572,24 @@ impl BmcDriver for RedfishDriver {
         match result {
             Ok(()) => Ok(()),
             // Ejecting an empty slot fails on some BMCs (iLO): empty is success.
-            Err(e) => match self.read_slot(&slot).await {
-                Ok(s) if !s.media.is_inserted() => Ok(()),
-                _ => Err(e),
-            },
+            Err(e) => {
+                self.forget_slot(&slot.path);
+                match self.read_slot(&slot).await {
+                    Ok(s) if !s.media.is_inserted() => Ok(()),
+                    _ => Err(e),
+                }
+            }
         }
     }
 
     #[tracing::instrument(name = "redfish.inventory", skip_all, fields(bmc = %self.client.base()))]
     async fn inventory(&self) -> Result<HardwareInventory> {
         let system = self.system().await?;
+        if self.discovery().managers.is_empty() {
+            let mut d = (*self.discovery()).clone();
+            read_managers(&self.client, &mut d).await;
+            self.store(d);
+        }
         let d = self.discovery();
         let cpus = self
             .members(system.processors.as_ref(), Processor::from_json)

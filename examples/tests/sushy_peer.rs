@@ -16,6 +16,7 @@ use bmc_core::{
     PowerAction, PowerState,
 };
 use bmc_redfish::RedfishDriver;
+use bmc_redfish::client::{AuthMode, ClientSettings, RedfishClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const USER: &str = "admin";
@@ -168,6 +169,47 @@ async fn driver_flow(peer: &Peer, image: &str) {
     assert_eq!(off.final_state, PowerState::Off);
     d.eject_media(&MediaKind::Cd).await.unwrap();
     d.close().await.unwrap();
+
+    // Request economy of the cold flow: a fresh driver, discovery included, up to and
+    // including the power-on request, read-back verification included.
+    for (mode, limit) in [(AuthMode::Auto, 9), (AuthMode::Basic, 8)] {
+        let endpoint = address.redfish_endpoint().unwrap();
+        let settings = ClientSettings {
+            connect: options(peer),
+            auth: mode,
+            ..ClientSettings::default()
+        };
+        let client = RedfishClient::new(&endpoint, creds.clone(), settings).unwrap();
+        let cold = RedfishDriver::with_client(client, address.redfish_system_id().as_deref())
+            .await
+            .unwrap();
+        let boot = boot_from_virtual_media(&cold, image, BootMode::Uefi, minute())
+            .await
+            .unwrap();
+        assert_eq!(boot.power_action, PowerAction::On, "the host was off");
+        let cold_requests = cold.client().request_count() - u64::from(boot.power_polls);
+        println!(
+            "cold virtual-media boot ({mode:?} auth): {cold_requests} requests up to the reset, then {} polls",
+            boot.power_polls
+        );
+        assert!(
+            cold_requests <= limit,
+            "{mode:?}: {cold_requests} requests, limit {limit}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = cold.client().request_count();
+        cold.power_state().await.unwrap();
+        assert_eq!(
+            cold.client().request_count() - before,
+            1,
+            "a power poll is one request"
+        );
+        ensure_power(&cold, PowerAction::Off, minute())
+            .await
+            .unwrap();
+        cold.eject_media(&MediaKind::Cd).await.unwrap();
+        cold.close().await.unwrap();
+    }
 
     // A wrong password is refused once, as an authentication error.
     let wrong = Credentials::new(USER, "not-the-password").unwrap();
