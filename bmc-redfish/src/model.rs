@@ -735,3 +735,41 @@ impl ErrorBody {
         }]
     }
 }
+
+/// A `Bios` resource: current attributes and where pending changes go.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Bios {
+    /// `AttributeRegistry`.
+    pub attribute_registry: Option<String>,
+    /// `Attributes` as sent (values of any JSON type).
+    pub attributes: serde_json::Map<String, Value>,
+    /// `@Redfish.Settings.SettingsObject`: where to PATCH changes (`Bios/Settings`,
+    /// `Bios/Pending`, `Bios/SD` on the recorded trees).
+    pub settings_object: Option<String>,
+    /// `#Bios.ResetBios` target.
+    pub reset_bios: Option<String>,
+}
+
+impl Bios {
+    /// Reads a Bios resource.
+    pub fn from_json(v: &Value) -> Result<Bios, ModelError> {
+        let v = object(v, "Bios")?;
+        Ok(Bios {
+            attribute_registry: string(v, &["AttributeRegistry"]),
+            attributes: at(v, &["Attributes"])
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            settings_object: link(v, &["@Redfish.Settings", "SettingsObject"]),
+            reset_bios: Action::read(v, "#Bios.ResetBios", "ResetType").map(|a| a.target),
+        })
+    }
+
+    /// An attribute's value as text (strings as they are, other values as JSON).
+    pub fn attribute(&self, name: &str) -> Option<String> {
+        self.attributes.get(name).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+}

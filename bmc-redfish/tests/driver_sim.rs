@@ -243,3 +243,13 @@ async fn busy_then_success_is_retried_for_reads_and_garbage_is_a_protocol_error(
         "a write is not retried on a plain 500: {err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_for_reads() {
+    let (sim, d) = start(common::TREES[3]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.inject([bmc_sim::Fault::Drop]);
+    let before = sim.requests();
+    assert!(d.power_state().await.is_ok());
+    assert_eq!(sim.requests() - before, 2, "dropped once, then answered");
+}

@@ -233,6 +233,7 @@ proptest! {
         let _ = Drive::from_json(&v);
         let _ = SimpleStorage::from_json(&v);
         let _ = SessionService::from_json(&v);
+        let _ = Bios::from_json(&v).map(|b| b.attribute("BootMode"));
         let _ = Task::from_json(&v).map(|t| t.succeeded());
         let _ = ErrorBody::from_json(&v).map(|e| e.all_messages());
         if let Some(s) = v.as_str() {
@@ -240,4 +241,23 @@ proptest! {
             let _ = bmc_redfish::path::last_segment(s);
         }
     }
+}
+
+#[tokio::test]
+async fn bios_of_every_tree_that_has_one() {
+    let mut with_settings = 0;
+    for tree_name in TREES {
+        let tree = FixtureTree::new(tree_name);
+        let d = bmc_redfish::discovery::discover(&tree, None).await.unwrap();
+        let Some(path) = &d.system.bios else { continue };
+        let Ok(v) = tree.get_json(path).await else {
+            continue;
+        };
+        let bios = Bios::from_json(&v).unwrap();
+        assert!(!bios.attributes.is_empty(), "{tree_name}");
+        with_settings += usize::from(bios.settings_object.is_some());
+        let (name, _) = bios.attributes.iter().next().unwrap();
+        assert!(bios.attribute(name).is_some());
+    }
+    assert!(with_settings >= 3, "most trees say where BIOS changes go");
 }

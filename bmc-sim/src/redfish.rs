@@ -73,6 +73,8 @@ pub enum Fault {
     ExpireSessions,
     /// Answer with a body that is not JSON.
     Garbage,
+    /// Start answering, then break the connection mid-body.
+    Drop,
 }
 
 #[derive(Debug, Clone)]
@@ -355,6 +357,16 @@ async fn handle(
         Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
         Some(Fault::ExpireSessions) => lock(&inner.sessions).clear(),
         Some(Fault::Garbage) => return (StatusCode::OK, "{\"not json").into_response(),
+        Some(Fault::Drop) => {
+            // A body that fails: the server aborts the connection mid-response.
+            let broken = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected connection drop",
+                ))
+            });
+            return (StatusCode::OK, axum::body::Body::from_stream(broken)).into_response();
+        }
         None => {}
     }
     let sessions_path = key("/redfish/v1/SessionService/Sessions");

@@ -275,6 +275,13 @@ async fn injected_faults_and_random_503s() {
     assert!(t.elapsed() >= Duration::from_millis(120));
     assert!(get().await.unwrap().json::<Value>().await.is_err());
     assert_eq!(get().await.unwrap().status(), 200, "faults are used up");
+    s.inject([Fault::Drop]);
+    let dropped = get().await;
+    let broken = match dropped {
+        Err(_) => true,
+        Ok(r) => r.bytes().await.is_err(),
+    };
+    assert!(broken, "the connection breaks mid-answer");
 
     let flaky = RedfishSim::start(SimConfig {
         fault_rate: 0.5,
