@@ -29,6 +29,11 @@ pub struct ConnectOptions {
     pub extra_ca_certs_pem: Vec<Vec<u8>>,
     /// Requests in flight at once to this BMC; BMCs are fragile, so keep it low.
     pub max_concurrent_requests: usize,
+    /// Log in with a session when the BMC offers one (the default, right for long-lived
+    /// connections). Off, drivers authenticate every request (HTTP basic auth): right for
+    /// one-shot tools, as it saves creating and deleting a session and cannot leave one
+    /// behind on a BMC with few session slots.
+    pub use_sessions: bool,
 }
 
 impl Default for ConnectOptions {
@@ -39,6 +44,7 @@ impl Default for ConnectOptions {
             verify_tls: true,
             extra_ca_certs_pem: Vec::new(),
             max_concurrent_requests: 2,
+            use_sessions: true,
         }
     }
 }
@@ -69,6 +75,13 @@ impl ConnectOptions {
         self
     }
 
+    /// Authenticates every request instead of opening a session (see
+    /// [`ConnectOptions::use_sessions`]).
+    pub fn without_sessions(mut self) -> Self {
+        self.use_sessions = false;
+        self
+    }
+
     /// Sets [`ConnectOptions::max_concurrent_requests`] (at least 1).
     pub fn with_max_concurrent_requests(mut self, n: usize) -> Self {
         self.max_concurrent_requests = n.max(1);
@@ -84,6 +97,7 @@ impl fmt::Debug for ConnectOptions {
             .field("verify_tls", &self.verify_tls)
             .field("extra_ca_certs", &self.extra_ca_certs_pem.len())
             .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("use_sessions", &self.use_sessions)
             .finish()
     }
 }

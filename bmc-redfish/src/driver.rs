@@ -16,7 +16,7 @@ use bmc_core::{
     PowerAction, PowerState, Registry, Result, SystemIdentity, VirtualMediaSlot,
 };
 
-use crate::client::{ClientSettings, RedfishClient};
+use crate::client::{AuthMode, ClientSettings, RedfishClient};
 use crate::discovery::{Discovery, Slot, complete_slots, discover, read_managers};
 use crate::model::{
     Collection, ComputerSystem, Drive, EthernetInterface, Memory, Processor, SimpleStorage,
@@ -142,6 +142,11 @@ impl RedfishDriver {
         })?;
         let settings = ClientSettings {
             connect: options.clone(),
+            auth: if options.use_sessions {
+                AuthMode::Auto
+            } else {
+                AuthMode::Basic
+            },
             ..ClientSettings::default()
         };
         let client = RedfishClient::new(&endpoint, credentials.clone(), settings)?;
@@ -464,11 +469,20 @@ impl BmcDriver for RedfishDriver {
                 BootPersistence::Persistent => "Continuous",
             },
         });
-        if let Some(mode) = boot.mode {
-            body["BootSourceOverrideMode"] = json!(match mode {
-                BootMode::Uefi => "UEFI",
-                BootMode::Legacy => "Legacy",
-            });
+        match boot.mode {
+            Some(mode) => {
+                body["BootSourceOverrideMode"] = json!(match mode {
+                    BootMode::Uefi => "UEFI",
+                    BootMode::Legacy => "Legacy",
+                });
+            }
+            // Some firmware (Supermicro) falls back to its default mode unless the mode is
+            // sent with every boot change: send back the one it reports.
+            None => {
+                if let Some(current) = &d.system.boot.mode {
+                    body["BootSourceOverrideMode"] = json!(current);
+                }
+            }
         }
         let path = d.system_path.clone();
         let patch = json!({ "Boot": body });

@@ -84,6 +84,17 @@ async fn boot_once_cd(tree: &str) {
     assert_eq!(state.persistence, Some(BootPersistence::Once), "{tree}");
     let system = sim.resource(&d.discovery().system_path).unwrap();
     assert_eq!(system["Boot"]["BootSourceOverrideTarget"], "Cd", "{tree}");
+    // Without a mode asked for, the mode the BMC reports is sent back unchanged.
+    let mode_before = system["Boot"]["BootSourceOverrideMode"].clone();
+    d.set_boot_override(&BootOverride::persistent(BootDevice::Pxe))
+        .await
+        .unwrap();
+    let system = sim.resource(&d.discovery().system_path).unwrap();
+    assert_eq!(
+        system["Boot"]["BootSourceOverrideMode"], mode_before,
+        "{tree}"
+    );
+    assert_eq!(system["Boot"]["BootSourceOverrideTarget"], "Pxe", "{tree}");
     // A target the BMC does not list is refused before anything is sent.
     let before = d.client().request_count();
     let err = d

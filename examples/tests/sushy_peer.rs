@@ -222,7 +222,7 @@ async fn driver_flow(peer: &Peer, image: &str) {
     );
 }
 
-fn bmcctl(peer: &Peer, args: &[&str]) -> (bool, String) {
+fn bmcctl(peer: &Peer, flags: &[&str], args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bmcctl"));
     cmd.args([
         "--user",
@@ -235,8 +235,8 @@ fn bmcctl(peer: &Peer, args: &[&str]) -> (bool, String) {
     if let Some(ca) = peer.ca() {
         cmd.args(["--ca", ca.to_str().unwrap()]);
     }
-    let address = peer.address();
-    cmd.arg(&address)
+    cmd.args(flags)
+        .arg(peer.address())
         .args(args)
         .env("SUSHY_TEST_PASSWORD", PASSWORD);
     let out = cmd.output().unwrap();
@@ -248,16 +248,44 @@ fn bmcctl(peer: &Peer, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Requests the emulator has logged so far.
+fn logged_requests(peer: &Peer) -> usize {
+    std::fs::read_to_string(peer.dir.join("emulator.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" /redfish") && l.contains(" HTTP/1.1"))
+        .count()
+}
+
 fn cli_flow(peer: &Peer, image: &str) {
-    let (ok, out) = bmcctl(peer, &["media", "boot", image]);
+    // `media boot` from the command line, counted on the emulator's side: at most 8
+    // requests up to and including the power-on, read-backs included; then one per poll.
+    let before = logged_requests(peer);
+    let (ok, out) = bmcctl(peer, &["--json"], &["media", "boot", image]);
     assert!(ok, "{out}");
-    assert!(out.contains("power On"), "{out}");
-    let (ok, out) = bmcctl(peer, &["media", "status"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let total = logged_requests(peer) - before;
+    let result: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(result["power"], "On", "{out}");
+    let polls = usize::try_from(result["power_polls"].as_u64().unwrap()).unwrap();
+    println!(
+        "bmcctl media boot: {} requests up to the power-on, then {polls} polls",
+        total - polls
+    );
+    assert!(
+        total - polls <= 8,
+        "{} requests before polling",
+        total - polls
+    );
+
+    let (ok, out) = bmcctl(peer, &[], &["media", "status"]);
     assert!(ok && out.contains(image), "{out}");
-    let (ok, out) = bmcctl(peer, &["power", "off"]);
+    let (ok, out) = bmcctl(peer, &[], &["power", "off"]);
     assert!(ok && out.contains("Off"), "{out}");
-    let (ok, out) = bmcctl(peer, &["power", "status"]);
+    let (ok, out) = bmcctl(peer, &["--session"], &["power", "status"]);
     assert!(ok && out.contains("power Off"), "{out}");
+    let (ok, out) = bmcctl(peer, &[], &["media", "eject"]);
+    assert!(ok, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,6 +319,16 @@ async fn sushy_emulator_with_basic_auth_then_tls() {
     .await
     .unwrap_err();
     assert!(matches!(err, BmcError::Unreachable { .. }), "{err:?}");
+    // With verification turned off (Metal3's disableCertificateVerification) it connects.
+    let insecure = ConnectOptions::default().with_certificate_verification_disabled();
+    let d = RedfishDriver::connect(
+        &address,
+        &Credentials::new(USER, PASSWORD).unwrap(),
+        &insecure,
+    )
+    .await
+    .unwrap();
+    d.close().await.unwrap();
     let tls = tokio::task::spawn_blocking({
         let image = image.clone();
         move || {

@@ -11,7 +11,9 @@
 //!   info
 //! ```
 //! The password is read from the environment variable named by `--password-env`
-//! (default `BMC_PASSWORD`), never from the command line.
+//! (default `BMC_PASSWORD`), never from the command line. Each run authenticates its
+//! requests directly (no session to create, delete or leak); `--session` logs in with a
+//! session instead when the BMC offers one.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,7 +25,7 @@ use bmc_core::{
 };
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: bmcctl [--user U] [--password-env VAR] [--insecure] [--ca FILE] [--json] \
+const USAGE: &str = "usage: bmcctl [--user U] [--password-env VAR] [--insecure] [--ca FILE] [--session] [--json] \
 [--timeout SECS] ADDRESS (power status|on|off|soft-off|reset|cycle | boot set DEVICE [--persistent] \
 [--legacy] | boot status | media insert URL | media eject | media status | media boot URL [--legacy] \
 | inventory | info)";
@@ -32,6 +34,7 @@ struct Cli {
     user: String,
     password_env: String,
     insecure: bool,
+    session: bool,
     ca: Option<String>,
     json: bool,
     timeout: Duration,
@@ -44,6 +47,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
         user: "admin".to_string(),
         password_env: "BMC_PASSWORD".to_string(),
         insecure: false,
+        session: false,
         ca: None,
         json: false,
         timeout: Duration::from_secs(300),
@@ -65,6 +69,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             "--user" => cli.user = value()?,
             "--password-env" => cli.password_env = value()?,
             "--insecure" => cli.insecure = true,
+            "--session" => cli.session = true,
             "--ca" => cli.ca = Some(value()?),
             "--json" => cli.json = true,
             "--timeout" => {
@@ -193,7 +198,7 @@ async fn run(cli: &Cli, bmc: &dyn BmcDriver) -> Result<(Value, String), String> 
                 .await
                 .map_err(e)?;
             Ok((
-                json!({"slot": out.slot_id, "ejected_previous": out.ejected, "power_action": out.power_action.to_string(), "power": "On"}),
+                json!({"slot": out.slot_id, "ejected_previous": out.ejected, "power_action": out.power_action.to_string(), "power": "On", "power_polls": out.power_polls}),
                 format!(
                     "booting {url} from virtual CD slot {} ({}), power On",
                     out.slot_id, out.power_action
@@ -276,6 +281,9 @@ async fn connect_and_run(cli: &Cli) -> Result<(Value, String), String> {
     let mut options = ConnectOptions::default().with_operation_timeout(cli.timeout);
     if cli.insecure {
         options = options.with_certificate_verification_disabled();
+    }
+    if !cli.session {
+        options = options.without_sessions();
     }
     if let Some(ca) = &cli.ca {
         let pem = std::fs::read(ca).map_err(|e| format!("cannot read CA file {ca}: {e}"))?;
