@@ -17,13 +17,15 @@ fi
 fixtures="../../shared/fixtures/redfish"
 if [ -d "$fixtures" ] && [ ! -e corpus/redfish_models/.seeded ]; then
     mkdir -p corpus/redfish_models
-    find "$fixtures" -name index.json -size -16k | head -n 400 | while read -r f; do
+    # (a process substitution, so find's SIGPIPE from head does not trip pipefail)
+    mapfile -t seeds < <(find "$fixtures" -name index.json -size -16k | sort | head -n 400)
+    for f in "${seeds[@]}"; do
         cp "$f" "corpus/redfish_models/$(echo "$f" | md5sum | cut -c1-16)"
     done
     touch corpus/redfish_models/.seeded
 fi
 
-cargo +nightly fuzz build >/dev/null
+cargo +nightly fuzz build >/dev/null 2>&1 || { echo "fuzz build failed: run cargo +nightly fuzz build" >&2; exit 1; }
 summary=()
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" logs
