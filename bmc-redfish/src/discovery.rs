@@ -67,6 +67,8 @@ pub struct Discovery {
     pub slots: Vec<Slot>,
     /// Slots listed but not read yet.
     pub unread_slots: Vec<(String, SlotLocation)>,
+    /// Virtual-media collections listed so far (identities), so none is listed twice.
+    collections: Vec<String>,
     /// Index into `slots` of the slot to use for CD images.
     pub cd_slot: Option<usize>,
     /// Index into `slots` of the slot to use for USB images (not the CD slot when another
@@ -185,6 +187,7 @@ pub async fn discover(fetch: &dyn Fetch, system_path: Option<&str>) -> Result<Di
         managers: Vec::new(),
         slots: Vec::new(),
         unread_slots: Vec::new(),
+        collections: Vec::new(),
         cd_slot: None,
         usb_slot: None,
         notes,
@@ -201,33 +204,49 @@ pub async fn discover(fetch: &dyn Fetch, system_path: Option<&str>) -> Result<Di
             }
         }
     }
-    let mut seen_collections = HashSet::new();
-    let mut seen_slots = HashSet::new();
     for (collection_path, location) in collections {
-        if !seen_collections.insert(identity(&collection_path)) {
-            continue;
-        }
-        let Some(c) = read(fetch, &collection_path, Collection::from_json, &mut d.notes).await
-        else {
-            continue;
-        };
-        if c.skipped > 0 {
-            d.notes.push(format!(
-                "{collection_path}: {} unreadable members",
-                c.skipped
-            ));
-        }
-        for path in c.members {
-            if seen_slots.insert(identity(&path)) {
-                d.unread_slots.push((path, location));
-            }
-        }
+        list_collection(fetch, &mut d, &collection_path, location).await;
     }
     // Read slots until one takes CD images; the rest wait until they are needed.
     while d.cd_slot.is_none() && !d.unread_slots.is_empty() {
         read_next_slot(fetch, &mut d).await;
     }
     Ok(d)
+}
+
+/// Lists a virtual-media collection's members as unread slots (each slot once).
+async fn list_collection(
+    fetch: &dyn Fetch,
+    d: &mut Discovery,
+    collection_path: &str,
+    location: SlotLocation,
+) {
+    let id = identity(collection_path);
+    if d.collections.contains(&id) {
+        return;
+    }
+    d.collections.push(id);
+    let Some(c) = read(fetch, collection_path, Collection::from_json, &mut d.notes).await else {
+        return;
+    };
+    if c.skipped > 0 {
+        d.notes.push(format!(
+            "{collection_path}: {} unreadable members",
+            c.skipped
+        ));
+    }
+    let known: HashSet<String> = d
+        .slots
+        .iter()
+        .map(|s| identity(&s.path))
+        .chain(d.unread_slots.iter().map(|(p, _)| identity(p)))
+        .collect();
+    let mut seen = known;
+    for path in c.members {
+        if seen.insert(identity(&path)) {
+            d.unread_slots.push((path, location));
+        }
+    }
 }
 
 async fn read_next_slot(fetch: &dyn Fetch, d: &mut Discovery) {
@@ -276,9 +295,18 @@ pub async fn complete_slots(fetch: &dyn Fetch, d: &mut Discovery) {
     }
 }
 
-/// Reads what [`discover`] left for later: the managers and every remaining slot.
+/// Reads what [`discover`] left for later: the managers, their virtual-media slots (when
+/// the system had its own, they were not listed) and every remaining slot.
 pub async fn complete(fetch: &dyn Fetch, d: &mut Discovery) {
     read_managers(fetch, d).await;
+    let manager_collections: Vec<String> = d
+        .managers
+        .iter()
+        .filter_map(|m| m.virtual_media.clone())
+        .collect();
+    for c in manager_collections {
+        list_collection(fetch, d, &c, SlotLocation::Manager).await;
+    }
     complete_slots(fetch, d).await;
 }
 
