@@ -161,6 +161,30 @@ fn error(status: StatusCode, id: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// A 503 with `Retry-After: 0`, as a BMC busy for a moment answers.
+fn busy(message: &str) -> Response {
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Base.1.8.ServiceTemporarilyUnavailable",
+        message,
+    );
+    r.headers_mut()
+        .insert("Retry-After", HeaderValue::from_static("0"));
+    r
+}
+
+/// The strings of a JSON array (other members skipped); empty when it is not an array.
+fn str_list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl RedfishSim {
     /// Loads the tree and starts serving on 127.0.0.1.
     pub async fn start(config: SimConfig) -> std::io::Result<RedfishSim> {
@@ -344,16 +368,7 @@ async fn handle(
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return error(status, "Base.1.8.InternalError", "injected fault");
         }
-        Some(Fault::Busy) => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Base.1.8.ServiceTemporarilyUnavailable",
-                "injected busy",
-            );
-            r.headers_mut()
-                .insert("Retry-After", HeaderValue::from_static("0"));
-            return r;
-        }
+        Some(Fault::Busy) => return busy("injected busy"),
         Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
         Some(Fault::ExpireSessions) => lock(&inner.sessions).clear(),
         Some(Fault::Garbage) => return (StatusCode::OK, "{\"not json").into_response(),
@@ -373,14 +388,7 @@ async fn handle(
     let public = (method == Method::GET && (k == "/redfish/v1" || k == "/redfish"))
         || (method == Method::POST && k == sessions_path);
     if !public && inner.config.fault_rate > 0.0 && next_random(&inner) < inner.config.fault_rate {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Base.1.8.ServiceTemporarilyUnavailable",
-            "random fault",
-        );
-        r.headers_mut()
-            .insert("Retry-After", HeaderValue::from_static("0"));
-        return r;
+        return busy("random fault");
     }
     if !public && !authorized(&inner, &headers) {
         return error(
@@ -510,15 +518,7 @@ fn delete(inner: &Inner, k: &str, headers: &HeaderMap) -> Response {
 
 fn allowable_reset_types(resources: &HashMap<String, Value>, system: &Value) -> Vec<String> {
     let action = &system["Actions"]["#ComputerSystem.Reset"];
-    let inline: Vec<String> = action["ResetType@Redfish.AllowableValues"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let inline = str_list(&action["ResetType@Redfish.AllowableValues"]);
     if !inline.is_empty() {
         return inline;
     }
@@ -527,13 +527,7 @@ fn allowable_reset_types(resources: &HashMap<String, Value>, system: &Value) -> 
         .and_then(|p| resources.get(&key(p)))
         .and_then(|info| info["Parameters"].as_array())
         .and_then(|ps| ps.iter().find(|p| p["Name"] == "ResetType"))
-        .and_then(|p| p["AllowableValues"].as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|p| str_list(&p["AllowableValues"]))
         .unwrap_or_default()
 }
 
@@ -682,16 +676,8 @@ fn patch(inner: &Inner, k: &str, headers: &HeaderMap, body: &Value) -> Response 
                 "only Boot can be changed",
             );
         };
-        let allowed: Vec<String> =
-            resource["Boot"]["BootSourceOverrideTarget@Redfish.AllowableValues"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
+        let allowed =
+            str_list(&resource["Boot"]["BootSourceOverrideTarget@Redfish.AllowableValues"]);
         if let Some(t) = boot.get("BootSourceOverrideTarget").and_then(Value::as_str) {
             if !allowed.is_empty() && !allowed.iter().any(|a| a == t) {
                 return error(
