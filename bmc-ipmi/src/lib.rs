@@ -1,10 +1,18 @@
 //! An IPMI v2.0 / RMCP+ implementation for `bmc_core::BmcDriver`.
 //!
-//! Status: the pure [`codec`] is here (RMCP and ASF presence ping, IPMI 1.5 and 2.0
-//! session framing, Open Session, RAKP 1–4 and their HMACs, SIK/K1/K2 derivation for
-//! HMAC-SHA1 and HMAC-SHA256, the integrity trailer, AES-CBC-128, LAN messages with
-//! checksums), verified byte for byte against the recorded sessions in
-//! `shared/fixtures/ipmi`. The tokio UDP session and `IpmiDriver` come next.
+//! - [`codec`]: the pure protocol (RMCP and ASF presence ping, IPMI 1.5 and 2.0 session
+//!   framing, Open Session, RAKP 1–4 and their HMACs, SIK/K1/K2 derivation for HMAC-SHA1
+//!   and HMAC-SHA256, the integrity trailer, AES-CBC-128, LAN messages with checksums),
+//!   verified byte for byte against the recorded sessions in `shared/fixtures/ipmi`.
+//! - [`session`]: an RMCP+ session over tokio UDP (suite 17, then 3, or forced; RAKP with
+//!   the password checked at RAKP 2; privilege raise; retransmission; replies to earlier
+//!   tries, replays and forged packets ignored; Close Session).
+//! - [`IpmiDriver`]: power, boot device (PXE, disk, CD, BIOS setup; once or persistent;
+//!   UEFI or legacy) and device id / GUID inventory; virtual media is unsupported.
+//!   [`register`] adds it for `ipmi` and `libvirt`.
+//!
+//! Still to come: keep-alive for long-lived sessions, one socket shared by many sessions,
+//! and tests against OpenIPMI's `ipmi_sim`.
 //!
 //! ```
 //! use bmc_ipmi::codec::lan::{Request, Response};
@@ -17,3 +25,7 @@
 //! ```
 
 pub mod codec;
+mod driver;
+pub mod session;
+
+pub use driver::{IpmiDriver, IpmiFactory, register};

@@ -1,0 +1,353 @@
+//! `IpmiDriver`: the `BmcDriver` trait over an [`IpmiSession`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use bmc_core::{
+    BmcAddress, BmcDriver, BmcError, BmcMessage, BmcScheme, BootDevice, BootMode, BootOverride,
+    BootOverrideState, BootPersistence, Capabilities, ConnectOptions, Credentials, DriverFactory,
+    FirmwareVersion, HardwareInventory, PowerAction, PowerState, Registry, Result, SystemIdentity,
+};
+
+use crate::session::{IpmiSession, SessionConfig, privilege};
+
+const APP: u8 = 0x06;
+const CHASSIS: u8 = 0x00;
+
+/// An IPMI BMC behind the [`BmcDriver`] trait. Boots by PXE: virtual media is unsupported.
+pub struct IpmiDriver {
+    config: SessionConfig,
+    session: Mutex<Option<Arc<IpmiSession>>>,
+}
+
+impl std::fmt::Debug for IpmiDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpmiDriver")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn rejected(operation: &str, completion: u8) -> BmcError {
+    BmcError::Rejected {
+        operation: operation.to_string(),
+        status: Some(u16::from(completion)),
+        messages: vec![BmcMessage {
+            id: format!("IPMI completion code {completion:#04x}"),
+            text: match completion {
+                0xc0 => "node busy",
+                0xc1 => "invalid command",
+                0xc7 | 0xc8 => "request data length invalid",
+                0xc9 => "parameter out of range",
+                0xcc => "invalid data field in request",
+                0xd4 => "insufficient privilege",
+                0xd5 => "command not supported in present state",
+                _ => "command failed",
+            }
+            .to_string(),
+        }],
+    }
+}
+
+impl IpmiDriver {
+    /// Connects: resolves the address, opens a session (validating the credentials).
+    pub async fn connect(
+        address: &BmcAddress,
+        credentials: &Credentials,
+        options: &ConnectOptions,
+    ) -> Result<IpmiDriver> {
+        let host = address.hostname();
+        let port = address.ipmi_port();
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| BmcError::Unreachable {
+                endpoint: format!("{host}:{port}"),
+                reason: e.to_string(),
+            })?
+            .next()
+            .ok_or_else(|| BmcError::Unreachable {
+                endpoint: format!("{host}:{port}"),
+                reason: "no address".to_string(),
+            })?;
+        let level = address.ipmi_privilege_level();
+        let privilege = privilege::from_name(&level).ok_or_else(|| {
+            BmcError::InvalidRequest(format!("unknown IPMI privilege level {level}"))
+        })?;
+        let attempt_timeout = options
+            .request_timeout
+            .min(Duration::from_secs(2))
+            .max(Duration::from_millis(200));
+        let config = SessionConfig {
+            addr,
+            user: credentials.username().to_string(),
+            password: credentials.password().expose().to_string(),
+            kg: None,
+            privilege,
+            suite: None,
+            attempt_timeout,
+            attempts: 3,
+        };
+        let driver = IpmiDriver {
+            config,
+            session: Mutex::new(None),
+        };
+        driver.session().await?;
+        Ok(driver)
+    }
+
+    async fn session(&self) -> Result<Arc<IpmiSession>> {
+        let mut guard = self.session.lock().await;
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(IpmiSession::open(self.config.clone()).await?);
+        *guard = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Runs a command, reopening the session once if the BMC forgot it.
+    async fn command(&self, operation: &str, netfn: u8, cmd: u8, data: &[u8]) -> Result<Vec<u8>> {
+        let session = self.session().await?;
+        let r = match session.command(netfn, cmd, data).await {
+            Err(BmcError::Timeout { .. }) => {
+                // The BMC may have dropped the session: one fresh one, then give up.
+                *self.session.lock().await = None;
+                self.session().await?.command(netfn, cmd, data).await?
+            }
+            other => other?,
+        };
+        if r.completion != 0 {
+            return Err(rejected(operation, r.completion));
+        }
+        Ok(r.data)
+    }
+}
+
+fn boot_device_code(device: &BootDevice) -> Option<u8> {
+    match device {
+        BootDevice::Pxe => Some(0x04),
+        BootDevice::Disk => Some(0x08),
+        BootDevice::Cd => Some(0x14),
+        BootDevice::BiosSetup => Some(0x18),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl BmcDriver for IpmiDriver {
+    fn driver_name(&self) -> &str {
+        "ipmi"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            power_actions: vec![
+                PowerAction::On,
+                PowerAction::Off,
+                PowerAction::SoftOff,
+                PowerAction::Reset,
+                PowerAction::PowerCycle,
+            ],
+            boot_devices: vec![
+                BootDevice::Pxe,
+                BootDevice::Disk,
+                BootDevice::Cd,
+                BootDevice::BiosSetup,
+            ],
+            boot_modes: vec![BootMode::Uefi, BootMode::Legacy],
+            persistent_boot: true,
+            virtual_media: Vec::new(),
+            inventory: true,
+        }
+    }
+
+    #[tracing::instrument(name = "ipmi.power_state", skip_all, fields(bmc = %self.config.addr))]
+    async fn power_state(&self) -> Result<PowerState> {
+        let data = self
+            .command("get chassis status", CHASSIS, 0x01, &[])
+            .await?;
+        let byte = *data.first().ok_or_else(|| BmcError::Protocol {
+            context: "Get Chassis Status".to_string(),
+            reason: "empty answer".to_string(),
+        })?;
+        Ok(if byte & 0x01 != 0 {
+            PowerState::On
+        } else {
+            PowerState::Off
+        })
+    }
+
+    #[tracing::instrument(name = "ipmi.power", skip_all, fields(bmc = %self.config.addr, %action))]
+    async fn power(&self, action: PowerAction) -> Result<()> {
+        let code = match action {
+            PowerAction::Off => 0x00,
+            PowerAction::On => 0x01,
+            PowerAction::PowerCycle => 0x02,
+            PowerAction::Reset => 0x03,
+            PowerAction::SoftOff => 0x05,
+        };
+        match self
+            .command(&action.to_string(), CHASSIS, 0x02, &[code])
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Cycle and reset need the host on (completion 0xd5 otherwise): a host that is
+            // off is simply powered on, which is what a reboot of it means.
+            Err(BmcError::Rejected {
+                status: Some(0xd5), ..
+            }) if matches!(action, PowerAction::PowerCycle | PowerAction::Reset)
+                && self.power_state().await? == PowerState::Off =>
+            {
+                self.command("power on", CHASSIS, 0x02, &[0x01])
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    #[tracing::instrument(name = "ipmi.boot_override", skip_all, fields(bmc = %self.config.addr))]
+    async fn boot_override(&self) -> Result<BootOverrideState> {
+        let data = self
+            .command(
+                "get system boot options",
+                CHASSIS,
+                0x09,
+                &[0x05, 0x00, 0x00],
+            )
+            .await?;
+        // [version, parameter, flags1, device, ...]
+        let (Some(flags), Some(dev)) = (data.get(2), data.get(3)) else {
+            return Err(BmcError::Protocol {
+                context: "Get System Boot Options (5)".to_string(),
+                reason: format!("{} bytes, need 4", data.len()),
+            });
+        };
+        let valid = flags & 0x80 != 0;
+        let device = match (dev >> 2) & 0x0f {
+            0x01 => Some(BootDevice::Pxe),
+            0x02 => Some(BootDevice::Disk),
+            0x05 => Some(BootDevice::Cd),
+            0x06 => Some(BootDevice::BiosSetup),
+            0x00 => None,
+            other => Some(BootDevice::Other(format!("IPMI boot device {other:#x}"))),
+        };
+        Ok(BootOverrideState {
+            device: if valid { device } else { None },
+            persistence: valid.then_some(if flags & 0x40 != 0 {
+                BootPersistence::Persistent
+            } else {
+                BootPersistence::Once
+            }),
+            mode: valid.then_some(if flags & 0x20 != 0 {
+                BootMode::Uefi
+            } else {
+                BootMode::Legacy
+            }),
+        })
+    }
+
+    #[tracing::instrument(name = "ipmi.set_boot_override", skip_all, fields(bmc = %self.config.addr))]
+    async fn set_boot_override(&self, boot: &BootOverride) -> Result<()> {
+        let dev = boot_device_code(&boot.device)
+            .ok_or_else(|| self.unsupported(&format!("boot from {}", boot.device)))?;
+        let mut flags = 0x80;
+        if boot.persistence == BootPersistence::Persistent {
+            flags |= 0x40;
+        }
+        if boot.mode != Some(BootMode::Legacy) {
+            flags |= 0x20;
+        }
+        self.command(
+            "set system boot options",
+            CHASSIS,
+            0x08,
+            &[0x05, flags, dev, 0x00, 0x00, 0x00],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    #[tracing::instrument(name = "ipmi.inventory", skip_all, fields(bmc = %self.config.addr))]
+    async fn inventory(&self) -> Result<HardwareInventory> {
+        let id = self.command("get device id", APP, 0x01, &[]).await?;
+        let guid = self.command("get system guid", APP, 0x37, &[]).await.ok();
+        let mut firmware = Vec::new();
+        if let (Some(major), Some(minor)) = (id.get(2), id.get(3)) {
+            firmware.push(FirmwareVersion {
+                component: "BMC".to_string(),
+                version: format!("{}.{:02x}", major & 0x7f, minor),
+            });
+        }
+        let manufacturer = match (id.get(6), id.get(7), id.get(8)) {
+            (Some(a), Some(b), Some(c)) => Some(format!(
+                "IANA {}",
+                u32::from_le_bytes([*a, *b, *c & 0x0f, 0])
+            )),
+            _ => None,
+        };
+        let model = match (id.get(9), id.get(10)) {
+            (Some(a), Some(b)) => Some(format!("product {:#06x}", u16::from_le_bytes([*a, *b]))),
+            _ => None,
+        };
+        let uuid = guid.filter(|g| g.len() == 16).map(|g| {
+            // The GUID is sent least significant byte first (SMBIOS order).
+            let h: Vec<String> = g.iter().rev().map(|b| format!("{b:02x}")).collect();
+            let h = h.concat();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &h[0..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..32]
+            )
+        });
+        Ok(HardwareInventory {
+            system: SystemIdentity {
+                manufacturer,
+                model,
+                uuid,
+                ..SystemIdentity::default()
+            },
+            firmware,
+            ..HardwareInventory::default()
+        })
+    }
+
+    async fn close(&self) -> Result<()> {
+        let session = self.session.lock().await.take();
+        match session {
+            Some(s) => s.close().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Builds [`IpmiDriver`]s for a [`Registry`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IpmiFactory;
+
+#[async_trait]
+impl DriverFactory for IpmiFactory {
+    async fn connect(
+        &self,
+        address: &BmcAddress,
+        credentials: &Credentials,
+        options: &ConnectOptions,
+    ) -> Result<Box<dyn BmcDriver>> {
+        Ok(Box::new(
+            IpmiDriver::connect(address, credentials, options).await?,
+        ))
+    }
+}
+
+/// Registers the IPMI driver for `ipmi` and `libvirt` (VirtualBMC).
+pub fn register(registry: &mut Registry) {
+    let factory = Arc::new(IpmiFactory);
+    registry.register(BmcScheme::Ipmi, factory.clone());
+    registry.register(BmcScheme::Libvirt, factory);
+}

@@ -1,0 +1,452 @@
+//! An RMCP+ session over tokio UDP: open (Open Session, RAKP 1–4, privilege), commands
+//! with retransmission and stale-reply filtering, close.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::Mutex;
+use tokio::time::{Instant, timeout_at};
+
+use bmc_core::{BmcError, BmcMessage};
+
+use crate::codec::crypto::{Hash, SessionKeys, password_key};
+use crate::codec::lan::{Request, Response};
+use crate::codec::packet::{self, Datagram, Protection, payload};
+use crate::codec::rakp::{
+    CipherSuite, Exchange, OpenSessionRequest, OpenSessionResponse, Rakp1, Rakp2, Rakp4,
+    encode_rakp3,
+};
+
+/// IPMI privilege levels.
+pub mod privilege {
+    /// CALLBACK.
+    pub const CALLBACK: u8 = 1;
+    /// USER.
+    pub const USER: u8 = 2;
+    /// OPERATOR.
+    pub const OPERATOR: u8 = 3;
+    /// ADMINISTRATOR.
+    pub const ADMINISTRATOR: u8 = 4;
+
+    /// Parses Metal3's `privilegelevel` values.
+    pub fn from_name(name: &str) -> Option<u8> {
+        match name.to_ascii_uppercase().as_str() {
+            "CALLBACK" => Some(CALLBACK),
+            "USER" => Some(USER),
+            "OPERATOR" => Some(OPERATOR),
+            "ADMINISTRATOR" => Some(ADMINISTRATOR),
+            _ => None,
+        }
+    }
+}
+
+/// How to open a session.
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// The BMC's UDP address.
+    pub addr: SocketAddr,
+    /// User name (at most 16 bytes).
+    pub user: String,
+    /// Password (at most 20 bytes).
+    pub password: String,
+    /// BMC key Kg, when the BMC has one (else the password keys the session).
+    pub kg: Option<Vec<u8>>,
+    /// Privilege to raise the session to.
+    pub privilege: u8,
+    /// Force a cipher suite; `None` tries 17, then 3.
+    pub suite: Option<CipherSuite>,
+    /// Wait for one answer.
+    pub attempt_timeout: Duration,
+    /// Sends per request (first try included).
+    pub attempts: u32,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("addr", &self.addr)
+            .field("user", &self.user)
+            .field("privilege", &self.privilege)
+            .field("suite", &self.suite)
+            .finish()
+    }
+}
+
+struct Keyed {
+    hash: Hash,
+    keys: SessionKeys,
+}
+
+struct State {
+    bmc_session_id: u32,
+    console_session_id: u32,
+    out_seq: u32,
+    rq_seq: u8,
+    seen: VecDeque<u32>,
+    keyed: Option<Keyed>,
+}
+
+/// An open RMCP+ session to one BMC.
+pub struct IpmiSession {
+    socket: UdpSocket,
+    config: SessionConfig,
+    state: Mutex<State>,
+}
+
+fn random<const N: usize>() -> Result<[u8; N], BmcError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| BmcError::Protocol {
+        context: "random numbers".to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(b)
+}
+
+fn protocol(context: &str, reason: impl std::fmt::Display) -> BmcError {
+    BmcError::Protocol {
+        context: context.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// RMCP+ status codes that mean the credentials are wrong.
+fn status_text(status: u8) -> &'static str {
+    match status {
+        0x01 => "insufficient resources to create a session",
+        0x02 => "invalid session ID",
+        0x04 => "invalid or unsupported authentication algorithm",
+        0x05 => "invalid or unsupported integrity algorithm",
+        0x09 => "invalid role",
+        0x0d => "unauthorized name",
+        0x0f => "invalid integrity check value",
+        0x10 => "invalid confidentiality algorithm",
+        0x11 => "no cipher suite match with proposed security algorithms",
+        0x12 => "illegal or unrecognized parameter",
+        _ => "RMCP+ error",
+    }
+}
+
+impl IpmiSession {
+    /// Opens a session: Open Session (suite 17, then 3 unless forced), RAKP 1–4 with the
+    /// password checked against RAKP 2, then Set Session Privilege Level.
+    pub async fn open(config: SessionConfig) -> Result<IpmiSession, BmcError> {
+        let bind = if config.addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let socket = UdpSocket::bind(bind)
+            .await
+            .map_err(|e| protocol("UDP socket", e))?;
+        socket
+            .connect(config.addr)
+            .await
+            .map_err(|e| BmcError::Unreachable {
+                endpoint: config.addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        let session = IpmiSession {
+            socket,
+            config,
+            state: Mutex::new(State {
+                bmc_session_id: 0,
+                console_session_id: 0,
+                out_seq: 0,
+                rq_seq: 0,
+                seen: VecDeque::new(),
+                keyed: None,
+            }),
+        };
+        session.establish().await?;
+        Ok(session)
+    }
+
+    async fn exchange_raw(
+        &self,
+        datagram: &[u8],
+        integrity_len: usize,
+        what: &str,
+    ) -> Result<Datagram, BmcError> {
+        let mut buf = vec![0u8; 1024];
+        for _ in 0..self.config.attempts.max(1) {
+            self.socket
+                .send(datagram)
+                .await
+                .map_err(|e| BmcError::Unreachable {
+                    endpoint: self.config.addr.to_string(),
+                    reason: e.to_string(),
+                })?;
+            let deadline = Instant::now() + self.config.attempt_timeout;
+            loop {
+                match timeout_at(deadline, self.socket.recv(&mut buf)).await {
+                    Err(_) => break,
+                    Ok(Err(e)) => {
+                        return Err(BmcError::Unreachable {
+                            endpoint: self.config.addr.to_string(),
+                            reason: e.to_string(),
+                        });
+                    }
+                    Ok(Ok(n)) => {
+                        if let Ok(d) = packet::parse(&buf[..n], integrity_len) {
+                            return Ok(d);
+                        }
+                        // Not a datagram we can read: ignore it, keep waiting.
+                    }
+                }
+            }
+        }
+        Err(BmcError::Timeout {
+            operation: format!("IPMI {what} to {}", self.config.addr),
+            after: self.config.attempt_timeout * self.config.attempts.max(1),
+            detail: Some("no answer".to_string()),
+        })
+    }
+
+    async fn establish(&self) -> Result<(), BmcError> {
+        let suites: Vec<CipherSuite> = match self.config.suite {
+            Some(s) => vec![s],
+            None => vec![CipherSuite::Suite17, CipherSuite::Suite3],
+        };
+        let console_id = loop {
+            let id = random::<4>()?;
+            if id != [0; 4] {
+                break id;
+            }
+        };
+        let mut last_status = 0;
+        for suite in suites {
+            let tag = random::<1>()?[0];
+            let open = OpenSessionRequest {
+                tag,
+                max_privilege: self.config.privilege,
+                console_session_id: console_id,
+                suite,
+            };
+            let none = Protection {
+                integrity: None,
+                confidentiality: None,
+            };
+            let d = self
+                .exchange_raw(
+                    &packet::seal(payload::OPEN_SESSION_REQUEST, 0, 0, &open.encode(), &none),
+                    0,
+                    "Open Session",
+                )
+                .await?;
+            let Datagram::V20(p) = d else {
+                return Err(protocol("Open Session", "answer is not RMCP+"));
+            };
+            let resp =
+                OpenSessionResponse::decode(&p.payload).map_err(|e| protocol("Open Session", e))?;
+            if resp.status != 0 {
+                last_status = resp.status;
+                continue;
+            }
+            return self.rakp(suite, console_id, resp.bmc_session_id).await;
+        }
+        Err(BmcError::Rejected {
+            operation: "IPMI Open Session".to_string(),
+            status: Some(u16::from(last_status)),
+            messages: vec![BmcMessage {
+                id: format!("RMCP+ {last_status:#04x}"),
+                text: status_text(last_status).to_string(),
+            }],
+        })
+    }
+
+    async fn rakp(
+        &self,
+        suite: CipherSuite,
+        console_id: [u8; 4],
+        bmc_id: [u8; 4],
+    ) -> Result<(), BmcError> {
+        let hash = suite.hash();
+        let none = Protection {
+            integrity: None,
+            confidentiality: None,
+        };
+        let role = 0x10 | self.config.privilege;
+        let user = self.config.user.as_bytes().to_vec();
+        let rm = random::<16>()?;
+        let tag = random::<1>()?[0];
+        let r1 = Rakp1 {
+            tag,
+            bmc_session_id: bmc_id,
+            rm,
+            role,
+            user: user.clone(),
+        };
+        let d = self
+            .exchange_raw(
+                &packet::seal(payload::RAKP1, 0, 0, &r1.encode(), &none),
+                0,
+                "RAKP 1",
+            )
+            .await?;
+        let Datagram::V20(p) = d else {
+            return Err(protocol("RAKP 2", "answer is not RMCP+"));
+        };
+        let r2 = Rakp2::decode(&p.payload, hash).map_err(|e| protocol("RAKP 2", e))?;
+        if r2.status != 0 {
+            return Err(BmcError::AuthenticationFailed {
+                reason: format!(
+                    "RAKP 2 status {:#04x}: {}",
+                    r2.status,
+                    status_text(r2.status)
+                ),
+            });
+        }
+        let ex = Exchange {
+            console_session_id: console_id,
+            bmc_session_id: bmc_id,
+            rm,
+            rc: r2.rc,
+            guid: r2.guid,
+            role,
+            user: user.clone(),
+        };
+        let kuid = password_key(self.config.password.as_bytes());
+        if ex.verify_rakp2(hash, &kuid, &r2.auth_code).is_err() {
+            return Err(BmcError::AuthenticationFailed {
+                reason: "RAKP 2 does not verify with this password".to_string(),
+            });
+        }
+        let key = self.config.kg.clone().unwrap_or_else(|| kuid.clone());
+        let keys = SessionKeys::derive(hash, &key, &rm, &r2.rc, role, &user);
+        let r3 = encode_rakp3(tag, 0, bmc_id, &ex.rakp3_code(hash, &kuid));
+        let d = self
+            .exchange_raw(&packet::seal(payload::RAKP3, 0, 0, &r3, &none), 0, "RAKP 3")
+            .await?;
+        let Datagram::V20(p) = d else {
+            return Err(protocol("RAKP 4", "answer is not RMCP+"));
+        };
+        let r4 = Rakp4::decode(&p.payload, hash).map_err(|e| protocol("RAKP 4", e))?;
+        if r4.status != 0 {
+            return Err(BmcError::AuthenticationFailed {
+                reason: format!(
+                    "RAKP 4 status {:#04x}: {}",
+                    r4.status,
+                    status_text(r4.status)
+                ),
+            });
+        }
+        if r4.icv != ex.rakp4_icv(hash, &keys.sik) {
+            return Err(protocol("RAKP 4", "integrity check value does not verify"));
+        }
+        {
+            let mut s = self.state.lock().await;
+            s.bmc_session_id = u32::from_le_bytes(bmc_id);
+            s.console_session_id = u32::from_le_bytes(console_id);
+            s.keyed = Some(Keyed { hash, keys });
+        }
+        // Set Session Privilege Level.
+        let r = self.command(0x06, 0x3b, &[self.config.privilege]).await?;
+        if r.completion != 0 {
+            return Err(BmcError::PermissionDenied {
+                operation: "set session privilege level".to_string(),
+                reason: format!("completion code {:#04x}", r.completion),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends one IPMI command in the session and returns the BMC's response (any completion
+    /// code; callers decide what a non-zero one means). Retransmits on silence; replies to
+    /// an earlier try or another command are ignored.
+    pub async fn command(&self, netfn: u8, cmd: u8, data: &[u8]) -> Result<Response, BmcError> {
+        let mut s = self.state.lock().await;
+        let Some(keyed) = &s.keyed else {
+            return Err(BmcError::InvalidRequest(
+                "the IPMI session is not open".to_string(),
+            ));
+        };
+        let hash = keyed.hash;
+        let k1 = keyed.keys.k1.clone();
+        let aes = keyed.keys.aes_key();
+        s.rq_seq = (s.rq_seq + 1) & 0x3f;
+        let rq_seq = s.rq_seq;
+        let message = Request {
+            netfn,
+            cmd,
+            seq: rq_seq,
+            data: data.to_vec(),
+        }
+        .encode();
+        let mut buf = vec![0u8; 1024];
+        let what = format!("command netFn {netfn:#04x} cmd {cmd:#04x}");
+        for _ in 0..self.config.attempts.max(1) {
+            s.out_seq = s.out_seq.wrapping_add(1).max(1);
+            let iv = random::<16>()?;
+            let wire = packet::seal(
+                payload::IPMI,
+                s.bmc_session_id,
+                s.out_seq,
+                &message,
+                &Protection {
+                    integrity: Some((hash, &k1)),
+                    confidentiality: Some((&aes, iv)),
+                },
+            );
+            self.socket
+                .send(&wire)
+                .await
+                .map_err(|e| BmcError::Unreachable {
+                    endpoint: self.config.addr.to_string(),
+                    reason: e.to_string(),
+                })?;
+            let deadline = Instant::now() + self.config.attempt_timeout;
+            loop {
+                let n = match timeout_at(deadline, self.socket.recv(&mut buf)).await {
+                    Err(_) => break,
+                    Ok(Err(e)) => {
+                        return Err(BmcError::Unreachable {
+                            endpoint: self.config.addr.to_string(),
+                            reason: e.to_string(),
+                        });
+                    }
+                    Ok(Ok(n)) => n,
+                };
+                let Ok(Datagram::V20(p)) = packet::parse(&buf[..n], hash.truncated_len()) else {
+                    continue;
+                };
+                if p.session_id != s.console_session_id || p.payload_type != payload::IPMI {
+                    continue;
+                }
+                let Ok(plain) = p.open(hash, &k1, Some(&aes)) else {
+                    continue; // forged or corrupted: not ours
+                };
+                if p.seq != 0 {
+                    if s.seen.contains(&p.seq) {
+                        continue; // replayed
+                    }
+                    s.seen.push_back(p.seq);
+                    if s.seen.len() > 32 {
+                        s.seen.pop_front();
+                    }
+                }
+                let Ok(r) = Response::decode(&plain) else {
+                    continue;
+                };
+                if r.seq != rq_seq || r.cmd != cmd || r.netfn != (netfn | 1) {
+                    continue; // an answer to an earlier try or another command
+                }
+                return Ok(r);
+            }
+        }
+        Err(BmcError::Timeout {
+            operation: format!("IPMI {what} to {}", self.config.addr),
+            after: self.config.attempt_timeout * self.config.attempts.max(1),
+            detail: Some("no answer".to_string()),
+        })
+    }
+
+    /// Closes the session (Close Session); later commands fail.
+    pub async fn close(&self) -> Result<(), BmcError> {
+        let id = self.state.lock().await.bmc_session_id;
+        let result = self.command(0x06, 0x3c, &id.to_le_bytes()).await;
+        self.state.lock().await.keyed = None;
+        result.map(|_| ())
+    }
+}

@@ -1,0 +1,216 @@
+//! Against the pyghmi IPMI LAN simulator (`shared/peers/ipmi-sim.sh --kind pyghmi`,
+//! cipher suites 3 and 17): power on/off/cycle/reset/soft with status read back, boot
+//! device set and read back (ipmitool agrees), device id and GUID (ipmitool agrees), a
+//! wrong password, and a BMC that stops answering.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bmc_core::{
+    BmcAddress, BmcDriver, BmcError, BootDevice, BootMode, BootOverride, BootPersistence,
+    ConnectOptions, Credentials, PowerAction, PowerState,
+};
+use bmc_ipmi::IpmiDriver;
+use bmc_ipmi::codec::rakp::CipherSuite;
+use bmc_ipmi::session::{IpmiSession, SessionConfig, privilege};
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/ipmi-sim.sh")
+}
+
+struct Peer {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Peer {
+    fn start(kind: &str) -> Peer {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ipmi-{kind}"));
+        let out = Command::new("bash")
+            .arg(script())
+            .args([
+                "start",
+                "--kind",
+                kind,
+                "--dir",
+                dir.to_str().unwrap(),
+                "--port",
+                &port.to_string(),
+            ])
+            .output()
+            .expect("bash runs the peer script");
+        assert!(
+            out.status.success(),
+            "ipmi-sim did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Peer { dir, port }
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", "--dir", self.dir.to_str().unwrap()])
+            .output();
+    }
+
+    fn ipmitool(&self, args: &[&str]) -> String {
+        let out = Command::new("ipmitool")
+            .args([
+                "-I",
+                "lanplus",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "admin",
+                "-P",
+                "password",
+            ])
+            .args(args)
+            .output()
+            .expect("ipmitool runs");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn connect(peer: &Peer, password: &str) -> Result<IpmiDriver, BmcError> {
+    let address = BmcAddress::parse(&format!("ipmi://127.0.0.1:{}", peer.port)).unwrap();
+    let options = ConnectOptions::default().with_request_timeout(Duration::from_millis(500));
+    IpmiDriver::connect(
+        &address,
+        &Credentials::new("admin", password).unwrap(),
+        &options,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn pyghmi_power_boot_inventory_and_failures() {
+    let peer = Peer::start("pyghmi");
+    let d = connect(&peer, "password").await.unwrap();
+
+    for (action, want) in [
+        (PowerAction::On, PowerState::On),
+        (PowerAction::Off, PowerState::Off),
+        (PowerAction::PowerCycle, PowerState::On),
+        (PowerAction::Reset, PowerState::On),
+        (PowerAction::SoftOff, PowerState::Off),
+    ] {
+        d.power(action)
+            .await
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+        assert_eq!(d.power_state().await.unwrap(), want, "{action}");
+    }
+    assert!(
+        peer.ipmitool(&["chassis", "power", "status"])
+            .contains("off")
+    );
+
+    d.set_boot_override(&BootOverride::persistent(BootDevice::Pxe).with_mode(BootMode::Uefi))
+        .await
+        .unwrap();
+    let b = d.boot_override().await.unwrap();
+    assert_eq!(
+        (b.device, b.persistence, b.mode),
+        (
+            Some(BootDevice::Pxe),
+            Some(BootPersistence::Persistent),
+            Some(BootMode::Uefi)
+        )
+    );
+    let param = peer.ipmitool(&["chassis", "bootparam", "get", "5"]);
+    assert!(
+        param.contains("Force PXE") && param.contains("all future boots") && param.contains("EFI"),
+        "{param}"
+    );
+    d.set_boot_override(&BootOverride::once(BootDevice::Disk).with_mode(BootMode::Legacy))
+        .await
+        .unwrap();
+    let b = d.boot_override().await.unwrap();
+    assert_eq!(
+        (b.device, b.persistence, b.mode),
+        (
+            Some(BootDevice::Disk),
+            Some(BootPersistence::Once),
+            Some(BootMode::Legacy)
+        )
+    );
+    assert!(
+        peer.ipmitool(&["chassis", "bootparam", "get", "5"])
+            .contains("Force Boot from default Hard-Drive")
+    );
+
+    let inv = d.inventory().await.unwrap();
+    let guid = peer.ipmitool(&["mc", "guid"]);
+    assert!(
+        guid.contains(inv.system.uuid.as_deref().unwrap()),
+        "{guid} vs {:?}",
+        inv.system.uuid
+    );
+    let info = peer.ipmitool(&["mc", "info"]);
+    let fw = &inv.firmware[0].version;
+    assert!(
+        info.contains(&format!("Firmware Revision         : {fw}")),
+        "{info} vs {fw}"
+    );
+    assert!(
+        d.virtual_media().await.is_err(),
+        "IPMI has no virtual media"
+    );
+    d.close().await.unwrap();
+
+    // Suite 3 forced.
+    let s3 = IpmiSession::open(SessionConfig {
+        addr: format!("127.0.0.1:{}", peer.port).parse().unwrap(),
+        user: "admin".into(),
+        password: "password".into(),
+        kg: None,
+        privilege: privilege::ADMINISTRATOR,
+        suite: Some(CipherSuite::Suite3),
+        attempt_timeout: Duration::from_millis(500),
+        attempts: 2,
+    })
+    .await
+    .unwrap();
+    let r = s3.command(0x00, 0x01, &[]).await.unwrap();
+    assert_eq!(r.completion, 0);
+    s3.close().await.unwrap();
+
+    // A wrong password is an authentication error, found at RAKP 2.
+    let err = connect(&peer, "wrong-password").await.unwrap_err();
+    assert!(
+        matches!(err, BmcError::AuthenticationFailed { .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+
+    // A BMC that stops answering: a clear timeout, quickly, no hang.
+    let d = connect(&peer, "password").await.unwrap();
+    peer.stop();
+    let started = Instant::now();
+    let err = d.power_state().await.unwrap_err();
+    assert!(
+        matches!(err, BmcError::Timeout { .. } | BmcError::Unreachable { .. }),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
