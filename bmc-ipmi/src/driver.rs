@@ -189,6 +189,15 @@ impl BmcDriver for IpmiDriver {
             PowerAction::Reset => 0x03,
             PowerAction::SoftOff => 0x05,
         };
+        // Cycle and reset need the host on: BMCs refuse them (0xd5) or accept and do
+        // nothing (OpenIPMI) when it is off. A reboot of a host that is off powers it on.
+        let code = if matches!(action, PowerAction::PowerCycle | PowerAction::Reset)
+            && self.power_state().await? == PowerState::Off
+        {
+            0x01
+        } else {
+            code
+        };
         match self
             .command(&action.to_string(), CHASSIS, 0x02, &[code])
             .await

@@ -1,7 +1,8 @@
-//! Against the pyghmi IPMI LAN simulator (`shared/peers/ipmi-sim.sh --kind pyghmi`,
-//! cipher suites 3 and 17): power on/off/cycle/reset/soft with status read back, boot
-//! device set and read back (ipmitool agrees), device id and GUID (ipmitool agrees), a
-//! wrong password, and a BMC that stops answering.
+//! Against both IPMI LAN simulators of `shared/peers/ipmi-sim.sh`: pyghmi (cipher suites 3
+//! and 17) and OpenIPMI's `ipmi_sim` (suite 3; suite 17 refused, so the driver falls back):
+//! power on/off/cycle/reset/soft with status read back, boot device set and read back
+//! (ipmitool agrees), device id and GUID (ipmitool agrees), a wrong password, and a BMC
+//! that stops answering.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -212,5 +213,74 @@ async fn pyghmi_power_boot_inventory_and_failures() {
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn openipmi_power_boot_inventory_and_failures() {
+    let peer = Peer::start("openipmi");
+    let d = connect(&peer, "password").await.unwrap();
+    for (action, want) in [
+        (PowerAction::On, PowerState::On),
+        (PowerAction::Off, PowerState::Off),
+        (PowerAction::PowerCycle, PowerState::On),
+        (PowerAction::Reset, PowerState::On),
+        (PowerAction::SoftOff, PowerState::Off),
+    ] {
+        d.power(action)
+            .await
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+        assert_eq!(d.power_state().await.unwrap(), want, "{action}");
+    }
+    assert!(
+        peer.ipmitool(&["chassis", "power", "status"])
+            .contains("off")
+    );
+
+    // ipmi_sim keeps the device selector but reads the flag bits back as 0: the override
+    // is reported as not valid, exactly as ipmitool reports it.
+    d.set_boot_override(&BootOverride::persistent(BootDevice::Pxe).with_mode(BootMode::Uefi))
+        .await
+        .unwrap();
+    let param = peer.ipmitool(&["chassis", "bootparam", "get", "5"]);
+    assert!(param.contains("Force PXE"), "{param}");
+    let b = d.boot_override().await.unwrap();
+    assert_eq!(
+        b.device.is_none(),
+        param.contains("Boot Flag Invalid"),
+        "{param} vs {b:?}"
+    );
+
+    let inv = d.inventory().await.unwrap();
+    let guid = peer.ipmitool(&["mc", "guid"]);
+    assert!(
+        guid.contains(inv.system.uuid.as_deref().unwrap()),
+        "{guid} vs {:?}",
+        inv.system.uuid
+    );
+    d.close().await.unwrap();
+
+    let err = connect(&peer, "wrong-password").await.unwrap_err();
+    assert!(
+        matches!(err, BmcError::AuthenticationFailed { .. }),
+        "{err:?}"
+    );
+
+    // Suite 17 is refused by ipmi_sim: forcing it is a clear rejection.
+    let forced = IpmiSession::open(SessionConfig {
+        addr: format!("127.0.0.1:{}", peer.port).parse().unwrap(),
+        user: "admin".into(),
+        password: "password".into(),
+        kg: None,
+        privilege: privilege::ADMINISTRATOR,
+        suite: Some(CipherSuite::Suite17),
+        attempt_timeout: Duration::from_millis(500),
+        attempts: 2,
+    })
+    .await;
+    assert!(
+        matches!(forced, Err(BmcError::Rejected { .. })),
+        "{:?}",
+        forced.err()
     );
 }
