@@ -25,6 +25,23 @@ if [ -d "$fixtures" ] && [ ! -e corpus/redfish_models/.seeded ]; then
     touch corpus/redfish_models/.seeded
 fi
 
+# Seed the IPMI corpus from the recorded RMCP+ datagrams.
+ipmi="../../shared/fixtures/ipmi"
+if [ -d "$ipmi" ] && [ ! -e corpus/ipmi_packets/.seeded ]; then
+    mkdir -p corpus/ipmi_packets
+    python3 - "$ipmi" corpus/ipmi_packets <<'PY'
+import glob, hashlib, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+for path in glob.glob(os.path.join(src, "*", "*.txt")):
+    for line in open(path):
+        if line.startswith(("request: ", "response: ")):
+            data = bytes.fromhex(line.split(": ", 1)[1].strip())
+            with open(os.path.join(dst, hashlib.md5(data).hexdigest()[:16]), "wb") as f:
+                f.write(data)
+PY
+    touch corpus/ipmi_packets/.seeded
+fi
+
 cargo +nightly fuzz build >/dev/null 2>&1 || { echo "fuzz build failed: run cargo +nightly fuzz build" >&2; exit 1; }
 summary=()
 for t in "${targets[@]}"; do
