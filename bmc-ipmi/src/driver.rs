@@ -21,6 +21,20 @@ const CHASSIS: u8 = 0x00;
 pub struct IpmiDriver {
     config: SessionConfig,
     session: Mutex<Option<Arc<IpmiSession>>>,
+    keep_alive: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// How often an idle session is kept alive (BMCs drop sessions idle for about a minute).
+const KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+impl Drop for IpmiDriver {
+    fn drop(&mut self) {
+        if let Ok(mut k) = self.keep_alive.lock() {
+            if let Some(handle) = k.take() {
+                handle.abort();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for IpmiDriver {
@@ -93,6 +107,7 @@ impl IpmiDriver {
         let driver = IpmiDriver {
             config,
             session: Mutex::new(None),
+            keep_alive: std::sync::Mutex::new(None),
         };
         driver.session().await?;
         Ok(driver)
@@ -105,6 +120,11 @@ impl IpmiDriver {
         }
         let s = Arc::new(IpmiSession::open(self.config.clone()).await?);
         *guard = Some(s.clone());
+        if let Ok(mut k) = self.keep_alive.lock() {
+            if let Some(old) = k.replace(s.spawn_keep_alive(KEEP_ALIVE)) {
+                old.abort();
+            }
+        }
         Ok(s)
     }
 
@@ -328,6 +348,11 @@ impl BmcDriver for IpmiDriver {
     }
 
     async fn close(&self) -> Result<()> {
+        if let Ok(mut k) = self.keep_alive.lock() {
+            if let Some(handle) = k.take() {
+                handle.abort();
+            }
+        }
         let session = self.session.lock().await.take();
         match session {
             Some(s) => s.close().await,

@@ -5,14 +5,14 @@
 //!   and HMAC-SHA256, the integrity trailer, AES-CBC-128, LAN messages with checksums),
 //!   verified byte for byte against the recorded sessions in `shared/fixtures/ipmi`.
 //! - [`session`]: an RMCP+ session over tokio UDP (suite 17, then 3, or forced; RAKP with
-//!   the password checked at RAKP 2; privilege raise; retransmission; replies to earlier
-//!   tries, replays and forged packets ignored; Close Session).
+//!   the password checked at RAKP 2; privilege raise; retransmission; keep-alive; replies
+//!   to earlier tries, replays, packets outside the sequence window and forged packets
+//!   dropped by a pure, fuzzed [`session::Inbound`] filter; Close Session).
 //! - [`IpmiDriver`]: power, boot device (PXE, disk, CD, BIOS setup; once or persistent;
 //!   UEFI or legacy) and device id / GUID inventory; virtual media is unsupported.
 //!   [`register`] adds it for `ipmi` and `libvirt`.
 //!
-//! Still to come: keep-alive for long-lived sessions, one socket shared by many sessions,
-//! and tests against OpenIPMI's `ipmi_sim`.
+//! Still to come: one UDP socket shared by many sessions (each session has its own now).
 //!
 //! ```
 //! use bmc_ipmi::codec::lan::{Request, Response};

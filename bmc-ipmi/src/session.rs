@@ -77,6 +77,7 @@ impl std::fmt::Debug for SessionConfig {
 struct Keyed {
     hash: Hash,
     keys: SessionKeys,
+    inbound: Inbound,
 }
 
 struct State {
@@ -84,8 +85,61 @@ struct State {
     console_session_id: u32,
     out_seq: u32,
     rq_seq: u8,
-    seen: VecDeque<u32>,
     keyed: Option<Keyed>,
+}
+
+/// What a session accepts from the wire. Pure (no socket), so it is unit-tested and fuzzed
+/// with arbitrary datagrams.
+///
+/// A datagram is accepted only if it is an IPMI 2.0 packet for this console session id,
+/// its AuthCode verifies with K1, it decrypts, its session sequence number is new and
+/// inside the spec's window (not zero, not seen, not more than 16 behind the highest), and
+/// it answers the command asked (netFn, command, requester sequence number).
+pub struct Inbound {
+    console_session_id: u32,
+    hash: Hash,
+    k1: Vec<u8>,
+    aes_key: [u8; 16],
+    seen: VecDeque<u32>,
+    highest: u32,
+}
+
+impl Inbound {
+    /// A filter for a session with these keys.
+    pub fn new(console_session_id: u32, hash: Hash, keys: &SessionKeys) -> Inbound {
+        Inbound {
+            console_session_id,
+            hash,
+            k1: keys.k1.clone(),
+            aes_key: keys.aes_key(),
+            seen: VecDeque::new(),
+            highest: 0,
+        }
+    }
+
+    /// The response in `datagram`, if it is an authentic, fresh answer to the request.
+    pub fn accept(&mut self, datagram: &[u8], netfn: u8, cmd: u8, rq_seq: u8) -> Option<Response> {
+        let Ok(Datagram::V20(p)) = packet::parse(datagram, self.hash.truncated_len()) else {
+            return None;
+        };
+        if p.session_id != self.console_session_id
+            || p.payload_type != payload::IPMI
+            || !p.authenticated
+        {
+            return None;
+        }
+        let plain = p.open(self.hash, &self.k1, Some(&self.aes_key)).ok()?;
+        if p.seq == 0 || self.seen.contains(&p.seq) || p.seq.saturating_add(16) < self.highest {
+            return None; // replayed or too old
+        }
+        self.seen.push_back(p.seq);
+        if self.seen.len() > 32 {
+            self.seen.pop_front();
+        }
+        self.highest = self.highest.max(p.seq);
+        let r = Response::decode(&plain).ok()?;
+        (r.seq == rq_seq && r.cmd == cmd && r.netfn == (netfn | 1)).then_some(r)
+    }
 }
 
 /// An open RMCP+ session to one BMC.
@@ -155,7 +209,6 @@ impl IpmiSession {
                 console_session_id: 0,
                 out_seq: 0,
                 rq_seq: 0,
-                seen: VecDeque::new(),
                 keyed: None,
             }),
         };
@@ -339,7 +392,12 @@ impl IpmiSession {
             let mut s = self.state.lock().await;
             s.bmc_session_id = u32::from_le_bytes(bmc_id);
             s.console_session_id = u32::from_le_bytes(console_id);
-            s.keyed = Some(Keyed { hash, keys });
+            let inbound = Inbound::new(s.console_session_id, hash, &keys);
+            s.keyed = Some(Keyed {
+                hash,
+                keys,
+                inbound,
+            });
         }
         // Set Session Privilege Level.
         let r = self.command(0x06, 0x3b, &[self.config.privilege]).await?;
@@ -408,30 +466,14 @@ impl IpmiSession {
                     }
                     Ok(Ok(n)) => n,
                 };
-                let Ok(Datagram::V20(p)) = packet::parse(&buf[..n], hash.truncated_len()) else {
-                    continue;
+                let Some(keyed) = s.keyed.as_mut() else {
+                    return Err(BmcError::InvalidRequest(
+                        "the IPMI session was closed".to_string(),
+                    ));
                 };
-                if p.session_id != s.console_session_id || p.payload_type != payload::IPMI {
-                    continue;
-                }
-                let Ok(plain) = p.open(hash, &k1, Some(&aes)) else {
-                    continue; // forged or corrupted: not ours
+                let Some(r) = keyed.inbound.accept(&buf[..n], netfn, cmd, rq_seq) else {
+                    continue; // not ours, forged, replayed, or an answer to an earlier try
                 };
-                if p.seq != 0 {
-                    if s.seen.contains(&p.seq) {
-                        continue; // replayed
-                    }
-                    s.seen.push_back(p.seq);
-                    if s.seen.len() > 32 {
-                        s.seen.pop_front();
-                    }
-                }
-                let Ok(r) = Response::decode(&plain) else {
-                    continue;
-                };
-                if r.seq != rq_seq || r.cmd != cmd || r.netfn != (netfn | 1) {
-                    continue; // an answer to an earlier try or another command
-                }
                 return Ok(r);
             }
         }
@@ -439,6 +481,33 @@ impl IpmiSession {
             operation: format!("IPMI {what} to {}", self.config.addr),
             after: self.config.attempt_timeout * self.config.attempts.max(1),
             detail: Some("no answer".to_string()),
+        })
+    }
+
+    /// Session packets sent so far (commands, retransmissions and keep-alives).
+    pub async fn packets_sent(&self) -> u32 {
+        self.state.lock().await.out_seq
+    }
+
+    /// Keeps the session alive while idle: a Get Device ID every `every` (BMCs drop
+    /// sessions idle for about a minute). The task ends when the session is closed or the
+    /// handle is aborted.
+    pub fn spawn_keep_alive(
+        self: &std::sync::Arc<Self>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let session = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(s) = session.upgrade() else { return };
+                if s.state.lock().await.keyed.is_none() {
+                    return;
+                }
+                if let Err(e) = s.command(0x06, 0x01, &[]).await {
+                    tracing::debug!(error = %e, "IPMI keep-alive failed");
+                }
+            }
         })
     }
 

@@ -190,7 +190,19 @@ async fn pyghmi_power_boot_inventory_and_failures() {
     .unwrap();
     let r = s3.command(0x00, 0x01, &[]).await.unwrap();
     assert_eq!(r.completion, 0);
+    // Keep-alive: an idle session sends Get Device ID on its own.
+    let s3 = std::sync::Arc::new(s3);
+    let before = s3.packets_sent().await;
+    let keep_alive = s3.spawn_keep_alive(Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    assert!(s3.packets_sent().await >= before + 4, "keep-alives sent");
+    assert_eq!(s3.command(0x00, 0x01, &[]).await.unwrap().completion, 0);
     s3.close().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        keep_alive.is_finished(),
+        "keep-alive stops with the session"
+    );
 
     // A wrong password is an authentication error, found at RAKP 2.
     let err = connect(&peer, "wrong-password").await.unwrap_err();
