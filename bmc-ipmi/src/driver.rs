@@ -103,6 +103,7 @@ impl IpmiDriver {
             suite: None,
             attempt_timeout,
             attempts: 3,
+            transport: None,
         };
         let driver = IpmiDriver {
             config,

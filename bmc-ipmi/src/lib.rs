@@ -12,7 +12,7 @@
 //!   UEFI or legacy) and device id / GUID inventory; virtual media is unsupported.
 //!   [`register`] adds it for `ipmi` and `libvirt`.
 //!
-//! Still to come: one UDP socket shared by many sessions (each session has its own now).
+//! - [`transport::IpmiTransport`]: one UDP socket serving many sessions to different BMCs.
 //!
 //! ```
 //! use bmc_ipmi::codec::lan::{Request, Response};
@@ -27,5 +27,6 @@
 pub mod codec;
 mod driver;
 pub mod session;
+pub mod transport;
 
 pub use driver::{IpmiDriver, IpmiFactory, register};

@@ -5,9 +5,13 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::net::UdpSocket;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 use tokio::time::{Instant, timeout_at};
+
+use crate::transport::IpmiTransport;
 
 use bmc_core::{BmcError, BmcMessage};
 
@@ -61,6 +65,8 @@ pub struct SessionConfig {
     pub attempt_timeout: Duration,
     /// Sends per request (first try included).
     pub attempts: u32,
+    /// A socket shared with other sessions; `None` gives the session its own.
+    pub transport: Option<Arc<IpmiTransport>>,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -142,11 +148,58 @@ impl Inbound {
     }
 }
 
+/// Where a session's datagrams go and come from.
+enum Link {
+    Own(UdpSocket),
+    Shared {
+        transport: Arc<IpmiTransport>,
+        rx: Mutex<mpsc::Receiver<Vec<u8>>>,
+    },
+}
+
+impl Link {
+    async fn send(&self, buf: &[u8], peer: SocketAddr) -> std::io::Result<usize> {
+        match self {
+            Link::Own(s) => s.send(buf).await,
+            Link::Shared { transport, .. } => transport.send_to(buf, peer).await,
+        }
+    }
+
+    /// The next datagram before `deadline` (`None` when it passes), copied into `buf`.
+    async fn recv(&self, buf: &mut [u8], deadline: Instant) -> std::io::Result<Option<usize>> {
+        match self {
+            Link::Own(s) => match timeout_at(deadline, s.recv(buf)).await {
+                Err(_) => Ok(None),
+                Ok(r) => r.map(Some),
+            },
+            Link::Shared { rx, .. } => {
+                let mut rx = rx.lock().await;
+                match timeout_at(deadline, rx.recv()).await {
+                    Err(_) | Ok(None) => Ok(None),
+                    Ok(Some(d)) => {
+                        let n = d.len().min(buf.len());
+                        buf[..n].copy_from_slice(&d[..n]);
+                        Ok(Some(n))
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// An open RMCP+ session to one BMC.
 pub struct IpmiSession {
-    socket: UdpSocket,
+    link: Link,
     config: SessionConfig,
     state: Mutex<State>,
+}
+
+impl Drop for IpmiSession {
+    fn drop(&mut self) {
+        if let Link::Shared { transport, .. } = &self.link {
+            transport.unregister(self.config.addr);
+        }
+    }
 }
 
 fn random<const N: usize>() -> Result<[u8; N], BmcError> {
@@ -186,23 +239,32 @@ impl IpmiSession {
     /// Opens a session: Open Session (suite 17, then 3 unless forced), RAKP 1–4 with the
     /// password checked against RAKP 2, then Set Session Privilege Level.
     pub async fn open(config: SessionConfig) -> Result<IpmiSession, BmcError> {
-        let bind = if config.addr.is_ipv6() {
-            "[::]:0"
-        } else {
-            "0.0.0.0:0"
+        let link = match &config.transport {
+            Some(t) => Link::Shared {
+                transport: t.clone(),
+                rx: Mutex::new(t.register(config.addr)?),
+            },
+            None => {
+                let bind = if config.addr.is_ipv6() {
+                    "[::]:0"
+                } else {
+                    "0.0.0.0:0"
+                };
+                let socket = UdpSocket::bind(bind)
+                    .await
+                    .map_err(|e| protocol("UDP socket", e))?;
+                socket
+                    .connect(config.addr)
+                    .await
+                    .map_err(|e| BmcError::Unreachable {
+                        endpoint: config.addr.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                Link::Own(socket)
+            }
         };
-        let socket = UdpSocket::bind(bind)
-            .await
-            .map_err(|e| protocol("UDP socket", e))?;
-        socket
-            .connect(config.addr)
-            .await
-            .map_err(|e| BmcError::Unreachable {
-                endpoint: config.addr.to_string(),
-                reason: e.to_string(),
-            })?;
         let session = IpmiSession {
-            socket,
+            link,
             config,
             state: Mutex::new(State {
                 bmc_session_id: 0,
@@ -224,8 +286,8 @@ impl IpmiSession {
     ) -> Result<Datagram, BmcError> {
         let mut buf = vec![0u8; 1024];
         for _ in 0..self.config.attempts.max(1) {
-            self.socket
-                .send(datagram)
+            self.link
+                .send(datagram, self.config.addr)
                 .await
                 .map_err(|e| BmcError::Unreachable {
                     endpoint: self.config.addr.to_string(),
@@ -233,15 +295,15 @@ impl IpmiSession {
                 })?;
             let deadline = Instant::now() + self.config.attempt_timeout;
             loop {
-                match timeout_at(deadline, self.socket.recv(&mut buf)).await {
-                    Err(_) => break,
-                    Ok(Err(e)) => {
+                match self.link.recv(&mut buf, deadline).await {
+                    Ok(None) => break,
+                    Err(e) => {
                         return Err(BmcError::Unreachable {
                             endpoint: self.config.addr.to_string(),
                             reason: e.to_string(),
                         });
                     }
-                    Ok(Ok(n)) => {
+                    Ok(Some(n)) => {
                         if let Ok(d) = packet::parse(&buf[..n], integrity_len) {
                             return Ok(d);
                         }
@@ -447,8 +509,8 @@ impl IpmiSession {
                     confidentiality: Some((&aes, iv)),
                 },
             );
-            self.socket
-                .send(&wire)
+            self.link
+                .send(&wire, self.config.addr)
                 .await
                 .map_err(|e| BmcError::Unreachable {
                     endpoint: self.config.addr.to_string(),
@@ -456,15 +518,15 @@ impl IpmiSession {
                 })?;
             let deadline = Instant::now() + self.config.attempt_timeout;
             loop {
-                let n = match timeout_at(deadline, self.socket.recv(&mut buf)).await {
-                    Err(_) => break,
-                    Ok(Err(e)) => {
+                let n = match self.link.recv(&mut buf, deadline).await {
+                    Ok(None) => break,
+                    Err(e) => {
                         return Err(BmcError::Unreachable {
                             endpoint: self.config.addr.to_string(),
                             reason: e.to_string(),
                         });
                     }
-                    Ok(Ok(n)) => n,
+                    Ok(Some(n)) => n,
                 };
                 let Some(keyed) = s.keyed.as_mut() else {
                     return Err(BmcError::InvalidRequest(

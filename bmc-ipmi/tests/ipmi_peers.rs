@@ -16,6 +16,7 @@ use bmc_core::{
 use bmc_ipmi::IpmiDriver;
 use bmc_ipmi::codec::rakp::CipherSuite;
 use bmc_ipmi::session::{IpmiSession, SessionConfig, privilege};
+use bmc_ipmi::transport::IpmiTransport;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/ipmi-sim.sh")
@@ -28,12 +29,16 @@ struct Peer {
 
 impl Peer {
     fn start(kind: &str) -> Peer {
+        Peer::start_in(kind, kind)
+    }
+
+    fn start_in(kind: &str, name: &str) -> Peer {
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ipmi-{kind}"));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ipmi-{name}"));
         let out = Command::new("bash")
             .arg(script())
             .args([
@@ -185,6 +190,7 @@ async fn pyghmi_power_boot_inventory_and_failures() {
         suite: Some(CipherSuite::Suite3),
         attempt_timeout: Duration::from_millis(500),
         attempts: 2,
+        transport: None,
     })
     .await
     .unwrap();
@@ -288,6 +294,7 @@ async fn openipmi_power_boot_inventory_and_failures() {
         suite: Some(CipherSuite::Suite17),
         attempt_timeout: Duration::from_millis(500),
         attempts: 2,
+        transport: None,
     })
     .await;
     assert!(
@@ -295,4 +302,50 @@ async fn openipmi_power_boot_inventory_and_failures() {
         "{:?}",
         forced.err()
     );
+}
+
+#[tokio::test]
+async fn one_socket_serves_sessions_to_both_simulators_at_once() {
+    let a = Peer::start_in("pyghmi", "shared-pyghmi");
+    let b = Peer::start_in("openipmi", "shared-openipmi");
+    let transport = IpmiTransport::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let config = |port: u16| SessionConfig {
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        user: "admin".into(),
+        password: "password".into(),
+        kg: None,
+        privilege: privilege::ADMINISTRATOR,
+        suite: None,
+        attempt_timeout: Duration::from_millis(500),
+        attempts: 3,
+        transport: Some(transport.clone()),
+    };
+    let (sa, sb) = tokio::join!(
+        IpmiSession::open(config(a.port)),
+        IpmiSession::open(config(b.port))
+    );
+    let (sa, sb) = (sa.unwrap(), sb.unwrap());
+    assert_eq!(transport.sessions(), 2);
+    let duplicate = IpmiSession::open(config(a.port)).await;
+    assert!(
+        matches!(duplicate, Err(BmcError::InvalidRequest(_))),
+        "one session per BMC per transport"
+    );
+    tokio::join!(twenty_commands(&sa), twenty_commands(&sb));
+    sa.close().await.unwrap();
+    sb.close().await.unwrap();
+    drop((sa, sb));
+    assert_eq!(
+        transport.sessions(),
+        0,
+        "routes are dropped with their sessions"
+    );
+}
+
+async fn twenty_commands(s: &IpmiSession) {
+    for _ in 0..20 {
+        assert_eq!(s.command(0x00, 0x01, &[]).await.unwrap().completion, 0);
+    }
 }
