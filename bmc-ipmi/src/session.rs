@@ -235,6 +235,46 @@ fn status_text(status: u8) -> &'static str {
     }
 }
 
+/// The error for a refused Open Session (RMCP+ status), `Ok` for success.
+pub fn check_open_session(resp: &OpenSessionResponse) -> Result<(), BmcError> {
+    if resp.status == 0 {
+        return Ok(());
+    }
+    Err(BmcError::Rejected {
+        operation: "IPMI Open Session".to_string(),
+        status: Some(u16::from(resp.status)),
+        messages: vec![BmcMessage {
+            id: format!("RMCP+ {:#04x}", resp.status),
+            text: status_text(resp.status).to_string(),
+        }],
+    })
+}
+
+/// Checks RAKP 2: a refusal by status (unknown user, bad role) or an auth code that does not
+/// verify with the password (wrong password) is an authentication failure, each with its
+/// own reason; never retried.
+pub fn check_rakp2(
+    r2: &Rakp2,
+    exchange: &Exchange,
+    hash: Hash,
+    kuid: &[u8],
+) -> Result<(), BmcError> {
+    if r2.status != 0 {
+        return Err(BmcError::AuthenticationFailed {
+            reason: format!(
+                "RAKP 2 status {:#04x}: {}",
+                r2.status,
+                status_text(r2.status)
+            ),
+        });
+    }
+    exchange
+        .verify_rakp2(hash, kuid, &r2.auth_code)
+        .map_err(|_| BmcError::AuthenticationFailed {
+            reason: "RAKP 2 does not verify with this password".to_string(),
+        })
+}
+
 impl IpmiSession {
     /// Opens a session: Open Session (suite 17, then 3 unless forced), RAKP 1–4 with the
     /// password checked against RAKP 2, then Set Session Privilege Level.
@@ -330,7 +370,7 @@ impl IpmiSession {
                 break id;
             }
         };
-        let mut last_status = 0;
+        let mut last = None;
         for suite in suites {
             let tag = random::<1>()?[0];
             let open = OpenSessionRequest {
@@ -355,20 +395,13 @@ impl IpmiSession {
             };
             let resp =
                 OpenSessionResponse::decode(&p.payload).map_err(|e| protocol("Open Session", e))?;
-            if resp.status != 0 {
-                last_status = resp.status;
+            if let Err(e) = check_open_session(&resp) {
+                last = Some(e);
                 continue;
             }
             return self.rakp(suite, console_id, resp.bmc_session_id).await;
         }
-        Err(BmcError::Rejected {
-            operation: "IPMI Open Session".to_string(),
-            status: Some(u16::from(last_status)),
-            messages: vec![BmcMessage {
-                id: format!("RMCP+ {last_status:#04x}"),
-                text: status_text(last_status).to_string(),
-            }],
-        })
+        Err(last.unwrap_or_else(|| protocol("Open Session", "no cipher suite to try")))
     }
 
     async fn rakp(
@@ -404,15 +437,6 @@ impl IpmiSession {
             return Err(protocol("RAKP 2", "answer is not RMCP+"));
         };
         let r2 = Rakp2::decode(&p.payload, hash).map_err(|e| protocol("RAKP 2", e))?;
-        if r2.status != 0 {
-            return Err(BmcError::AuthenticationFailed {
-                reason: format!(
-                    "RAKP 2 status {:#04x}: {}",
-                    r2.status,
-                    status_text(r2.status)
-                ),
-            });
-        }
         let ex = Exchange {
             console_session_id: console_id,
             bmc_session_id: bmc_id,
@@ -423,11 +447,7 @@ impl IpmiSession {
             user: user.clone(),
         };
         let kuid = password_key(self.config.password.as_bytes());
-        if ex.verify_rakp2(hash, &kuid, &r2.auth_code).is_err() {
-            return Err(BmcError::AuthenticationFailed {
-                reason: "RAKP 2 does not verify with this password".to_string(),
-            });
-        }
+        check_rakp2(&r2, &ex, hash, &kuid)?;
         let key = self.config.kg.clone().unwrap_or_else(|| kuid.clone());
         let keys = SessionKeys::derive(hash, &key, &rm, &r2.rc, role, &user);
         let r3 = encode_rakp3(tag, 0, bmc_id, &ex.rakp3_code(hash, &kuid));

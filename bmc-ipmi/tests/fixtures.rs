@@ -5,10 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+use bmc_core::BmcError;
 use bmc_ipmi::codec::crypto::{Hash, SessionKeys, password_key};
 use bmc_ipmi::codec::lan;
 use bmc_ipmi::codec::packet::{self, Datagram, Protection, payload};
 use bmc_ipmi::codec::rakp::{Exchange, OpenSessionResponse, Rakp1, Rakp2, Rakp4};
+use bmc_ipmi::session::{check_open_session, check_rakp2};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -122,6 +124,7 @@ fn check_sealed(
 #[test]
 fn every_recorded_session_replays_byte_for_byte() {
     let mut counts = Counts::default();
+    let mut errors: Vec<(String, String)> = Vec::new();
     let mut dirs: Vec<_> = std::fs::read_dir(fixtures())
         .unwrap()
         .filter_map(Result::ok)
@@ -206,6 +209,17 @@ fn every_recorded_session_replays_byte_for_byte() {
                     s["open_session_status"].as_i64().unwrap(),
                     "{what}"
                 );
+                if let Err(e) = check_open_session(&r) {
+                    // A refused cipher suite: a clear rejection naming the RMCP+ status.
+                    assert!(matches!(e, BmcError::Rejected { .. }), "{what}: {e:?}");
+                    let text = e.to_string();
+                    assert!(
+                        text.contains("unsupported authentication algorithm")
+                            || text.contains("no cipher suite match"),
+                        "{what}: {text}"
+                    );
+                    errors.push((name.clone(), text));
+                }
             } else if file.contains("rakp1-rakp2") {
                 let Datagram::V20(p1) = packet::parse(&e.request.unwrap(), 0).unwrap() else {
                     panic!("{what}")
@@ -222,10 +236,6 @@ fn every_recorded_session_replays_byte_for_byte() {
                     panic!("{what}")
                 };
                 let r2 = Rakp2::decode(&p2.payload, hash).unwrap();
-                if r2.status != 0 {
-                    counts.rakp2_rejected += 1;
-                    break;
-                }
                 let ex = Exchange {
                     console_session_id: arr(s["sidm"].as_str().unwrap()),
                     bmc_session_id: arr(s["sidc"].as_str().unwrap()),
@@ -235,18 +245,33 @@ fn every_recorded_session_replays_byte_for_byte() {
                     role: r1.role,
                     user: r1.user.clone(),
                 };
-                assert_eq!(r2.rc, arr::<16>(s["rc"].as_str().unwrap()), "{what}");
                 let client_kuid = password_key(s["password"].as_str().unwrap().as_bytes());
-                let verifies = ex.verify_rakp2(hash, &client_kuid, &r2.auth_code).is_ok();
-                let expected = s
-                    .get("rakp2_verifies_with_client_password")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true);
-                assert_eq!(verifies, expected, "{what}");
-                if !verifies {
+                if let Err(e) = check_rakp2(&r2, &ex, hash, &client_kuid) {
+                    // Unknown user (status 0x0d) and wrong password (auth code): distinct,
+                    // clear authentication errors.
+                    let text = e.to_string();
+                    assert!(
+                        matches!(e, BmcError::AuthenticationFailed { .. }),
+                        "{what}: {e:?}"
+                    );
+                    if name.contains("unknown-user") {
+                        assert!(text.contains("unauthorized name"), "{what}: {text}");
+                    } else {
+                        assert!(
+                            name.contains("wrong-password"),
+                            "{what}: unexpected refusal {text}"
+                        );
+                        assert!(
+                            text.contains("does not verify with this password"),
+                            "{what}: {text}"
+                        );
+                        assert_eq!(s["rakp2_verifies_with_client_password"], false, "{what}");
+                    }
+                    errors.push((name.clone(), text));
                     counts.rakp2_rejected += 1;
                     break;
                 }
+                assert_eq!(r2.rc, arr::<16>(s["rc"].as_str().unwrap()), "{what}");
                 counts.rakp2_ok += 1;
                 let bmc_kuid = password_key(s["bmc_password"].as_str().unwrap().as_bytes());
                 let k = SessionKeys::derive(hash, &bmc_kuid, &ex.rm, &ex.rc, ex.role, &ex.user);
@@ -298,6 +323,14 @@ fn every_recorded_session_replays_byte_for_byte() {
         }
     }
     println!("{counts:?}");
+    for (name, text) in &errors {
+        println!("{name}: {text}");
+    }
+    assert_eq!(
+        errors.len(),
+        6,
+        "two refused suites, two unknown users, two wrong passwords"
+    );
     assert_eq!(counts.pongs, 2);
     // 19 sessions: 2 refused at Open Session (suite 17 on OpenIPMI, suite 1 on pyghmi),
     // 4 refused at RAKP 2 (two wrong passwords, two unknown users), 13 established.
