@@ -1,10 +1,11 @@
 //! An IPMI v2.0 / RMCP+ implementation for `bmc_core::BmcDriver`.
 //!
 //! - [`codec`]: the pure protocol (RMCP and ASF presence ping, IPMI 1.5 and 2.0 session
-//!   framing, Open Session, RAKP 1–4 and their HMACs, SIK/K1/K2 derivation for HMAC-SHA1
+//!   framing, Get Channel Authentication Capabilities and Cipher Suites, Open Session, RAKP 1–4 and their HMACs, SIK/K1/K2 derivation for HMAC-SHA1
 //!   and HMAC-SHA256, the integrity trailer, AES-CBC-128, LAN messages with checksums),
 //!   verified byte for byte against the recorded sessions in `shared/fixtures/ipmi`.
-//! - [`session`]: an RMCP+ session over tokio UDP (suite 17, then 3, or forced; RAKP with
+//! - [`session`]: an RMCP+ session over tokio UDP (the suite negotiated from what the BMC
+//!   offers through Get Channel Cipher Suites, 17 preferred, or forced; RAKP with
 //!   the password checked at RAKP 2; privilege raise; retransmission; keep-alive; replies
 //!   to earlier tries, replays, packets outside the sequence window and forged packets
 //!   dropped by a pure, fuzzed [`session::Inbound`] filter; Close Session).

@@ -87,6 +87,7 @@ struct Keyed {
 }
 
 struct State {
+    suite: Option<CipherSuite>,
     bmc_session_id: u32,
     console_session_id: u32,
     out_seq: u32,
@@ -307,6 +308,7 @@ impl IpmiSession {
             link,
             config,
             state: Mutex::new(State {
+                suite: None,
                 bmc_session_id: 0,
                 console_session_id: 0,
                 out_seq: 0,
@@ -359,10 +361,63 @@ impl IpmiSession {
         })
     }
 
+    /// The cipher suite of the session.
+    pub async fn suite(&self) -> Option<CipherSuite> {
+        self.state.lock().await.suite
+    }
+
+    /// Asks the BMC which cipher suites it offers (Get Channel Cipher Suites, outside a
+    /// session). `None` when it does not answer that command.
+    async fn offered_suites(&self) -> Option<Vec<u8>> {
+        let mut records = Vec::new();
+        for index in 0..8u8 {
+            let req = crate::codec::channel::cipher_suites_request(index, index).encode();
+            let none = Protection {
+                integrity: None,
+                confidentiality: None,
+            };
+            let wire = packet::seal(payload::IPMI, 0, 0, &req, &none);
+            let message = match self
+                .exchange_raw(&wire, 0, "Get Channel Cipher Suites")
+                .await
+                .ok()?
+            {
+                Datagram::V15(v) => v.message,
+                Datagram::V20(v) => v.payload,
+            };
+            let r = Response::decode(&message).ok()?;
+            if r.completion != 0 || r.cmd != 0x54 {
+                return None;
+            }
+            let chunk = r.data.get(1..).unwrap_or_default();
+            records.extend_from_slice(chunk);
+            if chunk.len() < 16 {
+                break;
+            }
+        }
+        Some(crate::codec::channel::parse_cipher_suite_records(&records))
+    }
+
     async fn establish(&self) -> Result<(), BmcError> {
         let suites: Vec<CipherSuite> = match self.config.suite {
             Some(s) => vec![s],
-            None => vec![CipherSuite::Suite17, CipherSuite::Suite3],
+            // What the BMC offers, best first; without an answer, 17 then 3.
+            None => match self.offered_suites().await {
+                Some(offered) => {
+                    let usable: Vec<CipherSuite> = [CipherSuite::Suite17, CipherSuite::Suite3]
+                        .into_iter()
+                        .filter(|s| offered.contains(&s.id()))
+                        .collect();
+                    if usable.is_empty() {
+                        return Err(BmcError::Unsupported {
+                            operation: format!("IPMI cipher suites {offered:?} (17 or 3 needed)"),
+                            driver: "ipmi".to_string(),
+                        });
+                    }
+                    usable
+                }
+                None => vec![CipherSuite::Suite17, CipherSuite::Suite3],
+            },
         };
         let console_id = loop {
             let id = random::<4>()?;
@@ -475,6 +530,7 @@ impl IpmiSession {
             s.bmc_session_id = u32::from_le_bytes(bmc_id);
             s.console_session_id = u32::from_le_bytes(console_id);
             let inbound = Inbound::new(s.console_session_id, hash, &keys);
+            s.suite = Some(suite);
             s.keyed = Some(Keyed {
                 hash,
                 keys,

@@ -344,3 +344,38 @@ fn every_recorded_session_replays_byte_for_byte() {
     );
     assert_eq!(counts.sessionless, 20, "{counts:?}");
 }
+
+#[test]
+fn channel_queries_decode_as_recorded() {
+    use bmc_ipmi::codec::channel::{AuthCapabilities, parse_cipher_suite_records};
+    // Get Channel Cipher Suites as ipmitool sent it to pyghmi, and pyghmi's answer.
+    let e = read_exchange(
+        &fixtures().join("pyghmi-auto-cipher-mc-guid/02-get-channel-cipher-suites.txt"),
+    );
+    let req = bmc_ipmi::codec::channel::cipher_suites_request(1, 0).encode();
+    assert_eq!(Some(req), e.request_ipmi);
+    let resp = lan::Response::decode(&e.response_ipmi.unwrap()).unwrap();
+    assert_eq!(parse_cipher_suite_records(&resp.data[1..]), [3, 17]);
+    // Every Get Channel Authentication Capabilities answer says IPMI 2.0.
+    let mut seen = 0;
+    for dir in std::fs::read_dir(fixtures())
+        .unwrap()
+        .filter_map(Result::ok)
+    {
+        let f = dir.path().join("01-get-channel-auth-capabilities.txt");
+        if let Ok(true) = f.try_exists() {
+            let e = read_exchange(&f);
+            let r = lan::Response::decode(&e.response_ipmi.unwrap()).unwrap();
+            let caps = AuthCapabilities::decode(&r.data).unwrap();
+            assert!(caps.ipmi20, "{}", f.display());
+            assert!(!caps.kg_set, "{}", f.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 15, "{seen}");
+    assert_eq!(
+        parse_cipher_suite_records(&[0xc1, 0x80, 0x01, 0x02, 0x03, 0x01, 0x41, 0xc0, 0x03, 0x01]),
+        [0x80, 3]
+    );
+    assert!(parse_cipher_suite_records(&[0x01, 0xc0, 0x03]).is_empty());
+}

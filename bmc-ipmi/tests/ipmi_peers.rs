@@ -327,6 +327,17 @@ async fn one_socket_serves_sessions_to_both_simulators_at_once() {
         IpmiSession::open(config(b.port))
     );
     let (sa, sb) = (sa.unwrap(), sb.unwrap());
+    // Suites negotiated from what each BMC offers (or, without an answer, tried 17 then 3).
+    assert_eq!(
+        sa.suite().await,
+        Some(CipherSuite::Suite17),
+        "pyghmi offers 3 and 17"
+    );
+    assert_eq!(
+        sb.suite().await,
+        Some(CipherSuite::Suite3),
+        "ipmi_sim offers no 17"
+    );
     assert_eq!(transport.sessions(), 2);
     let duplicate = IpmiSession::open(config(a.port)).await;
     assert!(

@@ -2,6 +2,7 @@
 //! numbers come in as arguments). Every decoder returns a typed error on malformed,
 //! truncated or forged input; nothing panics.
 
+pub mod channel;
 pub mod crypto;
 pub mod lan;
 pub mod packet;
