@@ -33,6 +33,10 @@ impl Peer {
     }
 
     fn start_in(kind: &str, name: &str) -> Peer {
+        Peer::start_with(kind, name, &[])
+    }
+
+    fn start_with(kind: &str, name: &str, env: &[(&str, &str)]) -> Peer {
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -50,6 +54,7 @@ impl Peer {
                 "--port",
                 &port.to_string(),
             ])
+            .envs(env.iter().copied())
             .output()
             .expect("bash runs the peer script");
         assert!(
@@ -359,4 +364,28 @@ async fn twenty_commands(s: &IpmiSession) {
     for _ in 0..20 {
         assert_eq!(s.command(0x00, 0x01, &[]).await.unwrap().completion, 0);
     }
+}
+
+#[tokio::test]
+async fn a_bmc_key_kg_keys_the_session() {
+    let peer = Peer::start_with("pyghmi", "kg", &[("IPMI_SIM_KG", "kg-secret-123")]);
+    let config = |kg: Option<&str>| SessionConfig {
+        addr: format!("127.0.0.1:{}", peer.port).parse().unwrap(),
+        user: "admin".into(),
+        password: "password".into(),
+        kg: kg.map(|k| k.as_bytes().to_vec()),
+        privilege: privilege::ADMINISTRATOR,
+        suite: Some(CipherSuite::Suite17),
+        attempt_timeout: Duration::from_millis(500),
+        attempts: 2,
+        transport: None,
+    };
+    let s = IpmiSession::open(config(Some("kg-secret-123")))
+        .await
+        .unwrap();
+    assert_eq!(s.command(0x00, 0x01, &[]).await.unwrap().completion, 0);
+    s.close().await.unwrap();
+    // Without the key the BMC's RAKP 4 does not verify: refused, not a hang.
+    let err = IpmiSession::open(config(None)).await.err().unwrap();
+    assert!(err.to_string().contains("RAKP 4"), "{err}");
 }
