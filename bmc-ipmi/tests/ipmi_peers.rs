@@ -115,22 +115,7 @@ async fn pyghmi_power_boot_inventory_and_failures() {
     let peer = Peer::start("pyghmi");
     let d = connect(&peer, "password").await.unwrap();
 
-    for (action, want) in [
-        (PowerAction::On, PowerState::On),
-        (PowerAction::Off, PowerState::Off),
-        (PowerAction::PowerCycle, PowerState::On),
-        (PowerAction::Reset, PowerState::On),
-        (PowerAction::SoftOff, PowerState::Off),
-    ] {
-        d.power(action)
-            .await
-            .unwrap_or_else(|e| panic!("{action}: {e}"));
-        assert_eq!(d.power_state().await.unwrap(), want, "{action}");
-    }
-    assert!(
-        peer.ipmitool(&["chassis", "power", "status"])
-            .contains("off")
-    );
+    power_actions_read_back(&d, &peer).await;
 
     d.set_boot_override(&BootOverride::persistent(BootDevice::Pxe).with_mode(BootMode::Uefi))
         .await
@@ -243,22 +228,7 @@ async fn pyghmi_power_boot_inventory_and_failures() {
 async fn openipmi_power_boot_inventory_and_failures() {
     let peer = Peer::start("openipmi");
     let d = connect(&peer, "password").await.unwrap();
-    for (action, want) in [
-        (PowerAction::On, PowerState::On),
-        (PowerAction::Off, PowerState::Off),
-        (PowerAction::PowerCycle, PowerState::On),
-        (PowerAction::Reset, PowerState::On),
-        (PowerAction::SoftOff, PowerState::Off),
-    ] {
-        d.power(action)
-            .await
-            .unwrap_or_else(|e| panic!("{action}: {e}"));
-        assert_eq!(d.power_state().await.unwrap(), want, "{action}");
-    }
-    assert!(
-        peer.ipmitool(&["chassis", "power", "status"])
-            .contains("off")
-    );
+    power_actions_read_back(&d, &peer).await;
 
     // ipmi_sim keeps the device selector but reads the flag bits back as 0: the override
     // is reported as not valid, exactly as ipmitool reports it.
@@ -388,4 +358,24 @@ async fn a_bmc_key_kg_keys_the_session() {
     // Without the key the BMC's RAKP 4 does not verify: refused, not a hang.
     let err = IpmiSession::open(config(None)).await.err().unwrap();
     assert!(err.to_string().contains("RAKP 4"), "{err}");
+}
+
+/// Every power action, each read back, ending off as ipmitool also reports.
+async fn power_actions_read_back(d: &IpmiDriver, peer: &Peer) {
+    for (action, want) in [
+        (PowerAction::On, PowerState::On),
+        (PowerAction::Off, PowerState::Off),
+        (PowerAction::PowerCycle, PowerState::On),
+        (PowerAction::Reset, PowerState::On),
+        (PowerAction::SoftOff, PowerState::Off),
+    ] {
+        d.power(action)
+            .await
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+        assert_eq!(d.power_state().await.unwrap(), want, "{action}");
+    }
+    assert!(
+        peer.ipmitool(&["chassis", "power", "status"])
+            .contains("off")
+    );
 }
