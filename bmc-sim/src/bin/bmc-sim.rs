@@ -92,11 +92,27 @@ async fn main() -> ExitCode {
         }
     };
     println!(
-        "bmc-sim: Redfish at {} with {systems} system(s); Ctrl-C stops it",
+        "bmc-sim: Redfish at {} with {systems} system(s); Ctrl-C or SIGTERM stops it",
         sim.url()
     );
-    let _ = tokio::signal::ctrl_c().await;
+    wait_for_stop().await;
     println!("bmc-sim: {} requests served", sim.requests());
     sim.stop().await;
     ExitCode::SUCCESS
+}
+
+/// Ctrl-C, or SIGTERM where there are Unix signals (what `kill` and service managers send).
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
