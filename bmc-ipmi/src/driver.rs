@@ -219,24 +219,9 @@ impl BmcDriver for IpmiDriver {
         } else {
             code
         };
-        match self
-            .command(&action.to_string(), CHASSIS, 0x02, &[code])
+        self.command(&action.to_string(), CHASSIS, 0x02, &[code])
             .await
-        {
-            Ok(_) => Ok(()),
-            // Cycle and reset need the host on (completion 0xd5 otherwise): a host that is
-            // off is simply powered on, which is what a reboot of it means.
-            Err(BmcError::Rejected {
-                status: Some(0xd5), ..
-            }) if matches!(action, PowerAction::PowerCycle | PowerAction::Reset)
-                && self.power_state().await? == PowerState::Off =>
-            {
-                self.command("power on", CHASSIS, 0x02, &[0x01])
-                    .await
-                    .map(|_| ())
-            }
-            Err(e) => Err(e),
-        }
+            .map(|_| ())
     }
 
     #[tracing::instrument(name = "ipmi.boot_override", skip_all, fields(bmc = %self.config.addr))]
