@@ -81,10 +81,13 @@ pub enum BmcError {
         reason: String,
     },
     /// A resource the operation needs does not exist on this BMC.
-    #[error("not found: {resource}")]
+    #[error("not found: {resource}{}", messages_suffix(.messages))]
     NotFound {
         /// The missing resource (path, slot, system id).
         resource: String,
+        /// What the BMC said, if it answered with messages (e.g.
+        /// `Base.1.4.ResourceMissingAtURI`, `IDRAC.2.7.SYS403`).
+        messages: Vec<BmcMessage>,
     },
     /// The driver or this BMC cannot do the operation at all.
     #[error("{operation} is not supported by {driver}")]
@@ -155,6 +158,14 @@ fn retry_after_suffix(retry_after: &Option<Duration>) -> String {
         .unwrap_or_default()
 }
 
+fn messages_suffix(messages: &[BmcMessage]) -> String {
+    if messages.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", Messages(messages))
+    }
+}
+
 fn status_suffix(status: &Option<u16>) -> String {
     status.map(|s| format!(" (status {s})")).unwrap_or_default()
 }
@@ -183,8 +194,16 @@ impl BmcError {
     /// The BMC's own messages, if the error carries any.
     pub fn messages(&self) -> &[BmcMessage] {
         match self {
-            BmcError::Rejected { messages, .. } => messages,
+            BmcError::Rejected { messages, .. } | BmcError::NotFound { messages, .. } => messages,
             _ => &[],
+        }
+    }
+
+    /// Shorthand for a [`BmcError::NotFound`] without BMC messages.
+    pub fn not_found(resource: impl Into<String>) -> BmcError {
+        BmcError::NotFound {
+            resource: resource.into(),
+            messages: Vec::new(),
         }
     }
 

@@ -304,9 +304,7 @@ async fn vmedia_boot_inner<D: BmcDriver + ?Sized>(
     let slot = slots
         .iter()
         .find(|s| s.accepts(&MediaKind::Cd))
-        .ok_or_else(|| BmcError::NotFound {
-            resource: "a virtual-media slot that takes CD images".to_string(),
-        })?;
+        .ok_or_else(|| BmcError::not_found("a virtual-media slot that takes CD images"))?;
     let slot_id = slot.id.clone();
     let ejected = slot.inserted;
     if ejected {

@@ -117,9 +117,7 @@ fn retryable_errors() {
             operation: "reset".into(),
             reason: "ReadOnly".into(),
         },
-        BmcError::NotFound {
-            resource: "/redfish/v1/Systems/9".into(),
-        },
+        BmcError::not_found("/redfish/v1/Systems/9"),
         BmcError::unsupported("virtual media", "ipmi"),
         BmcError::Protocol {
             context: "GET /redfish/v1".into(),

@@ -18,6 +18,7 @@ use bmc_core::{BmcError, BmcMessage, ConnectOptions, Credentials};
 use crate::discovery::{Fetch, SERVICE_ROOT};
 use crate::model::{ErrorBody, ServiceRoot, Task};
 use crate::path::normalize;
+use crate::quirks::QuirkSet;
 
 /// How the client authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,6 +98,9 @@ pub struct RedfishClient {
     /// The service root read while logging in, handed to the first reader (discovery) so
     /// it is not fetched twice.
     root: std::sync::Mutex<Option<Value>>,
+    /// Message ids that mean "not ready yet" ([`QuirkSet::not_ready`]): the only case
+    /// where a write is retried.
+    not_ready: std::sync::RwLock<Vec<&'static str>>,
     requests: AtomicU64,
 }
 
@@ -121,13 +125,6 @@ fn unreachable(base: &str, e: &reqwest::Error) -> BmcError {
         endpoint: base.to_string(),
         reason,
     }
-}
-
-/// Whether a BMC's error text says "not ready yet" (iDRAC `SYS518`, iLO
-/// `InvalidOperationForSystemState`): the only case where a write is retried.
-fn says_not_ready(body: &Value) -> bool {
-    let text = body.to_string();
-    text.contains("SYS518") || text.contains("InvalidOperationForSystemState")
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -173,6 +170,7 @@ impl RedfishClient {
             settings,
             auth: Mutex::new(Auth::None),
             root: std::sync::Mutex::new(None),
+            not_ready: std::sync::RwLock::new(QuirkSet::default().not_ready),
             requests: AtomicU64::new(0),
         })
     }
@@ -180,6 +178,23 @@ impl RedfishClient {
     /// The service's base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Takes the "not ready" message ids of the BMC's quirk set (writes answered with
+    /// one of them are retried).
+    pub fn set_quirks(&self, quirks: &QuirkSet) {
+        if let Ok(mut n) = self.not_ready.write() {
+            n.clone_from(&quirks.not_ready);
+        }
+    }
+
+    /// Whether a BMC's error body says "not ready yet".
+    fn says_not_ready(&self, body: &Value) -> bool {
+        let text = body.to_string();
+        self.not_ready
+            .read()
+            .map(|n| n.iter().any(|id| text.contains(id)))
+            .unwrap_or(false)
     }
 
     /// HTTP requests sent so far (logins included).
@@ -367,11 +382,11 @@ impl RedfishClient {
                         });
                     }
                     let retryable = status.is_server_error()
-                        && (idempotent || says_not_ready(&resp))
+                        && (idempotent || self.says_not_ready(&resp))
                         || status == StatusCode::SERVICE_UNAVAILABLE
                         || (status == StatusCode::BAD_REQUEST
                             && !idempotent
-                            && says_not_ready(&resp));
+                            && self.says_not_ready(&resp));
                     if !retryable || attempt >= policy.attempts {
                         return self
                             .finish(&method, path, status, &headers, resp, deadline)
@@ -443,6 +458,7 @@ impl RedfishClient {
             },
             StatusCode::NOT_FOUND => BmcError::NotFound {
                 resource: path.to_string(),
+                messages,
             },
             StatusCode::SERVICE_UNAVAILABLE => BmcError::Busy {
                 reason: error_text(status, &body),

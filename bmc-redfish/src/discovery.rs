@@ -148,9 +148,7 @@ pub async fn discover(fetch: &dyn Fetch, system_path: Option<&str>) -> Result<Di
             match collection.members.as_slice() {
                 [only] => only.clone(),
                 [] => {
-                    return Err(BmcError::NotFound {
-                        resource: format!("a system in {systems}"),
-                    });
+                    return Err(BmcError::not_found(format!("a system in {systems}")));
                 }
                 many => {
                     return Err(BmcError::InvalidRequest(format!(

@@ -22,6 +22,7 @@ use crate::model::{
     Collection, ComputerSystem, Drive, EthernetInterface, Memory, Processor, SimpleStorage,
     Storage, VirtualMedia,
 };
+use crate::quirks::{BmcIdentity, Quirk, QuirkSet};
 
 /// How long a slot read stays good for the next read of the same slot. Writes through
 /// this driver drop it at once. It spares the re-read right after discovery and between
@@ -31,6 +32,8 @@ const SLOT_FRESH: Duration = Duration::from_secs(2);
 /// boot read-back and the power check of one flow, shorter than any poll interval. Writes
 /// to the system drop it.
 const SYSTEM_FRESH: Duration = Duration::from_millis(250);
+/// Reads of a slot after an eject before giving up on it reading empty (about 6 s).
+const EJECT_SETTLE_READS: u32 = 8;
 
 /// A Redfish BMC behind the [`BmcDriver`] trait.
 ///
@@ -43,6 +46,8 @@ pub struct RedfishDriver {
     discovery: RwLock<Arc<Discovery>>,
     slot_cache: Mutex<HashMap<String, (Instant, VirtualMedia)>>,
     system_cache: Mutex<Option<(Instant, ComputerSystem)>>,
+    identity: BmcIdentity,
+    quirks: QuirkSet,
     name: String,
 }
 
@@ -51,6 +56,8 @@ impl std::fmt::Debug for RedfishDriver {
         f.debug_struct("RedfishDriver")
             .field("base", &self.client.base())
             .field("system", &self.discovery().system_path)
+            .field("identity", &self.identity.to_string())
+            .field("quirks", &self.quirks.profile)
             .finish()
     }
 }
@@ -159,7 +166,31 @@ impl RedfishDriver {
         system_path: Option<&str>,
     ) -> Result<RedfishDriver> {
         client.login().await?;
-        let discovery = discover(&client, system_path).await?;
+        let mut discovery = discover(&client, system_path).await?;
+        let mut identity = match &discovery.root {
+            Some(root) => BmcIdentity::from_names(root.vendor.as_deref(), &root.oem_vendors),
+            None => BmcIdentity::from_names(
+                discovery.system.manufacturer.as_deref(),
+                &discovery.system.oem_vendors,
+            ),
+        };
+        if identity.needs_manager() {
+            // Dell and HPE quirks depend on the BMC generation and firmware, which only
+            // the manager tells: one more GET, for these vendors only.
+            if discovery.managers.is_empty() {
+                read_managers(&client, &mut discovery).await;
+            }
+            if let Some(m) = discovery.managers.first() {
+                identity = identity.with_manager_parts(
+                    m.model.as_deref(),
+                    m.firmware_version.as_deref(),
+                    &m.oem_vendors,
+                );
+            }
+        }
+        let quirks = QuirkSet::for_identity(&identity);
+        client.set_quirks(&quirks);
+        tracing::debug!(%identity, profile = quirks.profile, "redfish bmc identified");
         for note in &discovery.notes {
             tracing::debug!(note, "redfish discovery");
         }
@@ -175,8 +206,25 @@ impl RedfishDriver {
             discovery: RwLock::new(Arc::new(discovery)),
             slot_cache: Mutex::new(slots),
             system_cache: Mutex::new(Some(system)),
+            identity,
+            quirks,
             name: "redfish".to_string(),
         })
+    }
+
+    /// Who made the BMC and which firmware it runs, as detected at connect.
+    pub fn identity(&self) -> &BmcIdentity {
+        &self.identity
+    }
+
+    /// The BMC's quirks (from [`crate::quirks::PROFILES`]).
+    pub fn quirks(&self) -> &QuirkSet {
+        &self.quirks
+    }
+
+    /// Whether the BMC has this quirk.
+    pub fn has_quirk(&self, quirk: Quirk) -> bool {
+        self.quirks.has(quirk)
     }
 
     /// The client (request counts, raw requests).
@@ -216,6 +264,12 @@ impl RedfishDriver {
         Ok(self.discovery())
     }
 
+    /// Drops every cached read, so the next operation reads the BMC again. Vendor layers
+    /// call it after a change made by an OEM action.
+    pub fn invalidate(&self) {
+        self.forget_reads();
+    }
+
     fn forget_reads(&self) {
         if let Ok(mut c) = self.slot_cache.lock() {
             c.clear();
@@ -235,7 +289,8 @@ impl RedfishDriver {
         }
     }
 
-    async fn system(&self) -> Result<ComputerSystem> {
+    /// The system, read again unless it was read a moment ago.
+    pub async fn system(&self) -> Result<ComputerSystem> {
         if let Some((at, system)) = self.system_cache.lock().ok().and_then(|c| c.clone()) {
             if at.elapsed() < SYSTEM_FRESH {
                 return Ok(system);
@@ -250,26 +305,38 @@ impl RedfishDriver {
         Ok(system)
     }
 
-    async fn slot_for(&self, kind: &MediaKind) -> Result<Slot> {
+    /// The slot this driver uses for `kind` images (as discovered; see
+    /// [`RedfishDriver::read_slot`] for its current state).
+    pub async fn slot_for(&self, kind: &MediaKind) -> Result<Slot> {
         let wants_usb = matches!(kind, MediaKind::Usb | MediaKind::Floppy);
+        let slot_one_only = self.has_quirk(Quirk::OnlyVirtualMediaSlotOne);
         let mut d = self.discovery();
-        if wants_usb && d.usb().is_none() && !d.unread_slots.is_empty() {
+        let missing = if wants_usb {
+            d.usb().is_none()
+        } else {
+            slot_one_only && d.cd().is_none_or(|s| s.media.id != "1")
+        };
+        if missing && !d.unread_slots.is_empty() {
             let mut more = (*d).clone();
             complete_slots(&self.client, &mut more).await;
             self.store(more);
             d = self.discovery();
         }
         let slot = match kind {
+            MediaKind::Cd if slot_one_only => d
+                .slots
+                .iter()
+                .find(|s| s.media.id == "1" && s.media.takes_cd()),
             MediaKind::Cd => d.cd(),
             MediaKind::Usb | MediaKind::Floppy => d.usb(),
             _ => None,
         };
-        slot.cloned().ok_or_else(|| BmcError::NotFound {
-            resource: format!("a virtual-media slot for {kind} images"),
-        })
+        slot.cloned()
+            .ok_or_else(|| BmcError::not_found(format!("a virtual-media slot for {kind} images")))
     }
 
-    async fn read_slot(&self, slot: &Slot) -> Result<Slot> {
+    /// A slot's current state, read again unless it was read a moment ago.
+    pub async fn read_slot(&self, slot: &Slot) -> Result<Slot> {
         let cached = self
             .slot_cache
             .lock()
@@ -291,6 +358,27 @@ impl RedfishDriver {
         Ok(Slot {
             media,
             ..slot.clone()
+        })
+    }
+
+    /// Ejects the slot if it holds media and waits (briefly) until it reads empty: some
+    /// firmware ejects asynchronously and reports `Inserted` for a moment after.
+    async fn eject_and_wait(&self, kind: &MediaKind, slot: &Slot) -> Result<()> {
+        if !self.read_slot(slot).await?.media.is_inserted() {
+            return Ok(());
+        }
+        self.eject_media(kind).await?;
+        for attempt in 0..EJECT_SETTLE_READS {
+            self.forget_slot(&slot.path);
+            if !self.read_slot(slot).await?.media.is_inserted() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250 * (1 << attempt.min(3)))).await;
+        }
+        Err(BmcError::NotApplied {
+            operation: format!("eject from slot {}", slot.media.id),
+            expected: "no media".to_string(),
+            observed: "media still inserted".to_string(),
         })
     }
 
@@ -406,6 +494,23 @@ impl BmcDriver for RedfishDriver {
             .iter()
             .find(|c| d.reset_types.is_empty() || d.reset_types.iter().any(|t| t == *c))
             .ok_or_else(|| self.unsupported(&action.to_string()))?;
+        let toggles = *reset_type == "PushPowerButton";
+        if toggles || (action == PowerAction::On && self.has_quirk(Quirk::PowerOnOnlyWhenOff)) {
+            // A button press toggles power, and some BMCs refuse On when on: act only
+            // when the host is not already where the action leads.
+            self.forget_system();
+            let now = self.power_state().await?;
+            if matches!(
+                (action, &now),
+                (PowerAction::On, PowerState::On | PowerState::PoweringOn)
+                    | (
+                        PowerAction::SoftOff,
+                        PowerState::Off | PowerState::PoweringOff
+                    )
+            ) {
+                return Ok(());
+            }
+        }
         self.forget_system();
         let result = self
             .client
@@ -454,6 +559,13 @@ impl BmcDriver for RedfishDriver {
     #[tracing::instrument(name = "redfish.set_boot_override", skip_all, fields(bmc = %self.client.base()))]
     async fn set_boot_override(&self, boot: &BootOverride) -> Result<()> {
         let d = self.discovery();
+        if boot.device == BootDevice::Cd && self.has_quirk(Quirk::CdOverrideBootsPhysicalDrive) {
+            return Err(BmcError::unsupported(
+                "booting the virtual CD by BootSourceOverrideTarget Cd (this firmware boots \
+                 the physical drive with it; use an idrac-virtualmedia:// address)",
+                format!("redfish on {}", self.identity),
+            ));
+        }
         let target = boot_target(&boot.device);
         let allowed = &d.system.boot.target_allowable;
         if !allowed.is_empty() && !allowed.iter().any(|t| t == target) {
@@ -522,6 +634,9 @@ impl BmcDriver for RedfishDriver {
     #[tracing::instrument(name = "redfish.insert_media", skip_all, fields(bmc = %self.client.base()))]
     async fn insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
         let slot = self.slot_for(kind).await?;
+        if self.has_quirk(Quirk::EjectBeforeInsert) {
+            self.eject_and_wait(kind, &slot).await?;
+        }
         self.forget_slot(&slot.path);
         let Some(insert) = slot.media.insert.clone() else {
             // No action (Lenovo XCC, DMTF mockup): PATCH the slot.
@@ -568,6 +683,11 @@ impl BmcDriver for RedfishDriver {
     #[tracing::instrument(name = "redfish.eject_media", skip_all, fields(bmc = %self.client.base()))]
     async fn eject_media(&self, kind: &MediaKind) -> Result<()> {
         let slot = self.slot_for(kind).await?;
+        if self.has_quirk(Quirk::NoEjectWhenEmpty)
+            && !self.read_slot(&slot).await?.media.is_inserted()
+        {
+            return Ok(());
+        }
         self.forget_slot(&slot.path);
         let result = match &slot.media.eject {
             Some(eject) => self

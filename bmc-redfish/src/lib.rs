@@ -48,5 +48,6 @@ mod driver;
 mod json;
 pub mod model;
 pub mod path;
+pub mod quirks;
 
 pub use driver::{RedfishDriver, RedfishFactory, register};

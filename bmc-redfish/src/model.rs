@@ -150,6 +150,50 @@ impl Action {
     }
 }
 
+/// A vendor action: `Actions.Oem.<name>` (Dell) or `Oem.<Vendor>.Actions.<name>` (HPE).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OemAction {
+    /// The action's key as sent, e.g. `#HpeiLOVirtualMedia.InsertVirtualMedia` or
+    /// `#OemManager.v1_4_0.OemManager#OemManager.ImportSystemConfiguration`.
+    pub name: String,
+    /// `target`, normalised.
+    pub target: String,
+}
+
+/// Every vendor action of a resource, in both places vendors put them.
+fn oem_actions(v: &Value) -> Vec<OemAction> {
+    let mut out = Vec::new();
+    let mut collect = |actions: Option<&Value>| {
+        for (name, a) in actions.and_then(Value::as_object).into_iter().flatten() {
+            if let Some(target) = a
+                .get("target")
+                .and_then(Value::as_str)
+                .and_then(crate::path::normalize)
+            {
+                out.push(OemAction {
+                    name: name.clone(),
+                    target,
+                });
+            }
+        }
+    };
+    collect(at(v, &["Actions", "Oem"]));
+    for vendor in at(v, &["Oem"])
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        collect(vendor.1.get("Actions"));
+    }
+    out
+}
+
+/// The target of the vendor action whose name ends with `suffix` (`.ImportSystemConfiguration`
+/// matches Dell's versioned key).
+pub fn find_oem_action<'a>(actions: &'a [OemAction], suffix: &str) -> Option<&'a OemAction> {
+    actions.iter().find(|a| a.name.ends_with(suffix))
+}
+
 /// An `ActionInfo` resource.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ActionInfo {
@@ -254,6 +298,10 @@ pub struct ComputerSystem {
     pub total_memory_gib: Option<f64>,
     /// `@odata.etag`.
     pub etag: Option<String>,
+    /// OEM vendor keys (`Dell`, `Hpe`, `Lenovo`, …).
+    pub oem_vendors: Vec<String>,
+    /// Vendor actions (HPE's `#HpeComputerSystemExt.PowerButton`, …).
+    pub oem_actions: Vec<OemAction>,
 }
 
 impl ComputerSystem {
@@ -297,6 +345,8 @@ impl ComputerSystem {
             processor_model: string(v, &["ProcessorSummary", "Model"]),
             total_memory_gib: number(v, &["MemorySummary", "TotalSystemMemoryGiB"]),
             etag: string(v, &["@odata.etag"]),
+            oem_vendors: oem_keys(v),
+            oem_actions: oem_actions(v),
         })
     }
 }
@@ -322,6 +372,8 @@ pub struct Manager {
     pub reset: Option<Action>,
     /// OEM vendor keys (`Dell`, `Hpe`, …).
     pub oem_vendors: Vec<String>,
+    /// Vendor actions (Dell's `ImportSystemConfiguration`, …).
+    pub oem_actions: Vec<OemAction>,
 }
 
 impl Manager {
@@ -338,6 +390,7 @@ impl Manager {
             virtual_media: link(v, &["VirtualMedia"]),
             reset: Action::read(v, "#Manager.Reset", "ResetType"),
             oem_vendors: oem_keys(v),
+            oem_actions: oem_actions(v),
         })
     }
 }
@@ -367,6 +420,10 @@ pub struct VirtualMedia {
     pub eject: Option<Action>,
     /// `@odata.etag`.
     pub etag: Option<String>,
+    /// Vendor actions (HPE's `#HpeiLOVirtualMedia.InsertVirtualMedia`, …).
+    pub oem_actions: Vec<OemAction>,
+    /// `Oem.Hpe.BootOnNextServerReset`, where the BMC has it.
+    pub boot_on_next_server_reset: Option<bool>,
 }
 
 impl VirtualMedia {
@@ -386,6 +443,8 @@ impl VirtualMedia {
             insert: Action::read(v, "#VirtualMedia.InsertMedia", "TransferProtocolType"),
             eject: Action::read(v, "#VirtualMedia.EjectMedia", "TransferProtocolType"),
             etag: string(v, &["@odata.etag"]),
+            oem_actions: oem_actions(v),
+            boot_on_next_server_reset: boolean(v, &["Oem", "Hpe", "BootOnNextServerReset"]),
         })
     }
 
@@ -635,7 +694,8 @@ impl SessionService {
 /// A `Task` (what a task monitor reports).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Task {
-    /// `TaskState` (`New`, `Running`, `Completed`, `Exception`, `Killed`, …).
+    /// `TaskState` (`New`, `Running`, `Completed`, `Exception`, `Killed`, …), or a Dell
+    /// job's `JobState` (`Scheduled`, `Running`, `Completed`, `Failed`, …).
     pub state: Option<String>,
     /// `TaskStatus` (`OK`, `Warning`, `Critical`).
     pub status: Option<String>,
@@ -649,11 +709,21 @@ impl Task {
     /// Reads a Task.
     pub fn from_json(v: &Value) -> Result<Task, ModelError> {
         let v = object(v, "Task")?;
+        let mut task_messages = messages(at(v, &["Messages"]));
+        // A Dell job (`DellJob`, the monitor of iDRAC's OEM actions) carries `JobState`
+        // and one `MessageId`/`Message` instead.
+        if task_messages.is_empty() {
+            let id = string(v, &["MessageId"]).unwrap_or_default();
+            let text = string(v, &["Message"]).unwrap_or_default();
+            if !id.is_empty() || !text.is_empty() {
+                task_messages.push(BmcMessage { id, text });
+            }
+        }
         Ok(Task {
-            state: string(v, &["TaskState"]),
+            state: string(v, &["TaskState"]).or_else(|| string(v, &["JobState"])),
             status: string(v, &["TaskStatus"]),
             percent: uint(v, &["PercentComplete"]),
-            messages: messages(at(v, &["Messages"])),
+            messages: task_messages,
         })
     }
 
@@ -661,7 +731,14 @@ impl Task {
     pub fn is_finished(&self) -> bool {
         matches!(
             self.state.as_deref(),
-            Some("Completed" | "Exception" | "Killed" | "Cancelled")
+            Some(
+                "Completed"
+                    | "Exception"
+                    | "Killed"
+                    | "Cancelled"
+                    | "Failed"
+                    | "CompletedWithErrors"
+            )
         )
     }
 
@@ -678,7 +755,19 @@ fn messages(v: Option<&Value>) -> Vec<BmcMessage> {
             ms.iter()
                 .filter_map(|m| {
                     let id = string(m, &["MessageId"]).unwrap_or_default();
-                    let text = string(m, &["Message"]).unwrap_or_default();
+                    // iLO sends only the id and its arguments: the arguments are the
+                    // explanation then ("Invalid URI").
+                    let text = string(m, &["Message"]).unwrap_or_else(|| {
+                        m.get("MessageArgs")
+                            .and_then(Value::as_array)
+                            .map(|args| {
+                                args.iter()
+                                    .filter_map(Value::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            })
+                            .unwrap_or_default()
+                    });
                     (!id.is_empty() || !text.is_empty()).then_some(BmcMessage { id, text })
                 })
                 .collect()

@@ -36,7 +36,8 @@ async fn real_error_bodies_surface_their_message_ids() {
         e.all_messages(),
         [BmcMessage {
             id: "Base.1.4.ResourceMissingAtURI".into(),
-            text: String::new()
+            // iLO sends no Message: its MessageArgs explain.
+            text: "Invalid URI".into()
         }]
     );
     // A normal resource is not an error body.

@@ -23,7 +23,7 @@ impl Fetch for MapBmc {
         self.0
             .get(&key)
             .cloned()
-            .ok_or(BmcError::NotFound { resource: path.to_string() })
+            .ok_or(BmcError::not_found(path.to_string()))
     }
 }
 

@@ -178,13 +178,11 @@ impl BmcDriver for FakeBmc {
     async fn insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
         let mut s = self.log(format!("insert_media {kind} {image_url}"));
         let drop = s.drop_media;
-        let slot =
-            s.slots
-                .iter_mut()
-                .find(|slot| slot.accepts(kind))
-                .ok_or(BmcError::NotFound {
-                    resource: format!("{kind} slot"),
-                })?;
+        let slot = s
+            .slots
+            .iter_mut()
+            .find(|slot| slot.accepts(kind))
+            .ok_or(BmcError::not_found(format!("{kind} slot")))?;
         if slot.inserted {
             return Err(BmcError::Rejected {
                 operation: "insert media".into(),

@@ -68,9 +68,9 @@ impl FixtureTree {
 impl Fetch for FixtureTree {
     async fn get_json(&self, path: &str) -> Result<Value, BmcError> {
         self.requests.lock().unwrap().push(path.to_string());
-        let file = self.locate(path).ok_or_else(|| BmcError::NotFound {
-            resource: path.to_string(),
-        })?;
+        let file = self
+            .locate(path)
+            .ok_or_else(|| BmcError::not_found(path.to_string()))?;
         let text = std::fs::read_to_string(&file).map_err(|e| BmcError::Protocol {
             context: path.into(),
             reason: e.to_string(),
