@@ -8,6 +8,14 @@
 //! (status codes, busy with `Retry-After`, latency, expired sessions, garbage bodies,
 //! connections dropped mid-answer, and a random 503 rate).
 //!
+//! It also behaves like the vendor whose tree it serves ([`vendor`]): what a power-on
+//! boots is decided the vendor's way and recorded ([`RedfishSim::boots`]): a `Cd`
+//! override boots the physical drive on iDRAC before 6.00.02, Dell's configuration
+//! import (`VCD-DVD`) answers 202 with a job and boots the virtual CD, HPE's
+//! `BootOnNextServerReset`, OEM insert/eject and power button work, iLO refuses to eject
+//! an empty slot, and the error bodies recorded in the trees are answered with an error
+//! status.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use bmc_sim::{Fault, RedfishSim, SimConfig};
@@ -26,5 +34,6 @@
 
 mod redfish;
 pub mod tree;
+pub mod vendor;
 
 pub use redfish::{Fault, RedfishSim, SimConfig};

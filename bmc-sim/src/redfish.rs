@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::tree::{builtin, key, load_dir, replicate_system};
+use crate::vendor::{BootSource, DellBoot, SimVendor, boot, parse_dell_import};
 
 /// How to run a simulated Redfish BMC.
 #[derive(Debug, Clone)]
@@ -82,6 +83,18 @@ enum ActionKind {
     Reset,
     Insert,
     Eject,
+    /// Dell `EID_674_Manager.ImportSystemConfiguration`.
+    DellImport,
+    /// Dell `DellLCService.GetRemoteServicesAPIStatus`.
+    DellLcStatus,
+    /// Dell `DellJobService.DeleteJobQueue`.
+    DellDeleteJobQueue,
+    /// HPE `HpeiLOVirtualMedia.InsertVirtualMedia`.
+    HpeInsert,
+    /// HPE `HpeiLOVirtualMedia.EjectVirtualMedia`.
+    HpeEject,
+    /// HPE `HpeComputerSystemExt.PowerButton`.
+    HpePowerButton,
 }
 
 struct Session {
@@ -98,6 +111,16 @@ struct Inner {
     rng: Mutex<u64>,
     requests: AtomicU64,
     next_session: AtomicU64,
+    vendor: SimVendor,
+    /// Dell boots set by configuration import, per system.
+    dell_boot: Mutex<HashMap<String, DellBoot>>,
+    /// What each power-on booted, per system.
+    boots: Mutex<HashMap<String, Vec<BootSource>>>,
+    /// Dell jobs still running: job path → when it completes.
+    running_jobs: Mutex<HashMap<String, Instant>>,
+    next_job: AtomicU64,
+    /// How many more lifecycle-controller status queries answer "not ready".
+    lc_not_ready: AtomicU32,
     config: SimConfig,
 }
 
@@ -122,11 +145,23 @@ fn index_actions(resources: &HashMap<String, Value>) -> HashMap<String, (ActionK
         let Some(actions) = v.get("Actions").and_then(Value::as_object) else {
             continue;
         };
-        for (name, a) in actions {
+        let oem = actions
+            .get("Oem")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten();
+        let hpe = v["Oem"]["Hpe"]["Actions"].as_object().into_iter().flatten();
+        for (name, a) in actions.iter().chain(oem).chain(hpe) {
             let kind = match name.as_str() {
                 "#ComputerSystem.Reset" => ActionKind::Reset,
                 "#VirtualMedia.InsertMedia" => ActionKind::Insert,
                 "#VirtualMedia.EjectMedia" => ActionKind::Eject,
+                n if n.ends_with("#OemManager.ImportSystemConfiguration") => ActionKind::DellImport,
+                "#DellLCService.GetRemoteServicesAPIStatus" => ActionKind::DellLcStatus,
+                "#DellJobService.DeleteJobQueue" => ActionKind::DellDeleteJobQueue,
+                "#HpeiLOVirtualMedia.InsertVirtualMedia" => ActionKind::HpeInsert,
+                "#HpeiLOVirtualMedia.EjectVirtualMedia" => ActionKind::HpeEject,
+                "#HpeComputerSystemExt.PowerButton" => ActionKind::HpePowerButton,
                 _ => continue,
             };
             if let Some(target) = a.get("target").and_then(Value::as_str) {
@@ -215,6 +250,7 @@ impl RedfishSim {
             }
         }
         let actions = index_actions(&resources);
+        let vendor = SimVendor::detect(&resources);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
@@ -226,6 +262,12 @@ impl RedfishSim {
             rng: Mutex::new(config.seed.max(1)),
             requests: AtomicU64::new(0),
             next_session: AtomicU64::new(1),
+            vendor,
+            dell_boot: Mutex::new(HashMap::new()),
+            boots: Mutex::new(HashMap::new()),
+            running_jobs: Mutex::new(HashMap::new()),
+            next_job: AtomicU64::new(1),
+            lc_not_ready: AtomicU32::new(0),
             config,
         });
         let app = Router::new().fallback(handle).with_state(inner.clone());
@@ -270,6 +312,31 @@ impl RedfishSim {
     pub fn resource(&self, path: &str) -> Option<Value> {
         settle_power(&self.inner, &key(path));
         lock(&self.inner.resources).get(&key(path)).cloned()
+    }
+
+    /// Replaces (or adds) a resource, to set up a case: a job in the queue, firmware
+    /// without an action. Actions are indexed at start: a new action target is not served.
+    pub fn put_resource(&self, path: &str, value: Value) {
+        lock(&self.inner.resources).insert(key(path), value);
+    }
+
+    /// Whose firmware the simulator behaves like (detected from the tree).
+    pub fn vendor(&self) -> SimVendor {
+        self.inner.vendor
+    }
+
+    /// What each power-on of the system at `path` booted, oldest first.
+    pub fn boots(&self, path: &str) -> Vec<BootSource> {
+        lock(&self.inner.boots)
+            .get(&key(path))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Makes the next `n` Dell lifecycle-controller status queries answer "not ready",
+    /// as an iDRAC does for a while after a host reboot.
+    pub fn lifecycle_controller_busy_for(&self, n: u32) {
+        self.inner.lc_not_ready.store(n, Ordering::Relaxed);
     }
 
     /// Open sessions.
@@ -425,10 +492,49 @@ async fn handle(
     }
 }
 
+/// The status a recorded error body was sent with. The trees keep the bodies of the
+/// BMC's error answers (a mockup serves them with 200); the simulator answers them as
+/// the BMC did: missing resources 404, anything else 400.
+fn recorded_error_status(v: &Value) -> Option<StatusCode> {
+    let error = v.get("error")?.as_object()?;
+    let text = Value::Object(error.clone()).to_string();
+    Some(
+        if text.contains("ResourceMissingAtURI") || text.contains("SYS403") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        },
+    )
+}
+
+/// Completes a running Dell job once its time has come.
+fn settle_job(inner: &Inner, k: &str) {
+    let mut jobs = lock(&inner.running_jobs);
+    if jobs.get(k).is_some_and(|due| Instant::now() >= *due) {
+        jobs.remove(k);
+        if let Some(job) = lock(&inner.resources).get_mut(k) {
+            if job["JobState"] == "Running" {
+                job["JobState"] = json!("Completed");
+                job["PercentComplete"] = json!(100);
+                job["Message"] =
+                    json!("Successfully imported and applied Server Configuration Profile.");
+                job["MessageId"] = json!("SYS053");
+            }
+        }
+    }
+}
+
 fn get(inner: &Inner, k: &str) -> Response {
     settle_power(inner, k);
+    settle_job(inner, k);
     let resources = lock(&inner.resources);
     match resources.get(k) {
+        Some(v) if recorded_error_status(v).is_some() => (
+            recorded_error_status(v).unwrap_or(StatusCode::BAD_REQUEST),
+            [("Content-Type", "application/json")],
+            v.to_string(),
+        )
+            .into_response(),
         Some(v) => {
             let etag = etag_of(v);
             (
@@ -578,57 +684,236 @@ fn post_action(inner: &Inner, k: &str, body: &Value) -> Response {
                 "PushPowerButton" => "On",
                 _ => return StatusCode::NO_CONTENT.into_response(),
             };
-            if inner.config.power_delay.is_zero() {
-                system["PowerState"] = json!(target);
-            } else {
-                lock(&inner.pending_power).insert(
-                    resource.clone(),
-                    (
-                        target.to_string(),
-                        Instant::now() + inner.config.power_delay,
-                    ),
-                );
-            }
+            let restarts = matches!(reset, "ForceRestart" | "GracefulRestart" | "PowerCycle");
+            let boots = target == "On" && (current != "On" || restarts);
+            set_power(inner, &mut resources, &resource, target, boots);
             StatusCode::NO_CONTENT.into_response()
         }
-        ActionKind::Insert => {
-            let Some(image) = body.get("Image").and_then(Value::as_str) else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "Base.1.8.ActionParameterMissing",
-                    "Image is required",
-                );
-            };
+        ActionKind::HpePowerButton => {
+            settle_power(inner, &resource);
             let mut resources = lock(&inner.resources);
-            let Some(slot) = resources.get_mut(&resource) else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "Base.1.8.ResourceMissingAtURI",
-                    "no such slot",
-                );
+            let current = resources
+                .get(&resource)
+                .and_then(|s| s["PowerState"].as_str())
+                .unwrap_or("Off")
+                .to_string();
+            let target = match (
+                body.get("PushType").and_then(Value::as_str),
+                current.as_str(),
+            ) {
+                (Some("Press"), "On") | (Some("PressAndHold"), _) => "Off",
+                (Some("Press"), _) => "On",
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "Base.1.4.ActionParameterValueNotInList",
+                        "PushType must be Press or PressAndHold",
+                    );
+                }
             };
-            if slot["Inserted"] == json!(true) {
-                return error(
-                    StatusCode::CONFLICT,
-                    "Base.1.8.ResourceInUse",
-                    "media is already inserted; eject it first",
-                );
-            }
-            insert_into(
-                slot,
-                image,
-                body.get("WriteProtected").and_then(Value::as_bool),
-            );
+            let boots = target == "On" && current != "On";
+            set_power(inner, &mut resources, &resource, target, boots);
             StatusCode::NO_CONTENT.into_response()
         }
-        ActionKind::Eject => {
+        ActionKind::DellImport => dell_import(inner, &resource, body),
+        ActionKind::DellLcStatus => {
+            let busy = inner
+                .lc_not_ready
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+            let status = if busy { "NotReady" } else { "Ready" };
+            (
+                StatusCode::OK,
+                [("Content-Type", "application/json")],
+                json!({
+                    "@Message.ExtendedInfo": [{"MessageId": "IDRAC.2.7.LC061", "Message": "Lifecycle Controller Remote Services is ready.", "Severity": "Informational"}],
+                    "LCStatus": status, "RTStatus": status, "ServerStatus": "OutOfPOST", "Status": status
+                })
+                .to_string(),
+            )
+                .into_response()
+        }
+        ActionKind::DellDeleteJobQueue => {
+            let mut resources = lock(&inner.resources);
+            let jobs = key(&format!(
+                "{}/Jobs",
+                resource.trim_end_matches("/delljobservice")
+            ));
+            let members: Vec<String> = resources
+                .get(&jobs)
+                .and_then(|c| c["Members"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| m["@odata.id"].as_str().map(key))
+                .collect();
+            for m in &members {
+                resources.remove(m);
+            }
+            if let Some(c) = resources.get_mut(&jobs) {
+                c["Members"] = json!([]);
+                c["Members@odata.count"] = json!(0);
+            }
+            lock(&inner.running_jobs).clear();
+            (
+                StatusCode::OK,
+                [("Content-Type", "application/json")],
+                json!({"@Message.ExtendedInfo": [{"MessageId": "IDRAC.2.7.SUP020", "Message": "Successfully deleted the Job(s)."}]}).to_string(),
+            )
+                .into_response()
+        }
+        ActionKind::Insert | ActionKind::HpeInsert => insert_action(inner, &resource, body),
+        ActionKind::HpeEject | ActionKind::Eject => {
             let mut resources = lock(&inner.resources);
             if let Some(slot) = resources.get_mut(&resource) {
+                if inner.vendor == SimVendor::Hpe && slot["Inserted"] != json!(true) {
+                    // iLO refuses to eject an empty slot.
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "iLO.2.14.UnableToEjectMedia",
+                        "no media is inserted in this slot",
+                    );
+                }
                 eject(slot);
             }
             StatusCode::NO_CONTENT.into_response()
         }
     }
+}
+
+/// Sets a system's power (now, or after the configured delay) and records what it boots.
+fn set_power(
+    inner: &Inner,
+    resources: &mut HashMap<String, Value>,
+    resource: &str,
+    target: &str,
+    boots: bool,
+) {
+    if boots {
+        let mut dell = lock(&inner.dell_boot);
+        let mut pending = dell.remove(resource);
+        let source = boot(inner.vendor, resources, &mut pending, resource);
+        if let Some(p) = pending {
+            dell.insert(resource.to_string(), p);
+        }
+        lock(&inner.boots)
+            .entry(resource.to_string())
+            .or_default()
+            .push(source);
+    }
+    let Some(system) = resources.get_mut(resource) else {
+        return;
+    };
+    if inner.config.power_delay.is_zero() {
+        system["PowerState"] = json!(target);
+    } else {
+        lock(&inner.pending_power).insert(
+            resource.to_string(),
+            (
+                target.to_string(),
+                Instant::now() + inner.config.power_delay,
+            ),
+        );
+    }
+}
+
+/// `InsertMedia` (standard or HPE's OEM one): into an empty slot only.
+fn insert_action(inner: &Inner, resource: &str, body: &Value) -> Response {
+    let Some(image) = body.get("Image").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Base.1.8.ActionParameterMissing",
+            "Image is required",
+        );
+    };
+    let mut resources = lock(&inner.resources);
+    let Some(slot) = resources.get_mut(resource) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Base.1.8.ResourceMissingAtURI",
+            "no such slot",
+        );
+    };
+    if slot["Inserted"] == json!(true) {
+        return error(
+            StatusCode::CONFLICT,
+            "Base.1.8.ResourceInUse",
+            "media is already inserted; eject it first",
+        );
+    }
+    insert_into(
+        slot,
+        image,
+        body.get("WriteProtected").and_then(Value::as_bool),
+    );
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Dell's configuration import: the boot attributes become a pending boot for the
+/// manager's system, answered 202 with a job that completes after the power delay.
+fn dell_import(inner: &Inner, manager: &str, body: &Value) -> Response {
+    let boot = match parse_dell_import(body) {
+        Ok(b) => b,
+        Err(reason) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "IDRAC.2.7.SYS041",
+                &format!("Unable to import the configuration: {reason}"),
+            );
+        }
+    };
+    let mut resources = lock(&inner.resources);
+    // The systems this manager manages (every system, on a replicated tree).
+    let systems: Vec<String> = resources
+        .get(&key("/redfish/v1/Systems"))
+        .and_then(|c| c["Members"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| m["@odata.id"].as_str().map(key))
+        .collect();
+    for system in &systems {
+        if let Some(s) = resources.get_mut(system) {
+            s["Boot"]["BootSourceOverrideTarget"] = json!(match boot.device.as_str() {
+                "VCD-DVD" => "Cd",
+                "VFDD" => "Floppy",
+                "PXE" => "Pxe",
+                "HDD" => "Hdd",
+                "BIOS" => "BiosSetup",
+                _ => "None",
+            });
+            s["Boot"]["BootSourceOverrideEnabled"] =
+                json!(if boot.once { "Once" } else { "Continuous" });
+        }
+        lock(&inner.dell_boot).insert(system.clone(), boot.clone());
+    }
+    let n = inner.next_job.fetch_add(1, Ordering::Relaxed);
+    let id = format!("JID_{:012}", 900_000_000_000 + n);
+    let jobs = format!("{manager}/oem/dell/jobs");
+    let job_path = format!("{jobs}/{}", id.to_ascii_lowercase());
+    let manager_uri = resources
+        .get(manager)
+        .and_then(|m| m["@odata.id"].as_str())
+        .unwrap_or(manager)
+        .trim_end_matches('/')
+        .to_string();
+    let job_uri = format!("{manager_uri}/Oem/Dell/Jobs/{id}");
+    resources.insert(
+        job_path.clone(),
+        json!({
+            "@odata.id": job_uri, "@odata.type": "#DellJob.v1_2_0.DellJob", "Id": id,
+            "JobState": "Running", "JobType": "ImportConfiguration", "PercentComplete": 0,
+            "Message": "Importing Server Configuration Profile.", "MessageId": "SYS057",
+            "Name": "Import Configuration"
+        }),
+    );
+    if let Some(c) = resources.get_mut(&jobs) {
+        if let Some(members) = c["Members"].as_array_mut() {
+            members.push(json!({"@odata.id": job_uri}));
+            let count = members.len();
+            c["Members@odata.count"] = json!(count);
+        }
+    }
+    lock(&inner.running_jobs).insert(job_path, Instant::now() + inner.config.power_delay);
+    (StatusCode::ACCEPTED, [("Location", job_uri)], String::new()).into_response()
 }
 
 fn insert_into(slot: &mut Value, image: &str, write_protected: Option<bool>) {
@@ -692,9 +977,25 @@ fn patch(inner: &Inner, k: &str, headers: &HeaderMap, body: &Value) -> Response 
         for (name, value) in boot {
             resource["Boot"][name] = value.clone();
         }
+        // A standard boot change replaces a boot set by Dell's configuration import.
+        lock(&inner.dell_boot).remove(k);
         return StatusCode::NO_CONTENT.into_response();
     }
     if is_slot {
+        let boot_next = body["Oem"]["Hpe"]["BootOnNextServerReset"].as_bool();
+        if let Some(flag) = boot_next {
+            if resource["Oem"]["Hpe"].is_null() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Base.1.8.PropertyUnknown",
+                    "Oem.Hpe is not a property of this slot",
+                );
+            }
+            resource["Oem"]["Hpe"]["BootOnNextServerReset"] = json!(flag);
+            if body.get("Image").is_none() && body.get("Inserted").is_none() {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+        }
         match (
             body.get("Inserted").and_then(Value::as_bool),
             body.get("Image"),
