@@ -43,6 +43,10 @@ pub struct SimConfig {
     pub seed: u64,
     /// Port on 127.0.0.1 (0 = any free port).
     pub port: u16,
+    /// Resources to replace in the tree before serving (`Value::Null` removes one): older
+    /// firmware, a missing action. Applied before the vendor is detected and the actions
+    /// indexed.
+    pub overrides: Vec<(String, Value)>,
 }
 
 impl Default for SimConfig {
@@ -57,6 +61,7 @@ impl Default for SimConfig {
             session_timeout: Duration::from_secs(1800),
             seed: 1,
             port: 0,
+            overrides: Vec::new(),
         }
     }
 }
@@ -76,6 +81,16 @@ pub enum Fault {
     Garbage,
     /// Start answering, then break the connection mid-body.
     Drop,
+    /// Answer with this status and an error body carrying this message id and text (a
+    /// vendor's "not ready" or job-conflict answer).
+    Message {
+        /// HTTP status.
+        status: u16,
+        /// The message id, e.g. `IDRAC.2.7.RAC0679`.
+        id: String,
+        /// The message text.
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +123,8 @@ struct Inner {
     sessions: Mutex<HashMap<String, Session>>,
     pending_power: Mutex<HashMap<String, (String, Instant)>>,
     planned: Mutex<VecDeque<Fault>>,
+    /// Faults for the next request whose path contains the pattern (lower case).
+    planned_at: Mutex<Vec<(String, Fault)>>,
     rng: Mutex<u64>,
     requests: AtomicU64,
     next_session: AtomicU64,
@@ -249,6 +266,13 @@ impl RedfishSim {
                 replicate_system(&mut resources, &system, config.systems);
             }
         }
+        for (path, value) in &config.overrides {
+            if value.is_null() {
+                resources.remove(&key(path));
+            } else {
+                resources.insert(key(path), value.clone());
+            }
+        }
         let actions = index_actions(&resources);
         let vendor = SimVendor::detect(&resources);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
@@ -259,6 +283,7 @@ impl RedfishSim {
             sessions: Mutex::new(HashMap::new()),
             pending_power: Mutex::new(HashMap::new()),
             planned: Mutex::new(VecDeque::new()),
+            planned_at: Mutex::new(Vec::new()),
             rng: Mutex::new(config.seed.max(1)),
             requests: AtomicU64::new(0),
             next_session: AtomicU64::new(1),
@@ -312,6 +337,12 @@ impl RedfishSim {
     pub fn resource(&self, path: &str) -> Option<Value> {
         settle_power(&self.inner, &key(path));
         lock(&self.inner.resources).get(&key(path)).cloned()
+    }
+
+    /// Queues a fault for the next request whose path contains `pattern` (compared in
+    /// lower case), leaving other requests alone.
+    pub fn inject_at(&self, pattern: &str, fault: Fault) {
+        lock(&self.inner.planned_at).push((pattern.to_ascii_lowercase(), fault));
     }
 
     /// Replaces (or adds) a resource, to set up a case: a job in the queue, firmware
@@ -429,13 +460,23 @@ async fn handle(
     if !inner.config.latency.is_zero() {
         tokio::time::sleep(inner.config.latency).await;
     }
-    let planned = lock(&inner.planned).pop_front();
+    let targeted = {
+        let mut at = lock(&inner.planned_at);
+        at.iter()
+            .position(|(pattern, _)| k.contains(pattern.as_str()))
+            .map(|i| at.remove(i).1)
+    };
+    let planned = targeted.or_else(|| lock(&inner.planned).pop_front());
     match planned {
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return error(status, "Base.1.8.InternalError", "injected fault");
         }
         Some(Fault::Busy) => return busy("injected busy"),
+        Some(Fault::Message { status, id, text }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, &id, &text);
+        }
         Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
         Some(Fault::ExpireSessions) => lock(&inner.sessions).clear(),
         Some(Fault::Garbage) => return (StatusCode::OK, "{\"not json").into_response(),
