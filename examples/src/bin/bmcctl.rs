@@ -291,6 +291,8 @@ async fn connect_and_run(cli: &Cli) -> Result<(Value, String), String> {
     }
     let mut registry = Registry::new();
     bmc_redfish::register(&mut registry);
+    bmc_idrac::register(&mut registry);
+    bmc_ilo::register(&mut registry);
     bmc_ipmi::register(&mut registry);
     let bmc = registry
         .connect(&address, &credentials, &options)
