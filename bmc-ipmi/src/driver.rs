@@ -12,6 +12,8 @@ use bmc_core::{
     FirmwareVersion, HardwareInventory, PowerAction, PowerState, Registry, Result, SystemIdentity,
 };
 
+use crate::codec::CodecError;
+use crate::codec::chassis::{BootFlags, BootSelector, ChassisStatus, DeviceId, decode_guid};
 use crate::session::{IpmiSession, SessionConfig, privilege};
 
 const APP: u8 = 0x06;
@@ -147,13 +149,20 @@ impl IpmiDriver {
     }
 }
 
-fn boot_device_code(device: &BootDevice) -> Option<u8> {
+fn boot_selector(device: &BootDevice) -> Option<BootSelector> {
     match device {
-        BootDevice::Pxe => Some(0x04),
-        BootDevice::Disk => Some(0x08),
-        BootDevice::Cd => Some(0x14),
-        BootDevice::BiosSetup => Some(0x18),
+        BootDevice::Pxe => Some(BootSelector::Pxe),
+        BootDevice::Disk => Some(BootSelector::Disk),
+        BootDevice::Cd => Some(BootSelector::Cd),
+        BootDevice::BiosSetup => Some(BootSelector::BiosSetup),
         _ => None,
+    }
+}
+
+fn decode_error(e: CodecError) -> BmcError {
+    BmcError::Protocol {
+        context: "IPMI answer".to_string(),
+        reason: e.to_string(),
     }
 }
 
@@ -190,11 +199,8 @@ impl BmcDriver for IpmiDriver {
         let data = self
             .command("get chassis status", CHASSIS, 0x01, &[])
             .await?;
-        let byte = *data.first().ok_or_else(|| BmcError::Protocol {
-            context: "Get Chassis Status".to_string(),
-            reason: "empty answer".to_string(),
-        })?;
-        Ok(if byte & 0x01 != 0 {
+        let status = ChassisStatus::decode(&data).map_err(decode_error)?;
+        Ok(if status.power_on {
             PowerState::On
         } else {
             PowerState::Off
@@ -234,30 +240,26 @@ impl BmcDriver for IpmiDriver {
                 &[0x05, 0x00, 0x00],
             )
             .await?;
-        // [version, parameter, flags1, device, ...]
-        let (Some(flags), Some(dev)) = (data.get(2), data.get(3)) else {
-            return Err(BmcError::Protocol {
-                context: "Get System Boot Options (5)".to_string(),
-                reason: format!("{} bytes, need 4", data.len()),
-            });
-        };
-        let valid = flags & 0x80 != 0;
-        let device = match (dev >> 2) & 0x0f {
-            0x01 => Some(BootDevice::Pxe),
-            0x02 => Some(BootDevice::Disk),
-            0x05 => Some(BootDevice::Cd),
-            0x06 => Some(BootDevice::BiosSetup),
-            0x00 => None,
-            other => Some(BootDevice::Other(format!("IPMI boot device {other:#x}"))),
+        let flags = BootFlags::decode(&data).map_err(decode_error)?;
+        let valid = flags.valid;
+        let device = match flags.device {
+            BootSelector::Pxe => Some(BootDevice::Pxe),
+            BootSelector::Disk => Some(BootDevice::Disk),
+            BootSelector::Cd => Some(BootDevice::Cd),
+            BootSelector::BiosSetup => Some(BootDevice::BiosSetup),
+            BootSelector::NoOverride => None,
+            BootSelector::Other(other) => {
+                Some(BootDevice::Other(format!("IPMI boot device {other:#x}")))
+            }
         };
         Ok(BootOverrideState {
             device: if valid { device } else { None },
-            persistence: valid.then_some(if flags & 0x40 != 0 {
+            persistence: valid.then_some(if flags.persistent {
                 BootPersistence::Persistent
             } else {
                 BootPersistence::Once
             }),
-            mode: valid.then_some(if flags & 0x20 != 0 {
+            mode: valid.then_some(if flags.uefi {
                 BootMode::Uefi
             } else {
                 BootMode::Legacy
@@ -267,60 +269,35 @@ impl BmcDriver for IpmiDriver {
 
     #[tracing::instrument(name = "ipmi.set_boot_override", skip_all, fields(bmc = %self.config.addr))]
     async fn set_boot_override(&self, boot: &BootOverride) -> Result<()> {
-        let dev = boot_device_code(&boot.device)
+        let device = boot_selector(&boot.device)
             .ok_or_else(|| self.unsupported(&format!("boot from {}", boot.device)))?;
-        let mut flags = 0x80;
-        if boot.persistence == BootPersistence::Persistent {
-            flags |= 0x40;
-        }
-        if boot.mode != Some(BootMode::Legacy) {
-            flags |= 0x20;
-        }
-        self.command(
-            "set system boot options",
-            CHASSIS,
-            0x08,
-            &[0x05, flags, dev, 0x00, 0x00, 0x00],
-        )
-        .await
-        .map(|_| ())
+        let flags = BootFlags {
+            valid: true,
+            persistent: boot.persistence == BootPersistence::Persistent,
+            uefi: boot.mode != Some(BootMode::Legacy),
+            device,
+        };
+        self.command("set system boot options", CHASSIS, 0x08, &flags.encode())
+            .await
+            .map(|_| ())
     }
 
     #[tracing::instrument(name = "ipmi.inventory", skip_all, fields(bmc = %self.config.addr))]
     async fn inventory(&self) -> Result<HardwareInventory> {
-        let id = self.command("get device id", APP, 0x01, &[]).await?;
-        let guid = self.command("get system guid", APP, 0x37, &[]).await.ok();
-        let mut firmware = Vec::new();
-        if let (Some(major), Some(minor)) = (id.get(2), id.get(3)) {
-            firmware.push(FirmwareVersion {
-                component: "BMC".to_string(),
-                version: format!("{}.{:02x}", major & 0x7f, minor),
-            });
-        }
-        let manufacturer = match (id.get(6), id.get(7), id.get(8)) {
-            (Some(a), Some(b), Some(c)) => Some(format!(
-                "IANA {}",
-                u32::from_le_bytes([*a, *b, *c & 0x0f, 0])
-            )),
-            _ => None,
-        };
-        let model = match (id.get(9), id.get(10)) {
-            (Some(a), Some(b)) => Some(format!("product {:#06x}", u16::from_le_bytes([*a, *b]))),
-            _ => None,
-        };
-        let uuid = guid.filter(|g| g.len() == 16).map(|g| {
-            // The GUID is sent least significant byte first (SMBIOS order).
-            let h: Vec<String> = g.iter().rev().map(|b| format!("{b:02x}")).collect();
-            let h = h.concat();
-            format!(
-                "{}-{}-{}-{}-{}",
-                &h[0..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..32]
-            )
-        });
+        let id = DeviceId::decode(&self.command("get device id", APP, 0x01, &[]).await?)
+            .map_err(decode_error)?;
+        // Not every BMC answers Get System GUID: the inventory goes on without it.
+        let uuid = self
+            .command("get system guid", APP, 0x37, &[])
+            .await
+            .ok()
+            .and_then(|g| decode_guid(&g).ok());
+        let firmware = vec![FirmwareVersion {
+            component: "BMC".to_string(),
+            version: id.firmware(),
+        }];
+        let manufacturer = id.manufacturer.map(|m| format!("IANA {m}"));
+        let model = id.product.map(|p| format!("product {p:#06x}"));
         Ok(HardwareInventory {
             system: SystemIdentity {
                 manufacturer,

@@ -3,6 +3,7 @@
 //! truncated or forged input; nothing panics.
 
 pub mod channel;
+pub mod chassis;
 pub mod crypto;
 pub mod lan;
 pub mod packet;
