@@ -36,4 +36,4 @@ mod redfish;
 pub mod tree;
 pub mod vendor;
 
-pub use redfish::{Fault, RedfishSim, SimConfig};
+pub use redfish::{BootEvent, BootHook, Fault, RedfishSim, SimConfig};

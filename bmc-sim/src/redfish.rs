@@ -43,6 +43,9 @@ pub struct SimConfig {
     pub seed: u64,
     /// Port on 127.0.0.1 (0 = any free port).
     pub port: u16,
+    /// Called after each boot of a simulated host, outside the simulator's locks (so it
+    /// may call back into the simulator); it should return quickly and spawn longer work.
+    pub on_boot: Option<BootHook>,
     /// Resources to replace in the tree before serving (`Value::Null` removes one): older
     /// firmware, a missing action. Applied before the vendor is detected and the actions
     /// indexed.
@@ -62,7 +65,30 @@ impl Default for SimConfig {
             seed: 1,
             port: 0,
             overrides: Vec::new(),
+            on_boot: None,
         }
+    }
+}
+
+/// A boot of a simulated host: which system, what it booted, and its NICs' MAC addresses
+/// (what an agent booted on it would see).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootEvent {
+    /// The system's path as the tree names it.
+    pub system: String,
+    /// What it booted.
+    pub source: BootSource,
+    /// MAC addresses of the system's Ethernet interfaces.
+    pub macs: Vec<String>,
+}
+
+/// A function called on every boot ([`SimConfig::on_boot`]).
+#[derive(Clone)]
+pub struct BootHook(pub Arc<dyn Fn(BootEvent) + Send + Sync>);
+
+impl std::fmt::Debug for BootHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BootHook")
     }
 }
 
@@ -138,6 +164,8 @@ struct Inner {
     next_job: AtomicU64,
     /// How many more lifecycle-controller status queries answer "not ready".
     lc_not_ready: AtomicU32,
+    /// Boots not yet told to the boot hook.
+    boot_events: Mutex<Vec<BootEvent>>,
     config: SimConfig,
 }
 
@@ -293,6 +321,7 @@ impl RedfishSim {
             running_jobs: Mutex::new(HashMap::new()),
             next_job: AtomicU64::new(1),
             lc_not_ready: AtomicU32::new(0),
+            boot_events: Mutex::new(Vec::new()),
             config,
         });
         let app = Router::new().fallback(handle).with_state(inner.clone());
@@ -519,7 +548,7 @@ async fn handle(
             }
         }
     };
-    match method {
+    let response = match method {
         Method::GET => get(&inner, &k),
         Method::POST if k == sessions_path => create_session(&inner, &json_body),
         Method::POST => post_action(&inner, &k, &json_body),
@@ -530,7 +559,14 @@ async fn handle(
             "Base.1.8.OperationNotAllowed",
             "method not allowed",
         ),
+    };
+    if let Some(hook) = &inner.config.on_boot {
+        let events = std::mem::take(&mut *lock(&inner.boot_events));
+        for event in events {
+            (hook.0)(event);
+        }
     }
+    response
 }
 
 /// The status a recorded error body was sent with. The trees keep the bodies of the
@@ -836,6 +872,18 @@ fn set_power(
         if let Some(p) = pending {
             dell.insert(resource.to_string(), p);
         }
+        if inner.config.on_boot.is_some() {
+            let system = resources
+                .get(resource)
+                .and_then(|s| s["@odata.id"].as_str())
+                .unwrap_or(resource)
+                .to_string();
+            lock(&inner.boot_events).push(BootEvent {
+                system,
+                source: source.clone(),
+                macs: macs_of(resources, resource),
+            });
+        }
         lock(&inner.boots)
             .entry(resource.to_string())
             .or_default()
@@ -855,6 +903,27 @@ fn set_power(
             ),
         );
     }
+}
+
+/// The MAC addresses of a system's Ethernet interfaces, in member order.
+fn macs_of(resources: &HashMap<String, Value>, system: &str) -> Vec<String> {
+    let nics = resources
+        .get(system)
+        .and_then(|s| s["EthernetInterfaces"]["@odata.id"].as_str())
+        .and_then(|p| resources.get(&key(p)));
+    nics.and_then(|c| c["Members"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["@odata.id"].as_str())
+        .filter_map(|p| resources.get(&key(p)))
+        .filter_map(|n| {
+            n["MACAddress"]
+                .as_str()
+                .or_else(|| n["PermanentMACAddress"].as_str())
+        })
+        .filter(|m| !m.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 /// `InsertMedia` (standard or HPE's OEM one): into an empty slot only.
