@@ -1,8 +1,22 @@
-//! Example binaries built on the crate family.
+//! The example conductor, operator and end-to-end demo, and small tools, built on the
+//! crate family.
 //!
 //! - `bmc-address`: parses BMC addresses with Metal3's rules and prints what each one
 //!   means (driver, endpoint, system id, capability flags).
 //! - `bmcctl`: drives one BMC (power, boot override, virtual media, the verified
 //!   virtual-media boot, inventory) through the driver registry.
+//! - [`manifests`]: Metal3 objects (`BareMetalHost`, `Secret`, `IPPool`, `IPClaim`) from
+//!   YAML with upstream's field names.
 //!
-//! The example conductor, operator and end-to-end demo arrive with the workflow issue.
+//! ```
+//! use bmc_examples::manifests::Manifests;
+//!
+//! let mut m = Manifests::default();
+//! m.add_yaml("kind: BareMetalHost\nmetadata: {name: h0}\nspec: {online: true}\n", "inline")?;
+//! assert_eq!(m.hosts[0].metadata.key(), "default/h0");
+//! # Ok::<(), String>(())
+//! ```
+
+pub mod agent;
+pub mod conductor;
+pub mod manifests;

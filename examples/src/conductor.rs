@@ -1,0 +1,735 @@
+//! The example conductor (Ironic's role): keeps nodes and drives each through
+//! provision-fsm's node states with the drivers of a bmc-core [`Registry`].
+//!
+//! Work runs on one task per operation, bounded by a fleet-wide limit on heavy
+//! operations (inspect, deploy, clean) and a per-BMC limit, so a slow or dead BMC holds
+//! only its own permits. Deploys go two ways, as Metal3's: a `live-iso` image is booted
+//! by virtual media as it is; a disk image is written by the agent, booted by virtual
+//! media, which calls back through the agent API ([`Conductor::agent_lookup`],
+//! [`Conductor::agent_heartbeat`], [`Conductor::agent_report`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use bmc_core::verified::{Deadline, PollPolicy, boot_from_virtual_media_with, ensure_power_with};
+use bmc_core::{
+    BmcAddress, BmcDriver, BmcError, BootDevice, BootMode, BootOverride, BootPersistence,
+    ConnectOptions, Credentials, HardwareInventory, MediaKind, PowerAction, PowerState, Registry,
+};
+use provision_fsm::{Node, NodeAction, NodeEvent, NodeState, NodeTimeouts};
+
+/// How the conductor runs.
+#[derive(Debug, Clone)]
+pub struct ConductorConfig {
+    /// Heavy operations (inspect, deploy, clean) running at once, fleet-wide.
+    pub max_heavy: usize,
+    /// Operations running at once against one BMC endpoint (host and port).
+    pub per_bmc: usize,
+    /// The agent ISO booted for disk-image deploys.
+    pub agent_image_url: String,
+    /// Power and boot waits.
+    pub poll: PollPolicy,
+    /// How long one power change or virtual-media boot may take.
+    pub operation_timeout: Duration,
+    /// Waiting-state timeouts.
+    pub timeouts: NodeTimeouts,
+}
+
+impl Default for ConductorConfig {
+    fn default() -> Self {
+        ConductorConfig {
+            max_heavy: 50,
+            per_bmc: 2,
+            agent_image_url: String::new(),
+            poll: PollPolicy::default(),
+            operation_timeout: Duration::from_secs(600),
+            timeouts: NodeTimeouts::default(),
+        }
+    }
+}
+
+/// A node as created through the API.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Unique name (the operator uses `namespace/name` of the host).
+    pub name: String,
+    /// The BMC address.
+    pub address: String,
+    /// BMC credentials.
+    pub credentials: Credentials,
+    /// Skip TLS certificate checks.
+    pub disable_certificate_verification: bool,
+    /// The MAC the host boots from (agent look-ups match it).
+    pub boot_mac: Option<String>,
+}
+
+/// What to deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployConfig {
+    /// The image URL.
+    pub image_url: String,
+    /// Its checksum (hex), when given.
+    pub checksum: Option<String>,
+    /// `sha256`, `sha512` or `md5` (Metal3's types; `auto` guesses from the length).
+    pub checksum_type: Option<String>,
+    /// Boot the image itself by virtual media (`live-iso`) instead of writing it.
+    pub live_iso: bool,
+    /// Config drive: user data.
+    pub user_data: Option<String>,
+    /// Config drive: network data (OpenStack `network_data.json`).
+    pub network_data: Option<Value>,
+    /// Config drive: metadata.
+    pub meta_data: Value,
+}
+
+/// A provisioning verb of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verb {
+    /// Verify the BMC and manage the node.
+    Manage,
+    /// Inspect the hardware (out of band).
+    Inspect,
+    /// Clean and make available.
+    Provide,
+    /// Deploy.
+    Deploy(DeployConfig),
+    /// Tear down, clean, make available again.
+    Undeploy,
+    /// Abort a waiting operation.
+    Abort,
+}
+
+/// A node as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Name.
+    pub name: String,
+    /// Provision state (Ironic's name).
+    pub state: NodeState,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Power as last read.
+    pub power_on: Option<bool>,
+    /// The driver in use, once connected.
+    pub driver: Option<String>,
+    /// Inventory from inspection.
+    pub inventory: Option<HardwareInventory>,
+    /// The image deployed (active nodes).
+    pub deployed_image: Option<String>,
+    /// Deploys started, all attempts.
+    pub deploy_attempts: u32,
+}
+
+/// Why an API call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// No such node.
+    #[error("node {0} not found")]
+    NotFound(String),
+    /// The node's state does not allow the request.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+/// What the agent is told to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum AgentCommand {
+    /// Download, check, write the image and the config drive.
+    InstallImage {
+        /// Image URL.
+        url: String,
+        /// Checksum (hex).
+        checksum: Option<String>,
+        /// Checksum type.
+        checksum_type: Option<String>,
+        /// Config drive contents.
+        config_drive: Value,
+    },
+}
+
+/// What the agent reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentResult {
+    /// Success, or why not.
+    pub error: Option<String>,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+struct NodeRecord {
+    spec: NodeSpec,
+    fsm: Node,
+    power_on: Option<bool>,
+    inventory: Option<HardwareInventory>,
+    deploy: Option<DeployConfig>,
+    deployed_image: Option<String>,
+    deploy_attempts: u32,
+    driver: Option<Arc<dyn BmcDriver>>,
+    agent_token: Option<String>,
+    command_sent: bool,
+}
+
+impl NodeRecord {
+    fn view(&self) -> NodeView {
+        NodeView {
+            name: self.spec.name.clone(),
+            state: self.fsm.state,
+            last_error: self.fsm.last_error.clone(),
+            power_on: self.power_on,
+            driver: self.driver.as_ref().map(|d| d.driver_name().to_string()),
+            inventory: self.inventory.clone(),
+            deployed_image: self.deployed_image.clone(),
+            deploy_attempts: self.deploy_attempts,
+        }
+    }
+}
+
+type Shared = Arc<Mutex<NodeRecord>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The conductor.
+pub struct Conductor {
+    config: ConductorConfig,
+    registry: Registry,
+    nodes: Mutex<HashMap<String, Shared>>,
+    heavy: Arc<Semaphore>,
+    per_bmc: Mutex<HashMap<String, Arc<Semaphore>>>,
+    started: tokio::time::Instant,
+    tokens: AtomicU64,
+}
+
+impl std::fmt::Debug for Conductor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conductor")
+            .field("nodes", &lock(&self.nodes).len())
+            .finish()
+    }
+}
+
+enum Outcome {
+    Event(NodeEvent, Option<String>),
+    Nothing,
+}
+
+impl Conductor {
+    /// A conductor over these drivers.
+    pub fn new(config: ConductorConfig, registry: Registry) -> Arc<Conductor> {
+        Arc::new(Conductor {
+            heavy: Arc::new(Semaphore::new(config.max_heavy.max(1))),
+            config,
+            registry,
+            nodes: Mutex::new(HashMap::new()),
+            per_bmc: Mutex::new(HashMap::new()),
+            started: tokio::time::Instant::now(),
+            tokens: AtomicU64::new(1),
+        })
+    }
+
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn record(&self, name: &str) -> Result<Shared, ApiError> {
+        lock(&self.nodes)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(name.to_string()))
+    }
+
+    /// Creates a node in `enroll`, or updates the BMC details of an existing one (so a
+    /// repeated create is harmless).
+    pub fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError> {
+        BmcAddress::parse(&spec.address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let mut nodes = lock(&self.nodes);
+        if let Some(existing) = nodes.get(&spec.name) {
+            let mut r = lock(existing);
+            if r.spec.address != spec.address
+                || r.spec.credentials.password().expose() != spec.credentials.password().expose()
+                || r.spec.credentials.username() != spec.credentials.username()
+            {
+                r.driver = None;
+            }
+            r.spec = spec;
+            return Ok(r.view());
+        }
+        let record = NodeRecord {
+            spec: spec.clone(),
+            fsm: Node::enroll(self.now()),
+            power_on: None,
+            inventory: None,
+            deploy: None,
+            deployed_image: None,
+            deploy_attempts: 0,
+            driver: None,
+            agent_token: None,
+            command_sent: false,
+        };
+        let view = record.view();
+        nodes.insert(spec.name, Arc::new(Mutex::new(record)));
+        Ok(view)
+    }
+
+    /// A node.
+    pub fn node(&self, name: &str) -> Result<NodeView, ApiError> {
+        let record = self.record(name)?;
+        let view = lock(&record).view();
+        Ok(view)
+    }
+
+    /// Every node, by name.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        let mut v: Vec<NodeView> = lock(&self.nodes)
+            .values()
+            .map(|r| lock(r).view())
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Deletes a node that is not in the middle of an operation.
+    pub async fn delete_node(&self, name: &str) -> Result<(), ApiError> {
+        let record = self.record(name)?;
+        let driver = {
+            let r = lock(&record);
+            if !matches!(
+                r.fsm.state,
+                NodeState::Enroll
+                    | NodeState::Manageable
+                    | NodeState::Available
+                    | NodeState::InspectFailed
+                    | NodeState::CleanFailed
+                    | NodeState::DeployFailed
+                    | NodeState::Error
+            ) {
+                return Err(ApiError::InvalidState(format!(
+                    "node {name} is {}; it can be deleted when it is not busy",
+                    r.fsm.state
+                )));
+            }
+            r.driver.clone()
+        };
+        lock(&self.nodes).remove(name);
+        if let Some(d) = driver {
+            let _ = d.close().await;
+        }
+        Ok(())
+    }
+
+    /// Applies a provisioning verb; the work it starts runs in the background.
+    pub fn provision(self: &Arc<Self>, name: &str, verb: Verb) -> Result<NodeView, ApiError> {
+        let record = self.record(name)?;
+        let event = match &verb {
+            Verb::Manage => NodeEvent::Manage,
+            Verb::Inspect => NodeEvent::Inspect,
+            Verb::Provide => NodeEvent::Provide,
+            Verb::Deploy(_) => NodeEvent::Deploy,
+            Verb::Undeploy => NodeEvent::Delete,
+            Verb::Abort => NodeEvent::Abort,
+        };
+        let (actions, view) = {
+            let mut r = lock(&record);
+            let step = r
+                .fsm
+                .handle(event, None, self.now(), &self.config.timeouts)
+                .map_err(|e| ApiError::InvalidState(e.to_string()))?;
+            if let Verb::Deploy(config) = verb {
+                r.deploy = Some(config);
+                r.deploy_attempts += 1;
+                r.agent_token = None;
+                r.command_sent = false;
+            }
+            r.fsm = step.node;
+            (step.actions, r.view())
+        };
+        self.spawn_actions(name, actions);
+        Ok(view)
+    }
+
+    /// Powers a node on or off (verified by reading back).
+    pub async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError> {
+        let record = self.record(name)?;
+        let result = async {
+            let driver = self.driver(&record).await?;
+            let _permit = self.bmc_permit(&record).await;
+            let action = if on { PowerAction::On } else { PowerAction::Off };
+            ensure_power_with(
+                driver.as_ref(),
+                action,
+                Deadline::after(self.config.operation_timeout),
+                self.config.poll,
+            )
+            .await
+        }
+        .await;
+        let mut r = lock(&record);
+        match result {
+            Ok(out) => {
+                r.power_on = Some(out.final_state == PowerState::On);
+                Ok(r.view())
+            }
+            Err(e) => Err(ApiError::InvalidState(format!("power change failed: {e}"))),
+        }
+    }
+
+    fn spawn_actions(self: &Arc<Self>, name: &str, actions: Vec<NodeAction>) {
+        let work: Vec<NodeAction> = actions
+            .into_iter()
+            .filter(|a| !matches!(a, NodeAction::RecordFailure { .. }))
+            .collect();
+        if work.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move { me.run(name, work).await });
+    }
+
+    /// Runs actions and feeds their outcomes back into the node's machine until nothing
+    /// is left to do.
+    async fn run(self: Arc<Self>, name: String, actions: Vec<NodeAction>) {
+        let mut queue: VecDeque<NodeAction> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let Ok(record) = self.record(&name) else {
+                return;
+            };
+            let outcome = self.perform(&record, &action).await;
+            let Outcome::Event(event, reason) = outcome else {
+                continue;
+            };
+            let mut r = lock(&record);
+            match r
+                .fsm
+                .handle(event, reason.as_deref(), self.now(), &self.config.timeouts)
+            {
+                Ok(step) => {
+                    tracing::debug!(node = %name, from = %r.fsm.state, to = %step.node.state, "node transition");
+                    r.fsm = step.node;
+                    queue.extend(
+                        step.actions
+                            .into_iter()
+                            .filter(|a| !matches!(a, NodeAction::RecordFailure { .. })),
+                    );
+                }
+                // The node moved on meanwhile (aborted, deleted): drop the outcome.
+                Err(e) => tracing::debug!(node = %name, error = %e, "outcome dropped"),
+            }
+        }
+    }
+
+    async fn perform(&self, record: &Shared, action: &NodeAction) -> Outcome {
+        let fail = |e: BmcError| Outcome::Event(NodeEvent::Fail, Some(e.to_string()));
+        match action {
+            NodeAction::VerifyBmc => match self.verify(record).await {
+                Ok(()) => Outcome::Event(NodeEvent::Done, None),
+                Err(e) => fail(e),
+            },
+            NodeAction::StartInspection => match self.inspect(record).await {
+                Ok(()) => Outcome::Event(NodeEvent::Done, None),
+                Err(e) => fail(e),
+            },
+            NodeAction::StartDeployment => self.deploy(record).await,
+            NodeAction::StartCleaning => match self.clean(record).await {
+                Ok(()) => Outcome::Event(NodeEvent::Done, None),
+                Err(e) => fail(e),
+            },
+            NodeAction::TearDown => match self.tear_down(record).await {
+                Ok(()) => Outcome::Event(NodeEvent::Clean, None),
+                Err(e) => fail(e),
+            },
+            NodeAction::AbortOperation => {
+                let _ = self.tear_down(record).await;
+                Outcome::Nothing
+            }
+            NodeAction::RecordFailure { .. } => Outcome::Nothing,
+        }
+    }
+
+    async fn driver(&self, record: &Shared) -> Result<Arc<dyn BmcDriver>, BmcError> {
+        let spec = {
+            let r = lock(record);
+            if let Some(d) = &r.driver {
+                return Ok(d.clone());
+            }
+            r.spec.clone()
+        };
+        let address = BmcAddress::parse(&spec.address)?;
+        let mut options = ConnectOptions::default();
+        if spec.disable_certificate_verification {
+            options = options.with_certificate_verification_disabled();
+        }
+        let driver: Arc<dyn BmcDriver> = Arc::from(
+            self.registry
+                .connect(&address, &spec.credentials, &options)
+                .await?,
+        );
+        lock(record).driver = Some(driver.clone());
+        Ok(driver)
+    }
+
+    async fn bmc_permit(&self, record: &Shared) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let endpoint = {
+            let r = lock(record);
+            BmcAddress::parse(&r.spec.address)
+                .map(|a| a.host().to_string())
+                .unwrap_or_else(|_| r.spec.address.clone())
+        };
+        let sem = lock(&self.per_bmc)
+            .entry(endpoint)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_bmc.max(1))))
+            .clone();
+        sem.acquire_owned().await.ok()
+    }
+
+    async fn heavy_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.heavy.clone().acquire_owned().await.ok()
+    }
+
+    fn deadline(&self) -> Deadline {
+        Deadline::after(self.config.operation_timeout)
+    }
+
+    async fn verify(&self, record: &Shared) -> Result<(), BmcError> {
+        let _bmc = self.bmc_permit(record).await;
+        // A fresh connection: credentials may have changed since the last one.
+        lock(record).driver = None;
+        let driver = self.driver(record).await?;
+        let power = driver.power_state().await?;
+        lock(record).power_on = Some(power == PowerState::On);
+        Ok(())
+    }
+
+    async fn inspect(&self, record: &Shared) -> Result<(), BmcError> {
+        let _heavy = self.heavy_permit().await;
+        let _bmc = self.bmc_permit(record).await;
+        let driver = self.driver(record).await?;
+        let inventory = driver.inventory().await?;
+        lock(record).inventory = Some(inventory);
+        Ok(())
+    }
+
+    async fn deploy(&self, record: &Shared) -> Outcome {
+        let Some(config) = lock(record).deploy.clone() else {
+            return Outcome::Event(NodeEvent::Fail, Some("no deploy configuration".into()));
+        };
+        let _heavy = self.heavy_permit().await;
+        let _bmc = self.bmc_permit(record).await;
+        let driver = match self.driver(record).await {
+            Ok(d) => d,
+            Err(e) => return Outcome::Event(NodeEvent::Fail, Some(e.to_string())),
+        };
+        let (url, event) = if config.live_iso {
+            (config.image_url.clone(), NodeEvent::Done)
+        } else if self.config.agent_image_url.is_empty() {
+            return Outcome::Event(
+                NodeEvent::Fail,
+                Some("no agent image configured for disk-image deploys".into()),
+            );
+        } else {
+            (self.config.agent_image_url.clone(), NodeEvent::Wait)
+        };
+        match boot_from_virtual_media_with(
+            driver.as_ref(),
+            &url,
+            BootMode::Uefi,
+            self.deadline(),
+            self.config.poll,
+        )
+        .await
+        {
+            Ok(_) => {
+                let mut r = lock(record);
+                r.power_on = Some(true);
+                if config.live_iso {
+                    r.deployed_image = Some(config.image_url.clone());
+                }
+                Outcome::Event(event, None)
+            }
+            Err(e) => Outcome::Event(NodeEvent::Fail, Some(format!("booting {url}: {e}"))),
+        }
+    }
+
+    /// After the agent wrote the image: eject, boot from disk from now on, reboot.
+    async fn finish_deploy(&self, record: &Shared) -> Result<(), BmcError> {
+        let _bmc = self.bmc_permit(record).await;
+        let driver = self.driver(record).await?;
+        let _ = driver.eject_media(&MediaKind::Cd).await;
+        driver
+            .set_boot_override(&BootOverride {
+                device: BootDevice::Disk,
+                persistence: BootPersistence::Persistent,
+                mode: None,
+            })
+            .await?;
+        ensure_power_with(driver.as_ref(), PowerAction::Off, self.deadline(), self.config.poll)
+            .await?;
+        ensure_power_with(driver.as_ref(), PowerAction::On, self.deadline(), self.config.poll)
+            .await?;
+        let mut r = lock(record);
+        r.power_on = Some(true);
+        r.deployed_image = r.deploy.as_ref().map(|d| d.image_url.clone());
+        Ok(())
+    }
+
+    async fn tear_down(&self, record: &Shared) -> Result<(), BmcError> {
+        let _bmc = self.bmc_permit(record).await;
+        let driver = self.driver(record).await?;
+        if driver.capabilities().virtual_media.contains(&MediaKind::Cd) {
+            driver.eject_media(&MediaKind::Cd).await?;
+        }
+        ensure_power_with(driver.as_ref(), PowerAction::Off, self.deadline(), self.config.poll)
+            .await?;
+        let mut r = lock(record);
+        r.power_on = Some(false);
+        r.deployed_image = None;
+        r.agent_token = None;
+        Ok(())
+    }
+
+    /// Cleaning as Metal3's `automatedCleaningMode: metadata` asks, without an agent on
+    /// this path: the deployed image's record and boot settings go, media is ejected and
+    /// the host is off.
+    async fn clean(&self, record: &Shared) -> Result<(), BmcError> {
+        let _heavy = self.heavy_permit().await;
+        self.tear_down(record).await
+    }
+
+    /// Agent API: finds the node waiting for an agent on a host with one of these MACs
+    /// and hands out a token for its calls.
+    pub fn agent_lookup(&self, macs: &[String]) -> Result<(String, String), ApiError> {
+        let wanted: Vec<String> = macs.iter().map(|m| m.to_ascii_lowercase()).collect();
+        for record in lock(&self.nodes).values() {
+            let mut r = lock(record);
+            if r.fsm.state != NodeState::WaitCallBack {
+                continue;
+            }
+            let boot_mac = r.spec.boot_mac.as_deref().map(str::to_ascii_lowercase);
+            let known: Vec<String> = r
+                .inventory
+                .iter()
+                .flat_map(|i| i.nics.iter())
+                .filter_map(|n| n.mac.as_ref().map(|m| m.to_string().to_ascii_lowercase()))
+                .chain(boot_mac)
+                .collect();
+            if known.iter().any(|m| wanted.contains(m)) {
+                let token = format!(
+                    "agent-{:016x}",
+                    self.tokens.fetch_add(1, Ordering::Relaxed) ^ 0x5bd1_e995_7f4a_7c15
+                );
+                r.agent_token = Some(token.clone());
+                return Ok((r.spec.name.clone(), token));
+            }
+        }
+        Err(ApiError::NotFound(format!(
+            "no node waiting for an agent with MAC {}",
+            wanted.join(", ")
+        )))
+    }
+
+    fn agent_record(&self, name: &str, token: &str) -> Result<Shared, ApiError> {
+        let record = self.record(name)?;
+        if lock(&record).agent_token.as_deref() != Some(token) {
+            return Err(ApiError::InvalidState("unknown agent token".into()));
+        }
+        Ok(record)
+    }
+
+    /// Agent API: a heartbeat; answers the next command, if any.
+    pub fn agent_heartbeat(
+        &self,
+        name: &str,
+        token: &str,
+    ) -> Result<Option<AgentCommand>, ApiError> {
+        let record = self.agent_record(name, token)?;
+        let mut r = lock(&record);
+        if r.fsm.state != NodeState::WaitCallBack || r.command_sent {
+            return Ok(None);
+        }
+        let Some(d) = r.deploy.clone() else {
+            return Ok(None);
+        };
+        r.command_sent = true;
+        Ok(Some(AgentCommand::InstallImage {
+            url: d.image_url,
+            checksum: d.checksum,
+            checksum_type: d.checksum_type,
+            config_drive: serde_json::json!({
+                "user_data": d.user_data,
+                "network_data": d.network_data,
+                "meta_data": d.meta_data,
+            }),
+        }))
+    }
+
+    /// Agent API: the result of the command.
+    pub fn agent_report(
+        self: &Arc<Self>,
+        name: &str,
+        token: &str,
+        result: AgentResult,
+    ) -> Result<(), ApiError> {
+        let record = self.agent_record(name, token)?;
+        let (event, reason) = match &result.error {
+            None => (NodeEvent::Resume, None),
+            Some(e) => (NodeEvent::Fail, Some(format!("agent: {e}"))),
+        };
+        {
+            let mut r = lock(&record);
+            let step = r
+                .fsm
+                .handle(event, reason.as_deref(), self.now(), &self.config.timeouts)
+                .map_err(|e| ApiError::InvalidState(e.to_string()))?;
+            r.fsm = step.node;
+            r.agent_token = None;
+        }
+        if result.error.is_none() {
+            let me = self.clone();
+            let name = name.to_string();
+            tokio::spawn(async move {
+                let Ok(record) = me.record(&name) else {
+                    return;
+                };
+                let outcome = me.finish_deploy(&record).await;
+                let (event, reason) = match outcome {
+                    Ok(()) => (NodeEvent::Done, None),
+                    Err(e) => (NodeEvent::Fail, Some(e.to_string())),
+                };
+                let mut r = lock(&record);
+                if let Ok(step) =
+                    r.fsm
+                        .handle(event, reason.as_deref(), me.now(), &me.config.timeouts)
+                {
+                    r.fsm = step.node;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves waiting nodes whose deadline passed to their failure state (call
+    /// periodically).
+    pub fn check_timeouts(&self) {
+        let now = self.now();
+        for record in lock(&self.nodes).values() {
+            let mut r = lock(record);
+            if let Some(step) = r.fsm.on_timer(now) {
+                r.fsm = step.node;
+            }
+        }
+    }
+}
