@@ -92,13 +92,21 @@ pub fn routes(conductor: Arc<Conductor>) -> Router {
 
 /// The hex digest of `data` with a Metal3 checksum type (`sha256`, `sha512`, `md5`, or
 /// `auto`/none: guessed from the expected checksum's length).
-pub fn checksum(data: &[u8], checksum_type: Option<&str>, expected: &str) -> Result<String, String> {
+pub fn checksum(
+    data: &[u8],
+    checksum_type: Option<&str>,
+    expected: &str,
+) -> Result<String, String> {
     let kind = match checksum_type.map(str::to_ascii_lowercase).as_deref() {
         None | Some("") | Some("auto") => match expected.len() {
             32 => "md5",
             64 => "sha256",
             128 => "sha512",
-            n => return Err(format!("cannot tell the checksum type of a {n}-character checksum")),
+            n => {
+                return Err(format!(
+                    "cannot tell the checksum type of a {n}-character checksum"
+                ));
+            }
         }
         .to_string(),
         Some(k) => k.to_string(),
@@ -144,7 +152,11 @@ pub async fn run_simulated_agent(api: String, macs: Vec<String>, http: reqwest::
             .send()
             .await;
         let command = match reply {
-            Ok(r) if r.status().is_success() => r.json::<HeartbeatReply>().await.ok().and_then(|h| h.command),
+            Ok(r) if r.status().is_success() => r
+                .json::<HeartbeatReply>()
+                .await
+                .ok()
+                .and_then(|h| h.command),
             // The token is gone: the node moved on without this agent.
             Ok(r) if r.status().is_client_error() => return,
             _ => None,
@@ -217,7 +229,10 @@ mod tests {
         assert_eq!(checksum(b"hello", Some("md5"), md5).as_deref(), Ok(md5));
         let sha256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         assert_eq!(checksum(b"hello", None, sha256).as_deref(), Ok(sha256));
-        assert_eq!(checksum(b"hello", Some("sha512"), "").map(|s| s.len()), Ok(128));
+        assert_eq!(
+            checksum(b"hello", Some("sha512"), "").map(|s| s.len()),
+            Ok(128)
+        );
         assert!(checksum(b"hello", Some("crc32"), "x").is_err());
         assert!(checksum(b"hello", Some("auto"), "abc").is_err());
     }

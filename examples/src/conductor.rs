@@ -294,10 +294,7 @@ impl Conductor {
 
     /// Every node, by name.
     pub fn nodes(&self) -> Vec<NodeView> {
-        let mut v: Vec<NodeView> = lock(&self.nodes)
-            .values()
-            .map(|r| lock(r).view())
-            .collect();
+        let mut v: Vec<NodeView> = lock(&self.nodes).values().map(|r| lock(r).view()).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -367,7 +364,11 @@ impl Conductor {
         let result = async {
             let driver = self.driver(&record).await?;
             let _permit = self.bmc_permit(&record).await;
-            let action = if on { PowerAction::On } else { PowerAction::Off };
+            let action = if on {
+                PowerAction::On
+            } else {
+                PowerAction::Off
+            };
             ensure_power_with(
                 driver.as_ref(),
                 action,
@@ -576,10 +577,20 @@ impl Conductor {
                 mode: None,
             })
             .await?;
-        ensure_power_with(driver.as_ref(), PowerAction::Off, self.deadline(), self.config.poll)
-            .await?;
-        ensure_power_with(driver.as_ref(), PowerAction::On, self.deadline(), self.config.poll)
-            .await?;
+        ensure_power_with(
+            driver.as_ref(),
+            PowerAction::Off,
+            self.deadline(),
+            self.config.poll,
+        )
+        .await?;
+        ensure_power_with(
+            driver.as_ref(),
+            PowerAction::On,
+            self.deadline(),
+            self.config.poll,
+        )
+        .await?;
         let mut r = lock(record);
         r.power_on = Some(true);
         r.deployed_image = r.deploy.as_ref().map(|d| d.image_url.clone());
@@ -592,8 +603,13 @@ impl Conductor {
         if driver.capabilities().virtual_media.contains(&MediaKind::Cd) {
             driver.eject_media(&MediaKind::Cd).await?;
         }
-        ensure_power_with(driver.as_ref(), PowerAction::Off, self.deadline(), self.config.poll)
-            .await?;
+        ensure_power_with(
+            driver.as_ref(),
+            PowerAction::Off,
+            self.deadline(),
+            self.config.poll,
+        )
+        .await?;
         let mut r = lock(record);
         r.power_on = Some(false);
         r.deployed_image = None;

@@ -20,3 +20,5 @@
 pub mod agent;
 pub mod conductor;
 pub mod manifests;
+pub mod operator;
+pub mod store;

@@ -291,8 +291,7 @@ impl Manifests {
         files.sort();
         let mut m = Manifests::default();
         for f in files {
-            let text =
-                std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
             m.add_yaml(&text, &f.display().to_string())?;
         }
         Ok(m)
@@ -367,19 +366,31 @@ metadata:
     #[test]
     fn upstream_shaped_manifests_load_with_their_field_names() {
         let mut m = Manifests::default();
-        m.add_yaml(UPSTREAM_SAMPLE, "sample").unwrap_or_else(|e| unreachable!("{e}"));
+        m.add_yaml(UPSTREAM_SAMPLE, "sample")
+            .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(m.hosts.len(), 1);
         let h = &m.hosts[0];
         assert_eq!(h.metadata.key(), "default/example-baremetalhost");
-        assert_eq!(h.spec.boot_mac_address.as_deref(), Some("00:c2:fc:4b:c6:8a"));
+        assert_eq!(
+            h.spec.boot_mac_address.as_deref(),
+            Some("00:c2:fc:4b:c6:8a")
+        );
         assert!(h.spec.bmc.disable_certificate_verification);
         assert_eq!(
-            h.spec.image.as_ref().and_then(|i| i.checksum_type.as_deref()),
+            h.spec
+                .image
+                .as_ref()
+                .and_then(|i| i.checksum_type.as_deref()),
             Some("md5")
         );
         assert!(h.reboot_requested() && !h.paused() && !h.live_iso());
         let secret = m.secret("default", "example-baremetalhost-secret");
-        assert_eq!(secret.and_then(|s| s.get("username").ok().flatten()).as_deref(), Some("admin"));
+        assert_eq!(
+            secret
+                .and_then(|s| s.get("username").ok().flatten())
+                .as_deref(),
+            Some("admin")
+        );
         assert_eq!(m.pools.len(), 1);
         assert_eq!(m.skipped, ["ConfigMap"]);
     }
@@ -390,7 +401,10 @@ metadata:
         let err = m
             .add_yaml("kind: BareMetalHost\nspec: [1, 2]\n", "hosts.yaml")
             .unwrap_err();
-        assert!(err.starts_with("hosts.yaml: BareMetalHost (document 1)"), "{err}");
+        assert!(
+            err.starts_with("hosts.yaml: BareMetalHost (document 1)"),
+            "{err}"
+        );
         let err = m.add_yaml("a: [", "x.yaml").unwrap_err();
         assert!(err.starts_with("x.yaml: document 1"), "{err}");
         let s = Secret {
