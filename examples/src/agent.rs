@@ -141,7 +141,11 @@ pub async fn run_simulated_agent(api: String, macs: Vec<String>, http: reqwest::
         tracing::debug!(?macs, "simulated agent found no node");
         return;
     };
-    let beat_url = format!("{api}/v1/heartbeat/{node}");
+    // Node names are `namespace/name`: the slash is escaped in the path.
+    let beat_url = format!(
+        "{api}/v1/heartbeat/{}",
+        node.replace('%', "%25").replace('/', "%2F")
+    );
     for _ in 0..2000 {
         let reply = http
             .post(&beat_url)

@@ -19,6 +19,8 @@
 
 pub mod agent;
 pub mod conductor;
+pub mod demo;
+pub mod fleet;
 pub mod manifests;
 pub mod operator;
 pub mod store;

@@ -1,0 +1,115 @@
+//! `metal3-demo`: the whole Metal3 workflow on a simulated fleet, with no hardware.
+//!
+//! ```text
+//! metal3-demo [--hosts N] [--fault-rate P] [--power-delay-ms MS] [--timeout SECS]
+//!             [--manifests DIR] [--fixtures DIR] [--state FILE] [--quiet]
+//! ```
+//! Starts a simulated BMC for every BareMetalHost in the manifests (or `--hosts N`
+//! clones of them), an image server and the conductor's agent API, runs the conductor and
+//! the operator, takes every host to provisioned, deprovisions and deletes it, prints a
+//! table and exits 0 only when every host ended where it should.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bmc_examples::demo::{DemoConfig, run};
+
+const USAGE: &str = "usage: metal3-demo [--hosts N] [--fault-rate P] [--power-delay-ms MS] \
+[--timeout SECS] [--manifests DIR] [--fixtures DIR] [--state FILE] [--quiet]";
+
+fn parse(args: &[String]) -> Result<DemoConfig, String> {
+    let mut config = DemoConfig {
+        progress: true,
+        ..DemoConfig::default()
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        let number = |v: String| -> Result<f64, String> {
+            v.parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .ok_or_else(|| format!("{flag} needs a number, not {v:?}"))
+        };
+        match flag.as_str() {
+            "--hosts" => {
+                let n = number(value()?)?;
+                if n < 1.0 {
+                    return Err("--hosts needs at least 1".into());
+                }
+                config.hosts = Some(n as usize);
+            }
+            "--fault-rate" => {
+                let p = number(value()?)?;
+                if p >= 1.0 {
+                    return Err("--fault-rate is a share below 1 (0.1 = 10%)".into());
+                }
+                config.fault_rate = p;
+            }
+            "--power-delay-ms" => {
+                config.power_delay = Duration::from_millis(number(value()?)? as u64)
+            }
+            "--timeout" => config.timeout = Duration::from_secs_f64(number(value()?)?),
+            "--manifests" => config.manifests = PathBuf::from(value()?),
+            "--fixtures" => config.fixtures = PathBuf::from(value()?),
+            "--state" => config.state = Some(PathBuf::from(value()?)),
+            "--quiet" => config.progress = false,
+            "--help" | "-h" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let progress = config.progress;
+    match run(config).await {
+        Ok(report) => {
+            println!();
+            print!("{}", report.table());
+            println!(
+                "{} hosts: provisioned after {:.1} s, whole lifecycle {:.1} s, {} BMC requests ({:.0} per host)",
+                report.hosts.len(),
+                report.provisioned_after.as_secs_f64(),
+                report.total.as_secs_f64(),
+                report.bmc_requests,
+                report.bmc_requests as f64 / report.hosts.len().max(1) as f64
+            );
+            if report.ok() {
+                if progress {
+                    println!("every host ended where it should");
+                }
+                ExitCode::SUCCESS
+            } else {
+                let failed = report
+                    .hosts
+                    .iter()
+                    .filter(|h| !h.problems.is_empty())
+                    .count();
+                eprintln!(
+                    "{failed} of {} hosts did not end where they should",
+                    report.hosts.len()
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("metal3-demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

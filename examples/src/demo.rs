@@ -1,0 +1,496 @@
+//! The whole Metal3 workflow on a simulated fleet: what `metal3-demo` runs, as a library
+//! so the end-to-end tests run exactly the same thing.
+//!
+//! Every BareMetalHost of the manifests gets a simulated BMC (bmc-sim serving the vendor
+//! tree named by its `metal3-demo/vendor` annotation) and its BMC address, boot MAC and
+//! image URLs pointed at the simulation; `--hosts N` clones the manifests' hosts round
+//! robin. The operator then takes every host through registering, inspecting,
+//! available, provisioning and provisioned; the demo removes the images
+//! (deprovisioning) and deletes the hosts, and checks that each one ended where it
+//! should: provisioned with what it asked for (the simulated host really booted the live
+//! ISO, or the agent and then its disk), deprovisioned, deleted, with an address of its
+//! own.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bmc_core::Registry;
+use bmc_core::verified::PollPolicy;
+use bmc_sim::vendor::BootSource;
+use provision_fsm::HostStateKind;
+
+use crate::conductor::{Conductor, ConductorConfig};
+use crate::fleet::{self, HostSimConfig, Images, SimHost};
+use crate::manifests::{BareMetalHost, Manifests};
+use crate::operator::{Operator, OperatorConfig};
+use crate::store::Store;
+
+/// The annotation naming the vendor tree a host is simulated with.
+pub const VENDOR_ANNOTATION: &str = "metal3-demo/vendor";
+
+/// How to run the demo.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// The manifests directory.
+    pub manifests: PathBuf,
+    /// The recorded Redfish trees.
+    pub fixtures: PathBuf,
+    /// Scale the fleet to this many hosts (cloning the manifests' hosts); `None` = the
+    /// manifests as they are.
+    pub hosts: Option<usize>,
+    /// Share of BMC requests answered 503 by the simulators.
+    pub fault_rate: f64,
+    /// How long simulated power changes take.
+    pub power_delay: Duration,
+    /// Where the operator keeps its state (a temporary file when `None`).
+    pub state: Option<PathBuf>,
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Print progress while running.
+    pub progress: bool,
+    /// Stop and restart the operator once this many hosts are provisioning (tests that
+    /// a restart loses nothing and repeats nothing).
+    pub restart_operator_at: Option<usize>,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            manifests: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests")),
+            fixtures: fleet::default_fixtures(),
+            hosts: None,
+            fault_rate: 0.0,
+            power_delay: Duration::from_millis(20),
+            state: None,
+            timeout: Duration::from_secs(300),
+            progress: false,
+            restart_operator_at: None,
+        }
+    }
+}
+
+/// How one host did.
+#[derive(Debug, Clone)]
+pub struct HostReport {
+    /// `namespace/name`.
+    pub key: String,
+    /// Vendor tree.
+    pub vendor: String,
+    /// `live-iso` or `disk image`.
+    pub way: String,
+    /// The address it was given.
+    pub address: Option<String>,
+    /// Seconds in each provisioning state.
+    pub phases: Vec<(String, f64)>,
+    /// What went wrong (empty when it ended where it should).
+    pub problems: Vec<String>,
+}
+
+/// The run's outcome.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    /// Per host.
+    pub hosts: Vec<HostReport>,
+    /// From manifests loaded to every host provisioned.
+    pub provisioned_after: Duration,
+    /// The whole run.
+    pub total: Duration,
+    /// HTTP requests the simulated BMCs served.
+    pub bmc_requests: u64,
+    /// Times the operator was restarted.
+    pub operator_restarts: u32,
+}
+
+impl DemoReport {
+    /// Whether every host ended where it should.
+    pub fn ok(&self) -> bool {
+        self.hosts.iter().all(|h| h.problems.is_empty())
+    }
+
+    /// The final table.
+    pub fn table(&self) -> String {
+        let mut phases: Vec<String> = Vec::new();
+        for h in &self.hosts {
+            for (p, _) in &h.phases {
+                if !p.is_empty() && !phases.contains(p) {
+                    phases.push(p.clone());
+                }
+            }
+        }
+        let mut out = format!(
+            "{:<26} {:<11} {:<10} {:<15} {:<7}",
+            "host", "vendor", "way", "ip", "result"
+        );
+        for p in &phases {
+            out.push_str(&format!(" {:>12}", short(p)));
+        }
+        out.push('\n');
+        for h in &self.hosts {
+            out.push_str(&format!(
+                "{:<26} {:<11} {:<10} {:<15} {:<7}",
+                h.key.trim_start_matches("default/"),
+                h.vendor,
+                h.way,
+                h.address.as_deref().unwrap_or("-"),
+                if h.problems.is_empty() {
+                    "ok"
+                } else {
+                    "FAILED"
+                }
+            ));
+            for p in &phases {
+                match h.phases.iter().find(|(n, _)| n == p) {
+                    Some((_, s)) => out.push_str(&format!(" {:>11.2}s", s)),
+                    None => out.push_str(&format!(" {:>12}", "-")),
+                }
+            }
+            out.push('\n');
+            for problem in &h.problems {
+                out.push_str(&format!("    {problem}\n"));
+            }
+        }
+        out
+    }
+}
+
+fn short(phase: &str) -> String {
+    match phase {
+        "powering off before delete" => "power-off".into(),
+        "externally provisioned" => "external".into(),
+        other => other.chars().take(12).collect(),
+    }
+}
+
+/// Points a manifest host at the simulation and at the local image server.
+fn localize(bmh: &mut BareMetalHost, sim: &SimHost, images: &str) {
+    bmh.spec.bmc.address = sim.address.clone();
+    bmh.spec.boot_mac_address = sim.macs.first().cloned();
+    if let Some(image) = &mut bmh.spec.image {
+        if let Some(name) = image.url.rsplit('/').next() {
+            image.url = format!("{images}/images/{name}");
+        }
+    }
+}
+
+/// Runs the demo.
+pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
+    let started = Instant::now();
+    let manifests = Manifests::load_dir(&config.manifests)?;
+    if manifests.hosts.is_empty() {
+        return Err(format!(
+            "no BareMetalHost in {}",
+            config.manifests.display()
+        ));
+    }
+    let mut hosts: Vec<BareMetalHost> = match config.hosts {
+        None => manifests.hosts.clone(),
+        Some(n) => (0..n)
+            .map(|i| {
+                let mut h = manifests.hosts[i % manifests.hosts.len()].clone();
+                h.metadata.name = format!("{}-{i:05}", h.metadata.name);
+                h
+            })
+            .collect(),
+    };
+
+    let images = Images::demo();
+    let image_server = fleet::serve_images(images.clone())
+        .await
+        .map_err(|e| format!("image server: {e}"))?;
+    let images_base = format!("http://{}", image_server.addr);
+    let agent_image_url = format!("{images_base}/images/agent.iso");
+
+    let mut registry = Registry::new();
+    bmc_redfish::register(&mut registry);
+    bmc_idrac::register(&mut registry);
+    bmc_ilo::register(&mut registry);
+    bmc_ipmi::register(&mut registry);
+    let conductor = Conductor::new(
+        ConductorConfig {
+            max_heavy: 64,
+            per_bmc: 2,
+            agent_image_url: agent_image_url.clone(),
+            poll: PollPolicy {
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(200),
+            },
+            operation_timeout: Duration::from_secs(120),
+            ..ConductorConfig::default()
+        },
+        registry,
+    );
+    let agent_api = fleet::serve_agent_api(conductor.clone())
+        .await
+        .map_err(|e| format!("agent API: {e}"))?;
+
+    // One simulated BMC per host.
+    let sim_config = |seed: u64, credentials: (String, String)| HostSimConfig {
+        fixtures: config.fixtures.clone(),
+        credentials,
+        power_delay: config.power_delay,
+        fault_rate: config.fault_rate,
+        seed,
+        agent_image_url: agent_image_url.clone(),
+        agent_api: format!("http://{}", agent_api.addr),
+    };
+    let mut sims: BTreeMap<String, SimHost> = BTreeMap::new();
+    for (i, bmh) in hosts.iter_mut().enumerate() {
+        let name = bmh
+            .metadata
+            .annotations
+            .get(VENDOR_ANNOTATION)
+            .cloned()
+            .unwrap_or_else(|| "dmtf".to_string());
+        let vendor = fleet::vendor(&name)
+            .ok_or_else(|| format!("{}: unknown vendor {name}", bmh.metadata.key()))?;
+        let secret = manifests.secret(bmh.metadata.namespace(), &bmh.spec.bmc.credentials_name);
+        let credentials = secret
+            .and_then(|s| {
+                Some((
+                    s.get("username").ok().flatten()?,
+                    s.get("password").ok().flatten()?,
+                ))
+            })
+            .unwrap_or_else(|| ("admin".into(), "password".into()));
+        let sim = fleet::start_host(vendor, i as u32 + 1, &sim_config(i as u64 + 1, credentials))
+            .await
+            .map_err(|e| format!("simulated BMC: {e}"))?;
+        localize(bmh, &sim, &images_base);
+        sims.insert(bmh.metadata.key(), sim);
+    }
+    let state_file = match &config.state {
+        Some(p) => p.clone(),
+        None => std::env::temp_dir().join(format!(
+            "metal3-demo-{}-{}.redb",
+            std::process::id(),
+            started.elapsed().as_nanos()
+        )),
+    };
+    let _ = std::fs::remove_file(&state_file);
+    let operator_config = OperatorConfig {
+        poll: Duration::from_millis(20),
+        ..OperatorConfig::default()
+    };
+    let open = |conductor: Arc<Conductor>| -> Result<Arc<Operator>, String> {
+        let store = Store::open(&state_file).map_err(|e| e.to_string())?;
+        Operator::open(conductor, store, operator_config).map_err(|e| e.to_string())
+    };
+    let mut operator = open(conductor.clone())?;
+    let mut applied = manifests.clone();
+    applied.hosts = hosts.clone();
+    operator.apply(&applied)?;
+    let keys: Vec<String> = hosts.iter().map(|h| h.metadata.key()).collect();
+    let deadline = started + config.timeout;
+    let mut restarts = 0;
+
+    // 1. Everything provisioned (or stuck in an error the operator reports).
+    let mut last_line = String::new();
+    loop {
+        let records = operator.records();
+        let provisioned = keys
+            .iter()
+            .filter(|k| {
+                records
+                    .get(*k)
+                    .is_some_and(|r| r.host.state.kind() == HostStateKind::Provisioned)
+            })
+            .count();
+        if config.progress {
+            let line = progress_line(&operator, &keys);
+            if line != last_line && !line.ends_with("] ") {
+                println!("{line}");
+                last_line = line;
+            }
+        }
+        if let Some(at) = config.restart_operator_at {
+            let provisioning = operator.count_in(HostStateKind::Provisioning);
+            if restarts == 0 && provisioning >= at.min(keys.len()) {
+                // Kill the operator (its tasks with it) and start a new one on the store.
+                drop(operator);
+                operator = open(conductor.clone())?;
+                operator.apply(&applied)?;
+                restarts += 1;
+                if config.progress {
+                    println!("operator restarted with {provisioning} hosts provisioning");
+                }
+            }
+        }
+        if provisioned == keys.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let provisioned_after = started.elapsed();
+    let at_provisioned = operator.records();
+
+    // 2. Deprovision: the images go.
+    for bmh in &hosts {
+        let mut h = bmh.clone();
+        h.spec.image = None;
+        operator.put_host(h);
+    }
+    wait_all(&operator, &keys, deadline, config.progress, |r| {
+        r.is_some_and(|r| r.host.state.kind() == HostStateKind::Available)
+    })
+    .await;
+    let at_available = operator.records();
+
+    // 3. Delete.
+    for key in &keys {
+        operator.delete_host(key);
+    }
+    wait_all(&operator, &keys, deadline, config.progress, |r| r.is_none()).await;
+
+    // Checks.
+    let mut addresses = HashSet::new();
+    let mut reports = Vec::new();
+    for bmh in &hosts {
+        let key = bmh.metadata.key();
+        let sim = &sims[&key];
+        let mut problems = Vec::new();
+        let live = bmh.live_iso();
+        let rec = at_provisioned.get(&key);
+        match rec.map(|r| r.host.state.kind()) {
+            Some(HostStateKind::Provisioned) => {}
+            other => problems.push(format!(
+                "not provisioned: {}{}",
+                other.map(|s| s.name()).unwrap_or("no record"),
+                rec.and_then(|r| r.host.error.as_ref())
+                    .map(|e| format!(" ({}: {})", e.kind.name(), e.message))
+                    .unwrap_or_default()
+            )),
+        }
+        if rec.is_some_and(|r| r.deploys_requested > 1 + r.host.provisioning_fail_count) {
+            problems.push(format!(
+                "deployed {} times",
+                rec.map(|r| r.deploys_requested).unwrap_or(0)
+            ));
+        }
+        let address = rec
+            .and_then(|r| r.address.as_ref())
+            .map(|(_, a)| a.address.to_string());
+        if let Some(a) = &address {
+            if !addresses.insert(a.clone()) {
+                problems.push(format!("address {a} given twice"));
+            }
+        }
+        let boots = sim.sim.boots(sim.vendor.system);
+        let image_url = bmh
+            .spec
+            .image
+            .as_ref()
+            .map(|i| i.url.clone())
+            .unwrap_or_default();
+        let booted = |image: &str| {
+            boots
+                .iter()
+                .any(|b| matches!(b, BootSource::VirtualCd { image: i, .. } if i == image))
+        };
+        if live && !booted(&image_url) {
+            problems.push(format!("never booted the live ISO (boots: {boots:?})"));
+        }
+        if !live {
+            if !booted(&agent_image_url) {
+                problems.push(format!("never booted the agent (boots: {boots:?})"));
+            }
+            if !boots.contains(&BootSource::Device("Hdd".into())) {
+                problems.push(format!("never booted its disk (boots: {boots:?})"));
+            }
+        }
+        if at_available
+            .get(&key)
+            .is_none_or(|r| r.host.state.kind() != HostStateKind::Available)
+        {
+            problems.push("not deprovisioned to available".into());
+        }
+        if !operator.is_gone(&key) {
+            problems.push("not deleted".into());
+        }
+        if conductor.node(&key).is_ok() {
+            problems.push("its conductor node is still there".into());
+        }
+        let phases = at_available
+            .get(&key)
+            .or(rec)
+            .map(|r| r.phases.clone())
+            .unwrap_or_default();
+        reports.push(HostReport {
+            key,
+            vendor: sim.vendor.name.to_string(),
+            way: if live { "live-iso" } else { "disk image" }.to_string(),
+            address,
+            phases,
+            problems,
+        });
+    }
+    let bmc_requests = sims.values().map(|s| s.sim.requests()).sum();
+    let _ = std::fs::remove_file(&state_file);
+    Ok(DemoReport {
+        hosts: reports,
+        provisioned_after,
+        total: started.elapsed(),
+        bmc_requests,
+        operator_restarts: restarts,
+    })
+}
+
+async fn wait_all(
+    operator: &Arc<Operator>,
+    keys: &[String],
+    deadline: Instant,
+    progress: bool,
+    done: impl Fn(Option<&crate::operator::HostRecord>) -> bool,
+) {
+    let mut last = String::new();
+    loop {
+        let records = operator.records();
+        if keys.iter().all(|k| done(records.get(k))) || Instant::now() > deadline {
+            return;
+        }
+        if progress {
+            let line = progress_line(operator, keys);
+            if line != last {
+                println!("{line}");
+                last = line;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One line: how many hosts are in each state.
+pub fn progress_line(operator: &Operator, keys: &[String]) -> String {
+    let total = keys.len();
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let records = operator.records();
+    for r in records.values() {
+        *counts.entry(r.host.state.kind().name()).or_default() += 1;
+    }
+    let gone = keys.iter().filter(|k| operator.is_gone(k)).count();
+    let mut parts: Vec<String> = [
+        HostStateKind::Registering,
+        HostStateKind::Inspecting,
+        HostStateKind::Available,
+        HostStateKind::Provisioning,
+        HostStateKind::Provisioned,
+        HostStateKind::Deprovisioning,
+        HostStateKind::PoweringOffBeforeDelete,
+        HostStateKind::Deleting,
+    ]
+    .iter()
+    .filter_map(|s| counts.get(s.name()).map(|n| format!("{} {n}", s.name())))
+    .collect();
+    let errors = records.values().filter(|r| r.host.error.is_some()).count();
+    if errors > 0 {
+        parts.push(format!("with errors {errors}"));
+    }
+    if gone > 0 {
+        parts.push(format!("deleted {gone}"));
+    }
+    format!("[{total} hosts] {}", parts.join(" · "))
+}
