@@ -418,8 +418,13 @@ impl Conductor {
                 .fsm
                 .handle(event, reason.as_deref(), self.now(), &self.config.timeouts)
             {
-                Ok(step) => {
+                Ok(mut step) => {
                     tracing::debug!(node = %name, from = %r.fsm.state, to = %step.node.state, "node transition");
+                    // A failed verification goes back to enroll, which the table does not
+                    // count as a failure state: keep the reason for the API all the same.
+                    if event == NodeEvent::Fail && step.node.last_error.is_none() {
+                        step.node.last_error = reason.clone();
+                    }
                     r.fsm = step.node;
                     queue.extend(
                         step.actions

@@ -29,6 +29,18 @@ use crate::store::Store;
 
 /// The annotation naming the vendor tree a host is simulated with.
 pub const VENDOR_ANNOTATION: &str = "metal3-demo/vendor";
+/// The annotation saying a host is bad input and must end in this Metal3 error type
+/// (`registration error`, `provisioning error`, …) while the others carry on.
+pub const EXPECT_ERROR: &str = "metal3-demo/expect-error";
+/// The annotation giving the simulated BMC another password than the host's secret.
+pub const BMC_PASSWORD: &str = "metal3-demo/bmc-password";
+/// The annotation that leaves the host's BMC address as written (no simulation): a
+/// malformed or unreachable address stays so.
+pub const KEEP_ADDRESS: &str = "metal3-demo/keep-address";
+
+fn expected_error(bmh: &BareMetalHost) -> Option<String> {
+    bmh.metadata.annotations.get(EXPECT_ERROR).cloned()
+}
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -84,6 +96,8 @@ pub struct HostReport {
     pub address: Option<String>,
     /// Seconds in each provisioning state.
     pub phases: Vec<(String, f64)>,
+    /// The error the host reported (`errorType: errorMessage`), for bad input.
+    pub error: Option<String>,
     /// What went wrong (empty when it ended where it should).
     pub problems: Vec<String>,
 }
@@ -147,6 +161,9 @@ impl DemoReport {
                 }
             }
             out.push('\n');
+            if let Some(e) = &h.error {
+                out.push_str(&format!("    {e}\n"));
+            }
             for problem in &h.problems {
                 out.push_str(&format!("    {problem}\n"));
             }
@@ -246,7 +263,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         let vendor = fleet::vendor(&name)
             .ok_or_else(|| format!("{}: unknown vendor {name}", bmh.metadata.key()))?;
         let secret = manifests.secret(bmh.metadata.namespace(), &bmh.spec.bmc.credentials_name);
-        let credentials = secret
+        let mut credentials = secret
             .and_then(|s| {
                 Some((
                     s.get("username").ok().flatten()?,
@@ -254,10 +271,17 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                 ))
             })
             .unwrap_or_else(|| ("admin".into(), "password".into()));
+        if let Some(p) = bmh.metadata.annotations.get(BMC_PASSWORD) {
+            credentials.1 = p.clone();
+        }
         let sim = fleet::start_host(vendor, i as u32 + 1, &sim_config(i as u64 + 1, credentials))
             .await
             .map_err(|e| format!("simulated BMC: {e}"))?;
+        let address = bmh.spec.bmc.address.clone();
         localize(bmh, &sim, &images_base);
+        if bmh.metadata.annotations.contains_key(KEEP_ADDRESS) {
+            bmh.spec.bmc.address = address;
+        }
         sims.insert(bmh.metadata.key(), sim);
     }
     let state_file = match &config.state {
@@ -285,16 +309,32 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let deadline = started + config.timeout;
     let mut restarts = 0;
 
-    // 1. Everything provisioned (or stuck in an error the operator reports).
+    // 1. Everything provisioned; bad input in the error it should report, and then
+    // deleted at once (before its retries back off for long).
     let mut last_line = String::new();
+    let mut errors_seen: BTreeMap<String, provision_fsm::HostError> = BTreeMap::new();
     loop {
         let records = operator.records();
-        let provisioned = keys
+        for h in &hosts {
+            let key = h.metadata.key();
+            if let (Some(kind), Some(error)) = (
+                expected_error(h),
+                records.get(&key).and_then(|r| r.host.error.clone()),
+            ) {
+                if error.kind.name() == kind && !errors_seen.contains_key(&key) {
+                    errors_seen.insert(key.clone(), error);
+                    operator.delete_host(&key);
+                }
+            }
+        }
+        let provisioned = hosts
             .iter()
-            .filter(|k| {
-                records
-                    .get(*k)
-                    .is_some_and(|r| r.host.state.kind() == HostStateKind::Provisioned)
+            .filter(|h| {
+                let r = records.get(&h.metadata.key());
+                match expected_error(h) {
+                    Some(_) => errors_seen.contains_key(&h.metadata.key()),
+                    None => r.is_some_and(|r| r.host.state.kind() == HostStateKind::Provisioned),
+                }
             })
             .count();
         if config.progress {
@@ -308,6 +348,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             let provisioning = operator.count_in(HostStateKind::Provisioning);
             if restarts == 0 && provisioning >= at.min(keys.len()) {
                 // Kill the operator (its tasks with it) and start a new one on the store.
+                operator.clone().stop().await;
                 drop(operator);
                 operator = open(conductor.clone())?;
                 operator.apply(&applied)?;
@@ -329,12 +370,17 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let at_provisioned = operator.records();
 
     // 2. Deprovision: the images go.
-    for bmh in &hosts {
+    let good: Vec<String> = hosts
+        .iter()
+        .filter(|h| expected_error(h).is_none())
+        .map(|h| h.metadata.key())
+        .collect();
+    for bmh in hosts.iter().filter(|h| expected_error(h).is_none()) {
         let mut h = bmh.clone();
         h.spec.image = None;
         operator.put_host(h);
     }
-    wait_all(&operator, &keys, deadline, config.progress, |r| {
+    wait_all(&operator, &good, deadline, config.progress, |r| {
         r.is_some_and(|r| r.host.state.kind() == HostStateKind::Available)
     })
     .await;
@@ -355,6 +401,26 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         let mut problems = Vec::new();
         let live = bmh.live_iso();
         let rec = at_provisioned.get(&key);
+        if let Some(kind) = expected_error(bmh) {
+            let error = errors_seen.get(&key).cloned();
+            match &error {
+                Some(e) if e.kind.name() == kind && !e.message.is_empty() => {}
+                other => problems.push(format!("expected a {kind}, got {other:?}")),
+            }
+            if !operator.is_gone(&key) {
+                problems.push("not deleted".into());
+            }
+            reports.push(HostReport {
+                key,
+                vendor: sim.vendor.name.to_string(),
+                way: "bad input".into(),
+                address: None,
+                error: error.map(|e| format!("{}: {}", e.kind.name(), e.message)),
+                phases: rec.map(|r| r.phases.clone()).unwrap_or_default(),
+                problems,
+            });
+            continue;
+        }
         match rec.map(|r| r.host.state.kind()) {
             Some(HostStateKind::Provisioned) => {}
             other => problems.push(format!(
@@ -425,6 +491,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             way: if live { "live-iso" } else { "disk image" }.to_string(),
             address,
             phases,
+            error: None,
             problems,
         });
     }

@@ -220,6 +220,7 @@ pub struct Operator {
     records: Mutex<HashMap<String, HostRecord>>,
     secrets: Mutex<BTreeMap<String, Secret>>,
     pools: Mutex<HashMap<String, (IpPoolObject, ipam::IpPool)>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     started: tokio::time::Instant,
 }
 
@@ -254,6 +255,7 @@ impl Operator {
             records: Mutex::new(records),
             secrets: Mutex::new(BTreeMap::new()),
             pools: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
             started: tokio::time::Instant::now(),
         }))
     }
@@ -321,7 +323,20 @@ impl Operator {
         };
         if start {
             let me = self.clone();
-            tokio::spawn(async move { me.reconcile(key).await });
+            let task = tokio::spawn(async move { me.reconcile(key).await });
+            lock(&self.tasks).push(task);
+        }
+    }
+
+    /// Stops every reconciler at once, wherever it is (as a killed process would), and
+    /// waits until they are gone, so the store can be opened again.
+    pub async fn stop(self: Arc<Self>) {
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
         }
     }
 
@@ -353,6 +368,11 @@ impl Operator {
 
     fn now(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Time since the operator started (the clock of its state machines).
+    pub fn uptime(&self) -> Duration {
+        self.now()
     }
 
     fn spec_of(&self, key: &str) -> Option<(HostSpec, BareMetalHost)> {
