@@ -21,6 +21,7 @@ use bmc_core::verified::PollPolicy;
 use bmc_sim::vendor::BootSource;
 use provision_fsm::HostStateKind;
 
+use crate::api::{ConductorApi, HttpConductor};
 use crate::conductor::{Conductor, ConductorConfig};
 use crate::fleet::{self, HostSimConfig, Images, SimHost};
 use crate::manifests::{BareMetalHost, Manifests};
@@ -241,6 +242,12 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let agent_api = fleet::serve_agent_api(conductor.clone())
         .await
         .map_err(|e| format!("agent API: {e}"))?;
+    // The operator talks to the conductor over its HTTP admin API, as the two binaries do.
+    let admin_api = fleet::serve(crate::api::routes(conductor.clone()))
+        .await
+        .map_err(|e| format!("admin API: {e}"))?;
+    let admin: Arc<dyn ConductorApi> =
+        Arc::new(HttpConductor::new(&format!("http://{}", admin_api.addr)));
 
     // One simulated BMC per host.
     let sim_config = |seed: u64, credentials: (String, String)| HostSimConfig {
@@ -297,11 +304,11 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         poll: Duration::from_millis(20),
         ..OperatorConfig::default()
     };
-    let open = |conductor: Arc<Conductor>| -> Result<Arc<Operator>, String> {
+    let open = |conductor: Arc<dyn ConductorApi>| -> Result<Arc<Operator>, String> {
         let store = Store::open(&state_file).map_err(|e| e.to_string())?;
         Operator::open(conductor, store, operator_config).map_err(|e| e.to_string())
     };
-    let mut operator = open(conductor.clone())?;
+    let mut operator = open(admin.clone())?;
     let mut applied = manifests.clone();
     applied.hosts = hosts.clone();
     operator.apply(&applied)?;
@@ -350,7 +357,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                 // Kill the operator (its tasks with it) and start a new one on the store.
                 operator.clone().stop().await;
                 drop(operator);
-                operator = open(conductor.clone())?;
+                operator = open(admin.clone())?;
                 operator.apply(&applied)?;
                 restarts += 1;
                 if config.progress {

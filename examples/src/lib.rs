@@ -18,6 +18,7 @@
 //! ```
 
 pub mod agent;
+pub mod api;
 pub mod conductor;
 pub mod demo;
 pub mod fleet;

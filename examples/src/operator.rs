@@ -23,7 +23,8 @@ use provision_fsm::{
     NodeState, Pending, RebootMode, StepContext,
 };
 
-use crate::conductor::{ApiError, Conductor, DeployConfig, NodeSpec, NodeView, Verb};
+use crate::api::ConductorApi;
+use crate::conductor::{ApiError, DeployConfig, NodeSpec, NodeView, Verb};
 use crate::manifests::{BareMetalHost, IpPoolObject, Manifests, Secret};
 use crate::store::{Change, Store, StoreError, encode};
 
@@ -213,7 +214,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The operator.
 pub struct Operator {
-    conductor: Arc<Conductor>,
+    conductor: Arc<dyn ConductorApi>,
     store: Store,
     config: OperatorConfig,
     desired: Mutex<HashMap<String, Desired>>,
@@ -242,7 +243,7 @@ enum Done {
 impl Operator {
     /// Opens the store and loads what a previous run left.
     pub fn open(
-        conductor: Arc<Conductor>,
+        conductor: Arc<dyn ConductorApi>,
         store: Store,
         config: OperatorConfig,
     ) -> Result<Arc<Operator>, StoreError> {
@@ -612,7 +613,7 @@ impl Operator {
         done: impl Fn(NodeState) -> bool,
     ) -> Result<NodeView, ApiError> {
         loop {
-            let view = self.conductor.node(name)?;
+            let view = self.conductor.node(name).await?;
             if done(view.state) {
                 return Ok(view);
             }
@@ -706,11 +707,13 @@ impl Operator {
                 disable_certificate_verification: bmh.spec.bmc.disable_certificate_verification,
                 boot_mac: bmh.spec.boot_mac_address.clone(),
             })
+            .await
             .map_err(|e| e.to_string())?;
-        let node = self.conductor.node(key).map_err(|e| e.to_string())?;
+        let node = self.conductor.node(key).await.map_err(|e| e.to_string())?;
         if node.state == NodeState::Enroll {
             self.conductor
                 .provision(key, Verb::Manage)
+                .await
                 .map_err(|e| e.to_string())?;
         }
         let node = self
@@ -726,10 +729,11 @@ impl Operator {
     }
 
     async fn inspect(&self, key: &str) -> Result<Option<HardwareInventory>, String> {
-        let node = self.conductor.node(key).map_err(|e| e.to_string())?;
+        let node = self.conductor.node(key).await.map_err(|e| e.to_string())?;
         if matches!(node.state, NodeState::Manageable | NodeState::InspectFailed) {
             self.conductor
                 .provision(key, Verb::Inspect)
+                .await
                 .map_err(|e| e.to_string())?;
         }
         let node = self
@@ -795,7 +799,7 @@ impl Operator {
         record: &mut HostRecord,
         image: &Image,
     ) -> Result<(), String> {
-        let node = self.conductor.node(key).map_err(|e| e.to_string())?;
+        let node = self.conductor.node(key).await.map_err(|e| e.to_string())?;
         match node.state {
             // Already done (a restart after the deploy finished): not twice.
             NodeState::Active if node.deployed_image.as_deref() == Some(image.url.as_str()) => {
@@ -805,6 +809,7 @@ impl Operator {
             NodeState::Manageable => {
                 self.conductor
                     .provision(key, Verb::Provide)
+                    .await
                     .map_err(|e| e.to_string())?;
             }
             _ => {}
@@ -838,6 +843,7 @@ impl Operator {
                 .map_err(|e| e.to_string())?;
             self.conductor
                 .provision(key, Verb::Deploy(config))
+                .await
                 .map_err(|e| e.to_string())?;
         } else if !matches!(node.state, NodeState::Deploying | NodeState::WaitCallBack) {
             return Err(format!(
@@ -863,16 +869,18 @@ impl Operator {
     }
 
     async fn deprovision(&self, key: &str) -> Result<(), String> {
-        let node = self.conductor.node(key).map_err(|e| e.to_string())?;
+        let node = self.conductor.node(key).await.map_err(|e| e.to_string())?;
         match node.state {
             NodeState::Active | NodeState::DeployFailed | NodeState::Error => {
                 self.conductor
                     .provision(key, Verb::Undeploy)
+                    .await
                     .map_err(|e| e.to_string())?;
             }
             NodeState::WaitCallBack => {
                 self.conductor
                     .provision(key, Verb::Abort)
+                    .await
                     .map_err(|e| e.to_string())?;
                 return Err("deploy aborted; deprovisioning again".into());
             }

@@ -1,0 +1,356 @@
+//! The conductor's admin API (modelled on Ironic's), three ways: the [`ConductorApi`]
+//! trait the operator calls, the HTTP routes the `conductor` binary serves, and an HTTP
+//! client ([`HttpConductor`]) for an operator in another process.
+//!
+//! | call | HTTP |
+//! |---|---|
+//! | create (or update) a node | `POST /v1/nodes` |
+//! | show / list | `GET /v1/nodes/{name}`, `GET /v1/nodes` |
+//! | delete | `DELETE /v1/nodes/{name}` |
+//! | provision verb | `PUT /v1/nodes/{name}/states/provision` `{"target": "manage"\|"inspect"\|"provide"\|"active"\|"deleted"\|"abort", "deploy": {…}}` |
+//! | power | `PUT /v1/nodes/{name}/states/power` `{"target": "power on"\|"power off"}` |
+//!
+//! Node names are `namespace/name`; the slash is escaped (`%2F`) in paths. Credentials
+//! travel in the create body, so serve the API on loopback or behind TLS.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::{Deserialize, Serialize};
+
+use bmc_core::Credentials;
+
+use crate::conductor::{ApiError, Conductor, DeployConfig, NodeSpec, NodeView, Verb};
+
+/// What the operator needs from a conductor.
+#[async_trait]
+pub trait ConductorApi: Send + Sync {
+    /// Creates a node, or updates the BMC details of an existing one.
+    async fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError>;
+    /// Shows a node.
+    async fn node(&self, name: &str) -> Result<NodeView, ApiError>;
+    /// Deletes a node.
+    async fn delete_node(&self, name: &str) -> Result<(), ApiError>;
+    /// Applies a provisioning verb.
+    async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError>;
+    /// Powers a node on or off.
+    async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError>;
+}
+
+/// The conductor in this process behind [`ConductorApi`].
+#[derive(Debug, Clone)]
+pub struct InProcess(pub Arc<Conductor>);
+
+#[async_trait]
+impl ConductorApi for InProcess {
+    async fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError> {
+        self.0.create_node(spec)
+    }
+    async fn node(&self, name: &str) -> Result<NodeView, ApiError> {
+        self.0.node(name)
+    }
+    async fn delete_node(&self, name: &str) -> Result<(), ApiError> {
+        self.0.delete_node(name).await
+    }
+    async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError> {
+        self.0.provision(name, verb)
+    }
+    async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError> {
+        self.0.set_power(name, on).await
+    }
+}
+
+/// `POST /v1/nodes` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateNode {
+    /// Name.
+    pub name: String,
+    /// BMC address.
+    pub address: String,
+    /// BMC user.
+    pub username: String,
+    /// BMC password.
+    pub password: String,
+    /// Skip TLS certificate checks.
+    #[serde(default)]
+    pub disable_certificate_verification: bool,
+    /// Boot MAC.
+    #[serde(default)]
+    pub boot_mac: Option<String>,
+}
+
+/// `PUT …/states/provision` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvisionTarget {
+    /// `manage`, `inspect`, `provide`, `active`, `deleted`, `abort`.
+    pub target: String,
+    /// For `active`: what to deploy.
+    #[serde(default)]
+    pub deploy: Option<DeployConfig>,
+}
+
+/// `PUT …/states/power` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PowerTarget {
+    /// `power on` or `power off`.
+    pub target: String,
+}
+
+fn verb(t: ProvisionTarget) -> Result<Verb, ApiError> {
+    Ok(match (t.target.as_str(), t.deploy) {
+        ("manage", _) => Verb::Manage,
+        ("inspect", _) => Verb::Inspect,
+        ("provide", _) => Verb::Provide,
+        ("active", Some(d)) => Verb::Deploy(d),
+        ("active", None) => {
+            return Err(ApiError::BadRequest("target active needs a deploy".into()));
+        }
+        ("deleted", _) => Verb::Undeploy,
+        ("abort", _) => Verb::Abort,
+        (other, _) => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown provision target {other:?}"
+            )));
+        }
+    })
+}
+
+fn target(v: &Verb) -> ProvisionTarget {
+    let (t, deploy) = match v {
+        Verb::Manage => ("manage", None),
+        Verb::Inspect => ("inspect", None),
+        Verb::Provide => ("provide", None),
+        Verb::Deploy(d) => ("active", Some(d.clone())),
+        Verb::Undeploy => ("deleted", None),
+        Verb::Abort => ("abort", None),
+    };
+    ProvisionTarget {
+        target: t.to_string(),
+        deploy,
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ErrorBody {
+    kind: String,
+    error: String,
+}
+
+fn reply<T: Serialize>(result: Result<T, ApiError>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => {
+            let (status, kind) = match &e {
+                ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not found"),
+                ApiError::InvalidState(_) => (StatusCode::CONFLICT, "invalid state"),
+                ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad request"),
+            };
+            let message = match e {
+                ApiError::NotFound(m) | ApiError::InvalidState(m) | ApiError::BadRequest(m) => m,
+            };
+            (
+                status,
+                Json(ErrorBody {
+                    kind: kind.to_string(),
+                    error: message,
+                }),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn create(State(c): State<Arc<Conductor>>, Json(body): Json<CreateNode>) -> Response {
+    let credentials = match Credentials::new(body.username, body.password) {
+        Ok(c) => c,
+        Err(e) => return reply::<()>(Err(ApiError::BadRequest(e.to_string()))),
+    };
+    reply(c.create_node(NodeSpec {
+        name: body.name,
+        address: body.address,
+        credentials,
+        disable_certificate_verification: body.disable_certificate_verification,
+        boot_mac: body.boot_mac,
+    }))
+}
+
+async fn list(State(c): State<Arc<Conductor>>) -> Response {
+    reply(Ok(c.nodes()))
+}
+
+async fn show(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
+    reply(c.node(&name))
+}
+
+async fn delete(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
+    match c.delete_node(&name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => reply::<()>(Err(e)),
+    }
+}
+
+async fn provision(
+    State(c): State<Arc<Conductor>>,
+    Path(name): Path<String>,
+    Json(body): Json<ProvisionTarget>,
+) -> Response {
+    reply(verb(body).and_then(|v| c.provision(&name, v)))
+}
+
+async fn power(
+    State(c): State<Arc<Conductor>>,
+    Path(name): Path<String>,
+    Json(body): Json<PowerTarget>,
+) -> Response {
+    let on = match body.target.as_str() {
+        "power on" => true,
+        "power off" => false,
+        other => {
+            return reply::<()>(Err(ApiError::BadRequest(format!(
+                "unknown power target {other:?}"
+            ))));
+        }
+    };
+    reply(c.set_power(&name, on).await)
+}
+
+/// The admin API's routes.
+pub fn routes(conductor: Arc<Conductor>) -> Router {
+    Router::new()
+        .route("/v1/nodes", get(list).post(create))
+        .route("/v1/nodes/{name}", get(show).delete(delete))
+        .route("/v1/nodes/{name}/states/provision", put(provision))
+        .route("/v1/nodes/{name}/states/power", put(power))
+        .with_state(conductor)
+}
+
+/// The admin API over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpConductor {
+    base: String,
+    http: reqwest::Client,
+}
+
+fn escape(name: &str) -> String {
+    name.replace('%', "%25").replace('/', "%2F")
+}
+
+impl HttpConductor {
+    /// A client for the conductor at `base` (`http://127.0.0.1:6385`).
+    pub fn new(base: &str) -> HttpConductor {
+        HttpConductor {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Option<T>, ApiError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ApiError::InvalidState(format!("conductor unreachable: {e}")))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status.is_success() {
+            return response
+                .json::<T>()
+                .await
+                .map(Some)
+                .map_err(|e| ApiError::InvalidState(format!("conductor answer: {e}")));
+        }
+        let message = response
+            .json::<ErrorBody>()
+            .await
+            .map(|b| b.error)
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        Err(match status.as_u16() {
+            404 => ApiError::NotFound(message),
+            400 => ApiError::BadRequest(message),
+            _ => ApiError::InvalidState(message),
+        })
+    }
+
+    async fn view(&self, request: reqwest::RequestBuilder) -> Result<NodeView, ApiError> {
+        self.answer::<NodeView>(request)
+            .await?
+            .ok_or_else(|| ApiError::InvalidState("empty conductor answer".into()))
+    }
+}
+
+#[async_trait]
+impl ConductorApi for HttpConductor {
+    async fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError> {
+        let body = CreateNode {
+            name: spec.name,
+            address: spec.address,
+            username: spec.credentials.username().to_string(),
+            password: spec.credentials.password().expose().to_string(),
+            disable_certificate_verification: spec.disable_certificate_verification,
+            boot_mac: spec.boot_mac,
+        };
+        self.view(
+            self.http
+                .post(format!("{}/v1/nodes", self.base))
+                .json(&body),
+        )
+        .await
+    }
+
+    async fn node(&self, name: &str) -> Result<NodeView, ApiError> {
+        self.view(
+            self.http
+                .get(format!("{}/v1/nodes/{}", self.base, escape(name))),
+        )
+        .await
+    }
+
+    async fn delete_node(&self, name: &str) -> Result<(), ApiError> {
+        self.answer::<serde_json::Value>(self.http.delete(format!(
+            "{}/v1/nodes/{}",
+            self.base,
+            escape(name)
+        )))
+        .await
+        .map(|_| ())
+    }
+
+    async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError> {
+        self.view(
+            self.http
+                .put(format!(
+                    "{}/v1/nodes/{}/states/provision",
+                    self.base,
+                    escape(name)
+                ))
+                .json(&target(&verb)),
+        )
+        .await
+    }
+
+    async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError> {
+        let target = if on { "power on" } else { "power off" };
+        self.view(
+            self.http
+                .put(format!(
+                    "{}/v1/nodes/{}/states/power",
+                    self.base,
+                    escape(name)
+                ))
+                .json(&PowerTarget {
+                    target: target.to_string(),
+                }),
+        )
+        .await
+    }
+}

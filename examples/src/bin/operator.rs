@@ -1,0 +1,159 @@
+//! `operator`: the example operator as a process: reads Metal3 manifests, reconciles
+//! every BareMetalHost against a `conductor` over its admin API, keeps state in an
+//! embedded store, and prints each host's status in Metal3's layout.
+//!
+//! ```text
+//! operator --conductor URL --manifests DIR [--state FILE] [--poll-ms MS] [--until-settled]
+//! ```
+//! Runs until Ctrl-C or SIGTERM, printing a line whenever the hosts' states change; with
+//! `--until-settled` it stops once every host is provisioned, available, externally
+//! provisioned or reports an error. On the way out it prints every host's `status` as
+//! JSON. Restarting it on the same `--state` carries on where it stopped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bmc_examples::api::{ConductorApi, HttpConductor};
+use bmc_examples::demo::progress_line;
+use bmc_examples::manifests::Manifests;
+use bmc_examples::operator::{Operator, OperatorConfig, status_json};
+use bmc_examples::store::Store;
+use provision_fsm::HostStateKind;
+
+const USAGE: &str = "usage: operator --conductor URL --manifests DIR [--state FILE] [--poll-ms MS] \
+[--until-settled]";
+
+struct Cli {
+    conductor: String,
+    manifests: PathBuf,
+    state: PathBuf,
+    poll: Duration,
+    until_settled: bool,
+}
+
+fn parse(args: &[String]) -> Result<Cli, String> {
+    let mut conductor = None;
+    let mut manifests = None;
+    let mut cli = Cli {
+        conductor: String::new(),
+        manifests: PathBuf::new(),
+        state: PathBuf::from("operator-state.redb"),
+        poll: Duration::from_millis(500),
+        until_settled: false,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--conductor" => conductor = Some(value()?),
+            "--manifests" => manifests = Some(PathBuf::from(value()?)),
+            "--state" => cli.state = PathBuf::from(value()?),
+            "--poll-ms" => {
+                let v = value()?;
+                let ms: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--poll-ms needs milliseconds, not {v:?}"))?;
+                cli.poll = Duration::from_millis(ms.max(1));
+            }
+            "--until-settled" => cli.until_settled = true,
+            "--help" | "-h" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    cli.conductor = conductor.ok_or_else(|| format!("--conductor is required\n{USAGE}"))?;
+    cli.manifests = manifests.ok_or_else(|| format!("--manifests is required\n{USAGE}"))?;
+    Ok(cli)
+}
+
+fn settled(operator: &Operator, keys: &[String]) -> bool {
+    let records = operator.records();
+    keys.iter().all(|k| {
+        records.get(k).is_some_and(|r| {
+            r.host.error.is_some()
+                || matches!(
+                    r.host.state.kind(),
+                    HostStateKind::Provisioned
+                        | HostStateKind::Available
+                        | HostStateKind::ExternallyProvisioned
+                )
+        })
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let manifests = match Manifests::load_dir(&cli.manifests) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match Store::open(&cli.state) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let conductor: Arc<dyn ConductorApi> = Arc::new(HttpConductor::new(&cli.conductor));
+    let config = OperatorConfig {
+        poll: cli.poll,
+        ..OperatorConfig::default()
+    };
+    let operator = match Operator::open(conductor, store, config) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = operator.apply(&manifests) {
+        eprintln!("operator: {e}");
+        return ExitCode::FAILURE;
+    }
+    let keys: Vec<String> = manifests.hosts.iter().map(|h| h.metadata.key()).collect();
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    let mut last = String::new();
+    loop {
+        let line = progress_line(&operator, &keys);
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+        if cli.until_settled && settled(&operator, &keys) {
+            break;
+        }
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    let statuses: BTreeMap<String, serde_json::Value> = operator
+        .records()
+        .iter()
+        .map(|(k, r)| (k.clone(), status_json(r)))
+        .collect();
+    match serde_json::to_string_pretty(&statuses) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("operator: {e}"),
+    }
+    operator.stop().await;
+    ExitCode::SUCCESS
+}
