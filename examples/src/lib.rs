@@ -5,8 +5,14 @@
 //!   means (driver, endpoint, system id, capability flags).
 //! - `bmcctl`: drives one BMC (power, boot override, virtual media, the verified
 //!   virtual-media boot, inventory) through the driver registry.
+//! - `metal3-demo` ([`demo`]): the whole workflow on a simulated fleet.
+//! - `conductor` ([`conductor`], [`api`], [`agent`]): nodes through provision-fsm's node
+//!   table with the registry's drivers, the admin API and the agent API over HTTP.
+//! - `operator` ([`operator`], [`store`]): BareMetalHosts through provision-fsm's host
+//!   machine against a conductor, addresses from ipam, state in an embedded store.
 //! - [`manifests`]: Metal3 objects (`BareMetalHost`, `Secret`, `IPPool`, `IPClaim`) from
-//!   YAML with upstream's field names.
+//!   YAML with upstream's field names; [`fleet`]: the simulated hosts, image server and
+//!   agent.
 //!
 //! ```
 //! use bmc_examples::manifests::Manifests;
