@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! metal3-demo [--hosts N] [--fault-rate P] [--power-delay-ms MS] [--timeout SECS]
-//!             [--manifests DIR] [--fixtures DIR] [--state FILE] [--quiet]
+//!             [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs] [--quiet]
 //! ```
+//! `--external-bmcs` keeps the manifests' BMC addresses (sushy-emulator, real BMCs)
+//! instead of simulating one BMC per host.
 //! Starts a simulated BMC for every BareMetalHost in the manifests (or `--hosts N`
 //! clones of them), an image server and the conductor's agent API, runs the conductor and
 //! the operator, takes every host to provisioned, deprovisions and deletes it, prints a
@@ -16,7 +18,7 @@ use std::time::Duration;
 use bmc_examples::demo::{DemoConfig, run};
 
 const USAGE: &str = "usage: metal3-demo [--hosts N] [--fault-rate P] [--power-delay-ms MS] \
-[--timeout SECS] [--manifests DIR] [--fixtures DIR] [--state FILE] [--quiet]";
+[--timeout SECS] [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs] [--quiet]";
 
 fn parse(args: &[String]) -> Result<DemoConfig, String> {
     let mut config = DemoConfig {
@@ -59,6 +61,7 @@ fn parse(args: &[String]) -> Result<DemoConfig, String> {
             "--fixtures" => config.fixtures = PathBuf::from(value()?),
             "--state" => config.state = Some(PathBuf::from(value()?)),
             "--quiet" => config.progress = false,
+            "--external-bmcs" => config.external_bmcs = true,
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }

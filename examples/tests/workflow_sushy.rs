@@ -1,0 +1,119 @@
+//! The demo's workflow against the real sushy-tools emulator instead of bmc-sim: three
+//! systems behind one emulator, registered, inspected, provisioned by live ISO (the
+//! emulator downloads the image from the demo's image server), deprovisioned and
+//! deleted. The emulator's power changes land seconds late, like hardware.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use bmc_examples::demo::{DemoConfig, run};
+
+const USER: &str = "admin";
+const PASSWORD: &str = "sushy-workflow-pw";
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/sushy-emulator.sh")
+}
+
+struct Peer {
+    dir: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["-d", self.dir.to_str().unwrap(), "stop"])
+            .output();
+    }
+}
+
+fn start_peer(dir: &Path) -> Peer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new("bash")
+        .arg(script())
+        .args(["-d", dir.to_str().unwrap(), "start", "3", &port.to_string()])
+        .env("SUSHY_PEER_USER", USER)
+        .env("SUSHY_PEER_PASSWORD", PASSWORD)
+        .env("SUSHY_PEER_TLS", "0")
+        .output()
+        .expect("bash runs the peer script");
+    assert!(
+        out.status.success(),
+        "sushy-emulator did not start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = std::fs::read_to_string(dir.join("peer.env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect();
+    Peer {
+        dir: dir.to_path_buf(),
+        env,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sushy_systems_through_the_live_iso_lifecycle() {
+    let work = std::env::temp_dir().join(format!("workflow-sushy-{}", std::process::id()));
+    let peer_dir = work.join("peer");
+    let manifests = work.join("manifests");
+    std::fs::create_dir_all(&peer_dir).unwrap();
+    std::fs::create_dir_all(&manifests).unwrap();
+    let peer = start_peer(&peer_dir);
+    let host = peer.env["SUSHY_PEER_URL"]
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let systems: Vec<String> = peer.env["SUSHY_PEER_SYSTEMS"]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(systems.len(), 3, "{:?}", peer.env);
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: sushy, namespace: lab}}\n\
+         stringData: {{username: {USER}, password: {PASSWORD}}}\n"
+    );
+    for (i, system) in systems.iter().enumerate() {
+        yaml.push_str(&format!(
+            "---\napiVersion: metal3.io/v1alpha1\nkind: BareMetalHost\n\
+             metadata: {{name: sushy-{i}, namespace: lab}}\nspec:\n  online: true\n\
+             \x20 bmc: {{address: \"redfish-virtualmedia+http://{host}/redfish/v1/Systems/{system}\", credentialsName: sushy}}\n\
+             \x20 image: {{url: \"http://images.example/images/live.iso\", format: live-iso}}\n"
+        ));
+    }
+    std::fs::write(manifests.join("hosts.yaml"), yaml).unwrap();
+    let report = run(DemoConfig {
+        manifests: manifests.clone(),
+        external_bmcs: true,
+        timeout: Duration::from_secs(420),
+        ..DemoConfig::default()
+    })
+    .await
+    .unwrap();
+    drop(peer);
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(report.ok(), "\n{}", report.table());
+    assert_eq!(report.hosts.len(), 3);
+    for h in &report.hosts {
+        for phase in ["registering", "inspecting", "provisioning", "provisioned"] {
+            assert!(
+                h.phases.iter().any(|(p, _)| p == phase),
+                "{}: {:?}",
+                h.key,
+                h.phases
+            );
+        }
+    }
+}
