@@ -80,6 +80,9 @@ pub struct BootEvent {
     pub source: BootSource,
     /// MAC addresses of the system's Ethernet interfaces.
     pub macs: Vec<String>,
+    /// What an agent booted on the host finds, from the tree: CPUs, memory, NICs, disks
+    /// and system identity, in ironic-python-agent's inventory layout.
+    pub hardware: Value,
 }
 
 /// A function called on every boot ([`SimConfig::on_boot`]).
@@ -882,6 +885,7 @@ fn set_power(
                 system,
                 source: source.clone(),
                 macs: macs_of(resources, resource),
+                hardware: hardware_of(resources, resource),
             });
         }
         lock(&inner.boots)
@@ -903,6 +907,87 @@ fn set_power(
             ),
         );
     }
+}
+
+/// The members of the collection linked from `v[link]`.
+fn linked_members<'a>(
+    resources: &'a HashMap<String, Value>,
+    v: &Value,
+    link: &str,
+) -> Vec<&'a Value> {
+    v[link]["@odata.id"]
+        .as_str()
+        .and_then(|p| resources.get(&key(p)))
+        .and_then(|c| c["Members"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["@odata.id"].as_str())
+        .filter_map(|p| resources.get(&key(p)))
+        .collect()
+}
+
+/// The inventory an agent would report on this system, from the tree's resources.
+fn hardware_of(resources: &HashMap<String, Value>, system: &str) -> Value {
+    let Some(s) = resources.get(system) else {
+        return Value::Null;
+    };
+    let cpus: Vec<&Value> = linked_members(resources, s, "Processors")
+        .into_iter()
+        .filter(|p| p["ProcessorType"].as_str().is_none_or(|t| t == "CPU"))
+        .filter(|p| p["Status"]["State"] != "Absent")
+        .collect();
+    let threads: u64 = cpus
+        .iter()
+        .map(|p| {
+            p["TotalThreads"]
+                .as_u64()
+                .or(p["TotalCores"].as_u64())
+                .unwrap_or(1)
+        })
+        .sum();
+    let memory_mib = s["MemorySummary"]["TotalSystemMemoryGiB"]
+        .as_f64()
+        .map(|g| (g * 1024.0) as u64)
+        .unwrap_or(0);
+    let interfaces: Vec<Value> = linked_members(resources, s, "EthernetInterfaces")
+        .into_iter()
+        .map(|n| {
+            json!({
+                "name": n["Id"],
+                "mac_address": n["MACAddress"].as_str().map(str::to_ascii_lowercase),
+                "speed_mbps": n["SpeedMbps"],
+            })
+        })
+        .collect();
+    let mut disks = Vec::new();
+    for storage in linked_members(resources, s, "Storage") {
+        for d in storage["Drives"].as_array().into_iter().flatten() {
+            if let Some(drive) = d["@odata.id"].as_str().and_then(|p| resources.get(&key(p))) {
+                disks.push(json!({
+                    "name": drive["Name"].as_str().or(drive["Id"].as_str()),
+                    "model": drive["Model"],
+                    "serial": drive["SerialNumber"],
+                    "size": drive["CapacityBytes"],
+                    "rotational": drive["MediaType"] == "HDD",
+                }));
+            }
+        }
+    }
+    json!({
+        "cpu": {
+            "count": threads,
+            "model_name": cpus.first().map(|p| p["Model"].clone()).unwrap_or(Value::Null),
+            "architecture": cpus.first().map(|p| p["InstructionSet"].clone()).unwrap_or(Value::Null),
+        },
+        "memory": {"physical_mb": memory_mib},
+        "interfaces": interfaces,
+        "disks": disks,
+        "system_vendor": {
+            "manufacturer": s["Manufacturer"],
+            "product_name": s["Model"],
+            "serial_number": s["SerialNumber"],
+        },
+    })
 }
 
 /// The MAC addresses of a system's Ethernet interfaces, in member order.

@@ -122,7 +122,12 @@ pub fn checksum(
 
 /// A simulated ironic-python-agent: looks its node up by the host's MACs, heartbeats,
 /// carries out `install_image` (download, checksum, write) and reports.
-pub async fn run_simulated_agent(api: String, macs: Vec<String>, http: reqwest::Client) {
+pub async fn run_simulated_agent(
+    api: String,
+    macs: Vec<String>,
+    hardware: serde_json::Value,
+    http: reqwest::Client,
+) {
     let lookup = async {
         for _ in 0..100 {
             let url = format!("{api}/v1/lookup?addresses={}", macs.join(","));
@@ -165,14 +170,21 @@ pub async fn run_simulated_agent(api: String, macs: Vec<String>, http: reqwest::
             Ok(r) if r.status().is_client_error() => return,
             _ => None,
         };
-        if let Some(AgentCommand::InstallImage {
-            url,
-            checksum: expected,
-            checksum_type,
-            ..
-        }) = command
-        {
-            let result = install(&http, &url, expected.as_deref(), checksum_type.as_deref()).await;
+        let result = match command {
+            Some(AgentCommand::InstallImage {
+                url,
+                checksum: expected,
+                checksum_type,
+                ..
+            }) => Some(install(&http, &url, expected.as_deref(), checksum_type.as_deref()).await),
+            Some(AgentCommand::Inspect) => Some(AgentResult {
+                error: None,
+                bytes: 0,
+                inventory: Some(hardware.clone()),
+            }),
+            None => None,
+        };
+        if let Some(result) = result {
             let _ = http
                 .post(&beat_url)
                 .json(&Heartbeat {
@@ -196,6 +208,7 @@ async fn install(
     let failed = |error: String| AgentResult {
         error: Some(error),
         bytes: 0,
+        inventory: None,
     };
     let response = match http.get(url).send().await {
         Ok(r) if r.status().is_success() => r,
@@ -220,6 +233,7 @@ async fn install(
     AgentResult {
         error: None,
         bytes: data.len() as u64,
+        inventory: None,
     }
 }
 

@@ -93,6 +93,9 @@ pub struct ProvisionTarget {
     /// For `active`: what to deploy.
     #[serde(default)]
     pub deploy: Option<DeployConfig>,
+    /// For `inspect`: `agent` (in band) or `redfish` (out of band, the default).
+    #[serde(default)]
+    pub inspect_interface: Option<String>,
 }
 
 /// `PUT …/states/power` body.
@@ -103,9 +106,10 @@ pub struct PowerTarget {
 }
 
 fn verb(t: ProvisionTarget) -> Result<Verb, ApiError> {
+    let in_band = t.inspect_interface.as_deref() == Some("agent");
     Ok(match (t.target.as_str(), t.deploy) {
         ("manage", _) => Verb::Manage,
-        ("inspect", _) => Verb::Inspect,
+        ("inspect", _) => Verb::Inspect { in_band },
         ("provide", _) => Verb::Provide,
         ("active", Some(d)) => Verb::Deploy(d),
         ("active", None) => {
@@ -122,9 +126,13 @@ fn verb(t: ProvisionTarget) -> Result<Verb, ApiError> {
 }
 
 fn target(v: &Verb) -> ProvisionTarget {
+    let inspect_interface = match v {
+        Verb::Inspect { in_band: true } => Some("agent".to_string()),
+        _ => None,
+    };
     let (t, deploy) = match v {
         Verb::Manage => ("manage", None),
-        Verb::Inspect => ("inspect", None),
+        Verb::Inspect { .. } => ("inspect", None),
         Verb::Provide => ("provide", None),
         Verb::Deploy(d) => ("active", Some(d.clone())),
         Verb::Undeploy => ("deleted", None),
@@ -133,6 +141,7 @@ fn target(v: &Verb) -> ProvisionTarget {
     ProvisionTarget {
         target: t.to_string(),
         deploy,
+        inspect_interface,
     }
 }
 

@@ -93,8 +93,12 @@ pub struct DeployConfig {
 pub enum Verb {
     /// Verify the BMC and manage the node.
     Manage,
-    /// Inspect the hardware (out of band).
-    Inspect,
+    /// Inspect the hardware: out of band through the BMC, or in band by booting the
+    /// agent, which reports what it finds.
+    Inspect {
+        /// Boot the agent to inspect.
+        in_band: bool,
+    },
     /// Clean and make available.
     Provide,
     /// Deploy.
@@ -155,6 +159,8 @@ pub enum AgentCommand {
         /// Config drive contents.
         config_drive: Value,
     },
+    /// Report the hardware inventory.
+    Inspect,
 }
 
 /// What the agent reports.
@@ -164,6 +170,9 @@ pub struct AgentResult {
     pub error: Option<String>,
     /// Bytes written.
     pub bytes: u64,
+    /// The inventory, answering `inspect` (ironic-python-agent's layout).
+    #[serde(default)]
+    pub inventory: Option<Value>,
 }
 
 struct NodeRecord {
@@ -177,6 +186,7 @@ struct NodeRecord {
     driver: Option<Arc<dyn BmcDriver>>,
     agent_token: Option<String>,
     command_sent: bool,
+    inspect_in_band: bool,
 }
 
 impl NodeRecord {
@@ -279,6 +289,7 @@ impl Conductor {
             driver: None,
             agent_token: None,
             command_sent: false,
+            inspect_in_band: false,
         };
         let view = record.view();
         nodes.insert(spec.name, Arc::new(Mutex::new(record)));
@@ -333,7 +344,7 @@ impl Conductor {
         let record = self.record(name)?;
         let event = match &verb {
             Verb::Manage => NodeEvent::Manage,
-            Verb::Inspect => NodeEvent::Inspect,
+            Verb::Inspect { .. } => NodeEvent::Inspect,
             Verb::Provide => NodeEvent::Provide,
             Verb::Deploy(_) => NodeEvent::Deploy,
             Verb::Undeploy => NodeEvent::Delete,
@@ -345,6 +356,11 @@ impl Conductor {
                 .fsm
                 .handle(event, None, self.now(), &self.config.timeouts)
                 .map_err(|e| ApiError::InvalidState(e.to_string()))?;
+            if let Verb::Inspect { in_band } = verb {
+                r.inspect_in_band = in_band;
+                r.agent_token = None;
+                r.command_sent = false;
+            }
             if let Verb::Deploy(config) = verb {
                 r.deploy = Some(config);
                 r.deploy_attempts += 1;
@@ -445,6 +461,12 @@ impl Conductor {
                 Ok(()) => Outcome::Event(NodeEvent::Done, None),
                 Err(e) => fail(e),
             },
+            NodeAction::StartInspection if lock(record).inspect_in_band => {
+                match self.boot_agent(record).await {
+                    Ok(()) => Outcome::Event(NodeEvent::Wait, None),
+                    Err(e) => fail(e),
+                }
+            }
             NodeAction::StartInspection => match self.inspect(record).await {
                 Ok(()) => Outcome::Event(NodeEvent::Done, None),
                 Err(e) => fail(e),
@@ -526,6 +548,28 @@ impl Conductor {
         let driver = self.driver(record).await?;
         let inventory = driver.inventory().await?;
         lock(record).inventory = Some(inventory);
+        Ok(())
+    }
+
+    /// Boots the agent ISO by virtual media (in-band inspection).
+    async fn boot_agent(&self, record: &Shared) -> Result<(), BmcError> {
+        if self.config.agent_image_url.is_empty() {
+            return Err(BmcError::InvalidRequest(
+                "no agent image configured for in-band inspection".into(),
+            ));
+        }
+        let _heavy = self.heavy_permit().await;
+        let _bmc = self.bmc_permit(record).await;
+        let driver = self.driver(record).await?;
+        boot_from_virtual_media_with(
+            driver.as_ref(),
+            &self.config.agent_image_url,
+            BootMode::Uefi,
+            self.deadline(),
+            self.config.poll,
+        )
+        .await?;
+        lock(record).power_on = Some(true);
         Ok(())
     }
 
@@ -636,7 +680,10 @@ impl Conductor {
         let wanted: Vec<String> = macs.iter().map(|m| m.to_ascii_lowercase()).collect();
         for record in lock(&self.nodes).values() {
             let mut r = lock(record);
-            if r.fsm.state != NodeState::WaitCallBack {
+            if !matches!(
+                r.fsm.state,
+                NodeState::WaitCallBack | NodeState::InspectWait
+            ) {
                 continue;
             }
             let boot_mac = r.spec.boot_mac.as_deref().map(str::to_ascii_lowercase);
@@ -678,7 +725,14 @@ impl Conductor {
     ) -> Result<Option<AgentCommand>, ApiError> {
         let record = self.agent_record(name, token)?;
         let mut r = lock(&record);
-        if r.fsm.state != NodeState::WaitCallBack || r.command_sent {
+        if r.command_sent {
+            return Ok(None);
+        }
+        if r.fsm.state == NodeState::InspectWait {
+            r.command_sent = true;
+            return Ok(Some(AgentCommand::Inspect));
+        }
+        if r.fsm.state != NodeState::WaitCallBack {
             return Ok(None);
         }
         let Some(d) = r.deploy.clone() else {
@@ -705,6 +759,9 @@ impl Conductor {
         result: AgentResult,
     ) -> Result<(), ApiError> {
         let record = self.agent_record(name, token)?;
+        if lock(&record).fsm.state == NodeState::InspectWait {
+            return self.inspection_report(name, &record, result);
+        }
         let (event, reason) = match &result.error {
             None => (NodeEvent::Resume, None),
             Some(e) => (NodeEvent::Fail, Some(format!("agent: {e}"))),
@@ -742,6 +799,51 @@ impl Conductor {
         Ok(())
     }
 
+    /// The agent's inspection result: the inventory is kept, the host powered off and its
+    /// media ejected, then the node is manageable again.
+    fn inspection_report(
+        self: &Arc<Self>,
+        name: &str,
+        record: &Shared,
+        result: AgentResult,
+    ) -> Result<(), ApiError> {
+        lock(record).agent_token = None;
+        let inventory = match (
+            &result.error,
+            result.inventory.as_ref().map(agent_inventory),
+        ) {
+            (None, Some(Ok(inv))) => Ok(inv),
+            (Some(e), _) => Err(format!("agent: {e}")),
+            (None, Some(Err(e))) => Err(format!("agent inventory: {e}")),
+            (None, None) => Err("agent sent no inventory".to_string()),
+        };
+        let me = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let Ok(record) = me.record(&name) else {
+                return;
+            };
+            let (event, reason) = match inventory {
+                Ok(inv) => {
+                    lock(&record).inventory = Some(inv);
+                    match me.tear_down(&record).await {
+                        Ok(()) => (NodeEvent::Done, None),
+                        Err(e) => (NodeEvent::Fail, Some(e.to_string())),
+                    }
+                }
+                Err(e) => (NodeEvent::Fail, Some(e)),
+            };
+            let mut r = lock(&record);
+            if let Ok(step) = r
+                .fsm
+                .handle(event, reason.as_deref(), me.now(), &me.config.timeouts)
+            {
+                r.fsm = step.node;
+            }
+        });
+        Ok(())
+    }
+
     /// Moves waiting nodes whose deadline passed to their failure state (call
     /// periodically).
     pub fn check_timeouts(&self) {
@@ -753,4 +855,65 @@ impl Conductor {
             }
         }
     }
+}
+
+/// Reads an inventory in ironic-python-agent's layout.
+pub fn agent_inventory(v: &Value) -> Result<HardwareInventory, String> {
+    use bmc_core::{Cpu, Disk, DiskKind, Nic, SystemIdentity};
+    if !v.is_object() {
+        return Err("not an object".to_string());
+    }
+    let text = |x: &Value| x.as_str().map(str::to_string);
+    let cpu = &v["cpu"];
+    let count = cpu["count"].as_u64().and_then(|c| u32::try_from(c).ok());
+    let nics = v["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| Nic {
+            id: text(&n["name"]).unwrap_or_default(),
+            mac: n["mac_address"].as_str().and_then(|m| m.parse().ok()),
+            speed_mbps: n["speed_mbps"].as_u64().and_then(|s| u32::try_from(s).ok()),
+            link_up: None,
+        })
+        .collect();
+    let disks = v["disks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| Disk {
+            id: text(&d["name"]).unwrap_or_default(),
+            model: text(&d["model"]),
+            serial_number: text(&d["serial"]),
+            size_bytes: d["size"].as_u64(),
+            kind: if d["rotational"] == Value::Bool(true) {
+                DiskKind::Hdd
+            } else {
+                DiskKind::Unknown
+            },
+        })
+        .collect();
+    let mut inventory = HardwareInventory {
+        system: SystemIdentity {
+            manufacturer: text(&v["system_vendor"]["manufacturer"]),
+            model: text(&v["system_vendor"]["product_name"]),
+            serial_number: text(&v["system_vendor"]["serial_number"]),
+            ..SystemIdentity::default()
+        },
+        total_memory_mib: v["memory"]["physical_mb"].as_u64(),
+        nics,
+        disks,
+        ..HardwareInventory::default()
+    };
+    if count.is_some() || cpu["model_name"].is_string() {
+        inventory.cpus.push(Cpu {
+            id: "agent".to_string(),
+            model: text(&cpu["model_name"]),
+            architecture: text(&cpu["architecture"]),
+            cores: None,
+            threads: count,
+            max_speed_mhz: None,
+        });
+    }
+    Ok(inventory)
 }

@@ -70,6 +70,8 @@ pub struct DemoConfig {
     /// instead of simulating a BMC per host; only the image URLs are pointed at the local
     /// image server. What the hosts booted cannot be checked then.
     pub external_bmcs: bool,
+    /// How hosts are inspected: by the agent (Metal3's default) or out of band.
+    pub inspection: provision_fsm::InspectionMode,
 }
 
 impl Default for DemoConfig {
@@ -85,6 +87,7 @@ impl Default for DemoConfig {
             progress: false,
             restart_operator_at: None,
             external_bmcs: false,
+            inspection: provision_fsm::InspectionMode::Agent,
         }
     }
 }
@@ -318,6 +321,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let _ = std::fs::remove_file(&state_file);
     let operator_config = OperatorConfig {
         poll: Duration::from_millis(20),
+        inspection: config.inspection,
         ..OperatorConfig::default()
     };
     let open = |conductor: Arc<dyn ConductorApi>| -> Result<Arc<Operator>, String> {
@@ -391,6 +395,12 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     }
     let provisioned_after = started.elapsed();
     let at_provisioned = operator.records();
+    // Deploys the conductor accepted per node: the truth about "provisioned twice".
+    let deploys: BTreeMap<String, u32> = conductor
+        .nodes()
+        .into_iter()
+        .map(|n| (n.name, n.deploy_attempts))
+        .collect();
 
     // 2. Deprovision: the images go.
     let good: Vec<String> = hosts
@@ -455,11 +465,9 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                     .unwrap_or_default()
             )),
         }
-        if rec.is_some_and(|r| r.deploys_requested > 1 + r.host.provisioning_fail_count) {
-            problems.push(format!(
-                "deployed {} times",
-                rec.map(|r| r.deploys_requested).unwrap_or(0)
-            ));
+        let deployed = deploys.get(&key).copied().unwrap_or(0);
+        if rec.is_some_and(|r| deployed > 1 + r.host.provisioning_fail_count) {
+            problems.push(format!("deployed {deployed} times"));
         }
         let address = rec
             .and_then(|r| r.address.as_ref())
@@ -483,6 +491,23 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                 .iter()
                 .any(|b| matches!(b, BootSource::VirtualCd { image: i, .. } if i == image))
         };
+        let boot_mac = sim.and_then(|s| s.macs.first());
+        let inspected_macs: Vec<String> = rec
+            .and_then(|r| r.hardware.as_ref())
+            .map(|h| {
+                h.nics
+                    .iter()
+                    .filter_map(|n| n.mac.as_ref().map(|m| m.to_string().to_ascii_lowercase()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(mac) = boot_mac {
+            if !inspected_macs.contains(mac) {
+                problems.push(format!(
+                    "inspection did not find the boot NIC {mac} (found {inspected_macs:?})"
+                ));
+            }
+        }
         if sim.is_none() {
             // An external BMC: what it booted is not observable from here.
         } else if live && !booted(&image_url) {

@@ -217,7 +217,12 @@ pub async fn start_host(
             if *image == agent_image {
                 let api = api.clone();
                 let http = http.clone();
-                tokio::spawn(crate::agent::run_simulated_agent(api, event.macs, http));
+                tokio::spawn(crate::agent::run_simulated_agent(
+                    api,
+                    event.macs,
+                    event.hardware,
+                    http,
+                ));
             }
         }
     }));

@@ -35,7 +35,7 @@ pub struct OperatorConfig {
     pub poll: Duration,
     /// Provisioning attempts before giving up (0 = unlimited).
     pub max_provisioning_retries: u32,
-    /// How inspection runs when a host does not say.
+    /// How inspection runs when a host does not say (Metal3's default: the agent).
     pub inspection: InspectionMode,
 }
 
@@ -44,7 +44,7 @@ impl Default for OperatorConfig {
         OperatorConfig {
             poll: Duration::from_millis(500),
             max_provisioning_retries: 5,
-            inspection: InspectionMode::Fast,
+            inspection: InspectionMode::Agent,
         }
     }
 }
@@ -497,7 +497,7 @@ impl Operator {
         let mut record = self.record(&key).unwrap_or_else(HostRecord::new);
         // A pending action from before a restart: carry it out again (idempotently).
         let mut event = HostEvent::Reconcile;
-        let mut resumed = self.resume(&key, &record).await;
+        let mut resumed = self.resume(&key, &mut record).await;
         loop {
             if let Some(e) = resumed.take() {
                 event = e;
@@ -571,10 +571,9 @@ impl Operator {
     }
 
     /// The result of the action a record was waiting for when the operator stopped.
-    async fn resume(&self, key: &str, record: &HostRecord) -> Option<HostEvent> {
+    async fn resume(&self, key: &str, record: &mut HostRecord) -> Option<HostEvent> {
         let pending = record.host.pending?;
         let (_, bmh) = self.spec_of(key)?;
-        let mut r = record.clone();
         let action = match pending {
             Pending::Register => HostAction::Register {
                 credentials_version: "1".to_string(),
@@ -601,7 +600,7 @@ impl Operator {
             _ => return None,
         };
         tracing::info!(host = %key, ?action, "resuming an action after a restart");
-        match self.carry_out(key, &bmh, &mut r, action).await {
+        match self.carry_out(key, &bmh, record, action).await {
             Done::Event(e) => Some(e),
             _ => None,
         }
@@ -637,7 +636,7 @@ impl Operator {
                 },
                 Err(e) => HostEvent::RegistrationFailed(e),
             }),
-            HostAction::Inspect { .. } => Done::Event(match self.inspect(key).await {
+            HostAction::Inspect { mode } => Done::Event(match self.inspect(key, mode).await {
                 Ok(inv) => {
                     record.hardware = inv;
                     HostEvent::InspectionDone
@@ -728,11 +727,20 @@ impl Operator {
         }
     }
 
-    async fn inspect(&self, key: &str) -> Result<Option<HardwareInventory>, String> {
+    async fn inspect(
+        &self,
+        key: &str,
+        mode: InspectionMode,
+    ) -> Result<Option<HardwareInventory>, String> {
         let node = self.conductor.node(key).await.map_err(|e| e.to_string())?;
         if matches!(node.state, NodeState::Manageable | NodeState::InspectFailed) {
             self.conductor
-                .provision(key, Verb::Inspect)
+                .provision(
+                    key,
+                    Verb::Inspect {
+                        in_band: mode == InspectionMode::Agent,
+                    },
+                )
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -27,7 +27,7 @@ fn operator(conductor: &str, manifests: &Path, state: &Path) -> (bool, String) {
         .arg(manifests)
         .arg("--state")
         .arg(state)
-        .args(["--poll-ms", "20", "--until-settled"])
+        .args(["--poll-ms", "20", "--inspection", "fast", "--until-settled"])
         .output()
         .unwrap();
     (

@@ -97,6 +97,8 @@ async fn three_sushy_systems_through_the_live_iso_lifecycle() {
     let report = run(DemoConfig {
         manifests: manifests.clone(),
         external_bmcs: true,
+        // No agent can boot on the emulator: inspect out of band.
+        inspection: provision_fsm::InspectionMode::Fast,
         timeout: Duration::from_secs(420),
         ..DemoConfig::default()
     })

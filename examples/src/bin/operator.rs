@@ -3,8 +3,11 @@
 //! embedded store, and prints each host's status in Metal3's layout.
 //!
 //! ```text
-//! operator --conductor URL --manifests DIR [--state FILE] [--poll-ms MS] [--until-settled]
+//! operator --conductor URL --manifests DIR [--state FILE] [--poll-ms MS]
+//!          [--inspection agent|fast|disabled] [--until-settled]
 //! ```
+//! Inspection is by the agent (Metal3's default; the conductor needs `--agent-image`),
+//! out of band through the BMC (`fast`), or off.
 //! Runs until Ctrl-C or SIGTERM, printing a line whenever the hosts' states change; with
 //! `--until-settled` it stops once every host is provisioned, available, externally
 //! provisioned or reports an error. On the way out it prints every host's `status` as
@@ -21,16 +24,17 @@ use bmc_examples::demo::progress_line;
 use bmc_examples::manifests::Manifests;
 use bmc_examples::operator::{Operator, OperatorConfig, status_json};
 use bmc_examples::store::Store;
-use provision_fsm::HostStateKind;
+use provision_fsm::{HostStateKind, InspectionMode};
 
 const USAGE: &str = "usage: operator --conductor URL --manifests DIR [--state FILE] [--poll-ms MS] \
-[--until-settled]";
+[--inspection agent|fast|disabled] [--until-settled]";
 
 struct Cli {
     conductor: String,
     manifests: PathBuf,
     state: PathBuf,
     poll: Duration,
+    inspection: InspectionMode,
     until_settled: bool,
 }
 
@@ -42,6 +46,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
         manifests: PathBuf::new(),
         state: PathBuf::from("operator-state.redb"),
         poll: Duration::from_millis(500),
+        inspection: InspectionMode::Agent,
         until_settled: false,
     };
     let mut it = args.iter();
@@ -63,6 +68,18 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                 cli.poll = Duration::from_millis(ms.max(1));
             }
             "--until-settled" => cli.until_settled = true,
+            "--inspection" => {
+                cli.inspection = match value()?.as_str() {
+                    "agent" => InspectionMode::Agent,
+                    "fast" => InspectionMode::Fast,
+                    "disabled" => InspectionMode::Disabled,
+                    other => {
+                        return Err(format!(
+                            "--inspection: agent, fast or disabled, not {other:?}"
+                        ));
+                    }
+                }
+            }
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
@@ -114,6 +131,7 @@ async fn main() -> ExitCode {
     let conductor: Arc<dyn ConductorApi> = Arc::new(HttpConductor::new(&cli.conductor));
     let config = OperatorConfig {
         poll: cli.poll,
+        inspection: cli.inspection,
         ..OperatorConfig::default()
     };
     let operator = match Operator::open(conductor, store, config) {
