@@ -553,7 +553,11 @@ impl Conductor {
 
     /// Boots the agent ISO by virtual media (in-band inspection).
     async fn boot_agent(&self, record: &Shared) -> Result<(), BmcError> {
-        if self.config.agent_image_url.is_empty() {
+        let has_vmedia = match self.driver(record).await {
+            Ok(d) => d.capabilities().virtual_media.contains(&MediaKind::Cd),
+            Err(_) => true,
+        };
+        if self.config.agent_image_url.is_empty() && has_vmedia {
             return Err(BmcError::InvalidRequest(
                 "no agent image configured for in-band inspection".into(),
             ));
@@ -561,15 +565,48 @@ impl Conductor {
         let _heavy = self.heavy_permit().await;
         let _bmc = self.bmc_permit(record).await;
         let driver = self.driver(record).await?;
-        boot_from_virtual_media_with(
-            driver.as_ref(),
-            &self.config.agent_image_url,
-            BootMode::Uefi,
-            self.deadline(),
-            self.config.poll,
-        )
-        .await?;
+        self.boot_agent_with(driver.as_ref()).await?;
         lock(record).power_on = Some(true);
+        Ok(())
+    }
+
+    /// Boots the agent: from its ISO by virtual media where the BMC has it, else by PXE
+    /// (IPMI hosts: the network boot infrastructure serves the agent).
+    async fn boot_agent_with(&self, driver: &dyn BmcDriver) -> Result<(), BmcError> {
+        if driver.capabilities().virtual_media.contains(&MediaKind::Cd) {
+            boot_from_virtual_media_with(
+                driver,
+                &self.config.agent_image_url,
+                BootMode::Uefi,
+                self.deadline(),
+                self.config.poll,
+            )
+            .await
+            .map(|_| ())
+        } else {
+            self.boot_by_pxe(driver).await
+        }
+    }
+
+    /// One-time PXE boot, read back, then the host (re)started.
+    async fn boot_by_pxe(&self, driver: &dyn BmcDriver) -> Result<(), BmcError> {
+        let pxe = BootOverride {
+            device: BootDevice::Pxe,
+            persistence: BootPersistence::Once,
+            mode: None,
+        };
+        driver.set_boot_override(&pxe).await?;
+        let read = driver.boot_override().await?;
+        if !read.satisfies(&pxe) {
+            return Err(BmcError::NotApplied {
+                operation: "one-time PXE boot".into(),
+                expected: "pxe".into(),
+                observed: format!("{:?}", read.device),
+            });
+        }
+        // Off first, so the next power-on is the boot that reads the override.
+        ensure_power_with(driver, PowerAction::Off, self.deadline(), self.config.poll).await?;
+        ensure_power_with(driver, PowerAction::On, self.deadline(), self.config.poll).await?;
         Ok(())
     }
 
@@ -583,9 +620,19 @@ impl Conductor {
             Ok(d) => d,
             Err(e) => return Outcome::Event(NodeEvent::Fail, Some(e.to_string())),
         };
+        let has_vmedia = driver.capabilities().virtual_media.contains(&MediaKind::Cd);
         let (url, event) = if config.live_iso {
+            if !has_vmedia {
+                return Outcome::Event(
+                    NodeEvent::Fail,
+                    Some(format!(
+                        "a live-iso image needs virtual media, which the {} driver has not",
+                        driver.driver_name()
+                    )),
+                );
+            }
             (config.image_url.clone(), NodeEvent::Done)
-        } else if self.config.agent_image_url.is_empty() {
+        } else if self.config.agent_image_url.is_empty() && has_vmedia {
             return Outcome::Event(
                 NodeEvent::Fail,
                 Some("no agent image configured for disk-image deploys".into()),
@@ -593,15 +640,20 @@ impl Conductor {
         } else {
             (self.config.agent_image_url.clone(), NodeEvent::Wait)
         };
-        match boot_from_virtual_media_with(
-            driver.as_ref(),
-            &url,
-            BootMode::Uefi,
-            self.deadline(),
-            self.config.poll,
-        )
-        .await
-        {
+        let booted = if config.live_iso {
+            boot_from_virtual_media_with(
+                driver.as_ref(),
+                &url,
+                BootMode::Uefi,
+                self.deadline(),
+                self.config.poll,
+            )
+            .await
+            .map(|_| ())
+        } else {
+            self.boot_agent_with(driver.as_ref()).await
+        };
+        match booted {
             Ok(_) => {
                 let mut r = lock(record);
                 r.power_on = Some(true);

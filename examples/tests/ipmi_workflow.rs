@@ -1,0 +1,179 @@
+//! The conductor with an IPMI host (the pyghmi simulator from
+//! `shared/peers/ipmi-sim.sh`): no virtual media, so the agent is booted by PXE. The test
+//! stands in for the network boot: once the node waits for its agent, a simulated agent
+//! with the host's boot MAC calls the agent API, writes the image, and the conductor sets
+//! the disk as the boot device and restarts the host, all checked with ipmitool.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bmc_core::verified::PollPolicy;
+use bmc_core::{Credentials, Registry};
+use bmc_examples::conductor::{Conductor, ConductorConfig, DeployConfig, NodeSpec, Verb};
+use bmc_examples::fleet::{self, Images};
+use provision_fsm::NodeState;
+use serde_json::json;
+
+const MAC: &str = "52:54:00:12:34:56";
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/ipmi-sim.sh")
+}
+
+struct Peer {
+    dir: PathBuf,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", "--dir", self.dir.to_str().unwrap()])
+            .output();
+    }
+}
+
+fn ipmitool(port: u16, args: &[&str]) -> String {
+    let out = Command::new("ipmitool")
+        .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", "admin", "-P", "password"])
+        .args(args)
+        .output()
+        .expect("ipmitool runs");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+async fn wait_for(c: &Conductor, name: &str, state: NodeState) {
+    let start = Instant::now();
+    loop {
+        let node = c.node(name).unwrap();
+        if node.state == state {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60) && !node.state.is_failure(),
+            "waiting for {state}, node is {} ({:?})",
+            node.state,
+            node.last_error
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ipmi-workflow");
+    let out = Command::new("bash")
+        .arg(script())
+        .args(["start", "--kind", "pyghmi", "--dir", dir.to_str().unwrap()])
+        .args(["--port", &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _peer = Peer { dir };
+
+    let images = Images::demo();
+    let image_server = fleet::serve_images(images.clone()).await.unwrap();
+    let mut registry = Registry::new();
+    bmc_ipmi::register(&mut registry);
+    let conductor = Conductor::new(
+        ConductorConfig {
+            poll: PollPolicy {
+                initial: Duration::from_millis(50),
+                max: Duration::from_millis(200),
+            },
+            ..ConductorConfig::default()
+        },
+        registry,
+    );
+    let agent_api = fleet::serve_agent_api(conductor.clone()).await.unwrap();
+
+    let name = "lab/ipmi-0";
+    conductor
+        .create_node(NodeSpec {
+            name: name.into(),
+            address: format!("ipmi://127.0.0.1:{port}"),
+            credentials: Credentials::new("admin", "password").unwrap(),
+            disable_certificate_verification: false,
+            boot_mac: Some(MAC.into()),
+        })
+        .unwrap();
+    conductor.provision(name, Verb::Manage).unwrap();
+    wait_for(&conductor, name, NodeState::Manageable).await;
+    conductor
+        .provision(name, Verb::Inspect { in_band: false })
+        .unwrap();
+    wait_for(&conductor, name, NodeState::Manageable).await;
+    assert!(conductor.node(name).unwrap().inventory.is_some());
+    conductor.provision(name, Verb::Provide).unwrap();
+    wait_for(&conductor, name, NodeState::Available).await;
+
+    // A live ISO cannot go to a BMC without virtual media: a clear failure.
+    conductor
+        .provision(
+            name,
+            Verb::Deploy(DeployConfig {
+                image_url: format!("http://{}/images/live.iso", image_server.addr),
+                checksum: None,
+                checksum_type: None,
+                live_iso: true,
+                user_data: None,
+                network_data: None,
+                meta_data: json!({}),
+            }),
+        )
+        .unwrap();
+    wait_for(&conductor, name, NodeState::DeployFailed).await;
+    let error = conductor.node(name).unwrap().last_error.unwrap_or_default();
+    assert!(error.contains("needs virtual media"), "{error}");
+
+    conductor
+        .provision(
+            name,
+            Verb::Deploy(DeployConfig {
+                image_url: format!("http://{}/images/os.qcow2", image_server.addr),
+                checksum: images.checksum("os.qcow2", "sha256"),
+                checksum_type: Some("sha256".into()),
+                live_iso: false,
+                user_data: Some("#cloud-config\n".into()),
+                network_data: None,
+                meta_data: json!({"uuid": name}),
+            }),
+        )
+        .unwrap();
+    wait_for(&conductor, name, NodeState::WaitCallBack).await;
+    // The host was set to boot from the network once and powered on.
+    assert!(ipmitool(port, &["chassis", "power", "status"]).contains("Chassis Power is on"));
+    // The network boot brings up the agent.
+    tokio::spawn(bmc_examples::agent::run_simulated_agent(
+        format!("http://{}", agent_api.addr),
+        vec![MAC.into()],
+        json!({}),
+        reqwest::Client::new(),
+    ));
+    wait_for(&conductor, name, NodeState::Active).await;
+    let boot = ipmitool(port, &["chassis", "bootparam", "get", "5"]);
+    assert!(
+        boot.contains("Force Boot from default Hard-Drive"),
+        "{boot}"
+    );
+    assert!(boot.contains("Options apply to all future boots"), "{boot}");
+    assert!(ipmitool(port, &["chassis", "power", "status"]).contains("Chassis Power is on"));
+    assert_eq!(conductor.node(name).unwrap().deploy_attempts, 2);
+
+    conductor.provision(name, Verb::Undeploy).unwrap();
+    wait_for(&conductor, name, NodeState::Available).await;
+    assert!(ipmitool(port, &["chassis", "power", "status"]).contains("Chassis Power is off"));
+    conductor.delete_node(name).await.unwrap();
+}
