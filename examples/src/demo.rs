@@ -23,6 +23,7 @@ use provision_fsm::HostStateKind;
 
 use crate::api::{ConductorApi, HttpConductor};
 use crate::conductor::{Conductor, ConductorConfig};
+use crate::controller::{FINALIZER, HostObject, Write, reconcile};
 use crate::fleet::{self, HostSimConfig, Images, SimHost};
 use crate::manifests::{BareMetalHost, Manifests};
 use crate::operator::{Operator, OperatorConfig};
@@ -72,6 +73,10 @@ pub struct DemoConfig {
     pub external_bmcs: bool,
     /// How hosts are inspected: by the agent (Metal3's default) or out of band.
     pub inspection: provision_fsm::InspectionMode,
+    /// Drive the operator as the `kube` controller would: BareMetalHost objects in an
+    /// emulated API server, each reconciled through [`crate::controller::reconcile`]
+    /// (finalizers, status writes, requeues), instead of handing the hosts over directly.
+    pub kube_mode: bool,
 }
 
 impl Default for DemoConfig {
@@ -88,6 +93,7 @@ impl Default for DemoConfig {
             restart_operator_at: None,
             external_bmcs: false,
             inspection: provision_fsm::InspectionMode::Agent,
+            kube_mode: false,
         }
     }
 }
@@ -197,6 +203,148 @@ fn localize(bmh: &mut BareMetalHost, sim: &SimHost, images: &str) {
         if let Some(name) = image.url.rsplit('/').next() {
             image.url = format!("{images}/images/{name}");
         }
+    }
+}
+
+/// An API server's worth of BareMetalHost objects, reconciled as a controller would.
+struct EmulatedApi {
+    objects: BTreeMap<String, (HostObject, Instant)>,
+    secrets: Vec<crate::manifests::Secret>,
+}
+
+type SharedOperator = Arc<std::sync::Mutex<Option<Arc<Operator>>>>;
+
+/// How the demo hands hosts to the operator: directly, or through emulated API objects
+/// and the controller's reconcile function.
+#[derive(Clone)]
+enum Front {
+    Embedded(SharedOperator),
+    Kube(Arc<std::sync::Mutex<EmulatedApi>>),
+}
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Front {
+    fn put(&self, bmh: BareMetalHost) {
+        match self {
+            Front::Embedded(op) => {
+                if let Some(op) = locked(op).as_ref() {
+                    op.put_host(bmh);
+                }
+            }
+            Front::Kube(api) => {
+                let mut api = locked(api);
+                let key = bmh.metadata.key();
+                match api.objects.get_mut(&key) {
+                    Some((o, due)) => {
+                        o.host = bmh;
+                        *due = Instant::now();
+                    }
+                    None => {
+                        api.objects.insert(
+                            key,
+                            (
+                                HostObject {
+                                    host: bmh,
+                                    deleting: false,
+                                    finalizers: Vec::new(),
+                                    status: None,
+                                },
+                                Instant::now(),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn delete(&self, key: &str) {
+        match self {
+            Front::Embedded(op) => {
+                if let Some(op) = locked(op).as_ref() {
+                    op.delete_host(key);
+                }
+            }
+            Front::Kube(api) => {
+                if let Some((o, due)) = locked(api).objects.get_mut(key) {
+                    o.deleting = true;
+                    *due = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// The emulated objects' `status.provisioning.state`, by key (kube mode).
+    fn object_states(&self) -> Option<BTreeMap<String, String>> {
+        match self {
+            Front::Embedded(_) => None,
+            Front::Kube(api) => Some(
+                locked(api)
+                    .objects
+                    .iter()
+                    .map(|(k, (o, _))| {
+                        let state = o
+                            .status
+                            .as_ref()
+                            .and_then(|s| s["provisioning"]["state"].as_str())
+                            .unwrap_or_default()
+                            .to_string();
+                        (k.clone(), state)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The controller loop over the emulated API: reconciles each object when due and applies
+/// the writes as an API server would (an object marked deleted goes with its finalizer).
+async fn run_controller(api: Arc<std::sync::Mutex<EmulatedApi>>, operator: SharedOperator) {
+    loop {
+        let now = Instant::now();
+        let due: Vec<(String, HostObject)> = locked(&api)
+            .objects
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(k, (o, _))| (k.clone(), o.clone()))
+            .collect();
+        let Some(op) = locked(&operator).clone() else {
+            // The operator is restarting.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        for (key, object) in due {
+            let secrets = locked(&api).secrets.clone();
+            let decision = reconcile(&op, &object, &secrets, Duration::from_millis(50));
+            let mut api = locked(&api);
+            let Some((o, at)) = api.objects.get_mut(&key) else {
+                continue;
+            };
+            let mut gone = false;
+            for write in decision.writes {
+                match write {
+                    Write::AddFinalizer => o.finalizers.push(FINALIZER.to_string()),
+                    Write::RemoveFinalizer => {
+                        o.finalizers.retain(|f| f != FINALIZER);
+                        gone = o.deleting && o.finalizers.is_empty();
+                    }
+                    Write::Status(s) => o.status = Some(s),
+                }
+            }
+            *at = Instant::now() + decision.requeue_after.unwrap_or(Duration::from_secs(3600));
+            if gone {
+                api.objects.remove(&key);
+            }
+        }
+        // Not held while sleeping: a restart must be able to drop the operator.
+        drop(op);
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -331,7 +479,29 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let mut operator = open(admin.clone())?;
     let mut applied = manifests.clone();
     applied.hosts = hosts.clone();
-    operator.apply(&applied)?;
+    // In kube mode the API server holds the hosts; the operator gets pools and claims.
+    let mut infra = manifests.clone();
+    infra.hosts.clear();
+    let shared_operator: SharedOperator = Arc::new(std::sync::Mutex::new(Some(operator.clone())));
+    let mut controller = None;
+    let front = if config.kube_mode {
+        operator.apply(&infra)?;
+        let api = Arc::new(std::sync::Mutex::new(EmulatedApi {
+            objects: BTreeMap::new(),
+            secrets: manifests.secrets.values().cloned().collect(),
+        }));
+        controller = Some(tokio::spawn(run_controller(
+            api.clone(),
+            shared_operator.clone(),
+        )));
+        Front::Kube(api)
+    } else {
+        operator.apply(&applied)?;
+        Front::Embedded(shared_operator.clone())
+    };
+    for h in hosts.iter().filter(|_| config.kube_mode) {
+        front.put(h.clone());
+    }
     let keys: Vec<String> = hosts.iter().map(|h| h.metadata.key()).collect();
     let deadline = started + config.timeout;
     let mut restarts = 0;
@@ -350,7 +520,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             ) {
                 if error.kind.name() == kind && !errors_seen.contains_key(&key) {
                     errors_seen.insert(key.clone(), error);
-                    operator.delete_host(&key);
+                    front.delete(&key);
                 }
             }
         }
@@ -375,10 +545,14 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             let provisioning = operator.count_in(HostStateKind::Provisioning);
             if restarts == 0 && provisioning >= at.min(keys.len()) {
                 // Kill the operator (its tasks with it) and start a new one on the store.
+                *locked(&shared_operator) = None;
+                // Let a controller pass in progress finish with the old operator.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 operator.clone().stop().await;
                 drop(operator);
                 operator = open(admin.clone())?;
-                operator.apply(&applied)?;
+                operator.apply(if config.kube_mode { &infra } else { &applied })?;
+                *locked(&shared_operator) = Some(operator.clone());
                 restarts += 1;
                 if config.progress {
                     println!("operator restarted with {provisioning} hosts provisioning");
@@ -395,6 +569,19 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     }
     let provisioned_after = started.elapsed();
     let at_provisioned = operator.records();
+    // The controller writes status on its next pass: give it a moment to catch up.
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle
+        && front.object_states().is_some_and(|o| {
+            hosts.iter().any(|h| {
+                expected_error(h).is_none()
+                    && o.get(&h.metadata.key()).map(String::as_str) != Some("provisioned")
+            })
+        })
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let objects_at_provisioned = front.object_states();
     // Deploys the conductor accepted per node: the truth about "provisioned twice".
     let deploys: BTreeMap<String, u32> = conductor
         .nodes()
@@ -411,7 +598,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     for bmh in hosts.iter().filter(|h| expected_error(h).is_none()) {
         let mut h = bmh.clone();
         h.spec.image = None;
-        operator.put_host(h);
+        front.put(h);
     }
     wait_all(&operator, &good, deadline, config.progress, |r| {
         r.is_some_and(|r| r.host.state.kind() == HostStateKind::Available)
@@ -421,9 +608,13 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
 
     // 3. Delete.
     for key in &keys {
-        operator.delete_host(key);
+        front.delete(key);
     }
     wait_all(&operator, &keys, deadline, config.progress, |r| r.is_none()).await;
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle && front.object_states().is_some_and(|o| !o.is_empty()) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Checks.
     let mut addresses = HashSet::new();
@@ -443,6 +634,9 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             }
             if !operator.is_gone(&key) {
                 problems.push("not deleted".into());
+            }
+            if front.object_states().is_some_and(|o| o.contains_key(&key)) {
+                problems.push("its object is still in the API server".into());
             }
             reports.push(HostReport {
                 key,
@@ -530,6 +724,17 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         if !operator.is_gone(&key) {
             problems.push("not deleted".into());
         }
+        if let Some(objects) = &objects_at_provisioned {
+            if objects.get(&key).map(String::as_str) != Some("provisioned") {
+                problems.push(format!(
+                    "its object's status said {:?} when the host was provisioned",
+                    objects.get(&key)
+                ));
+            }
+        }
+        if front.object_states().is_some_and(|o| o.contains_key(&key)) {
+            problems.push("its object is still in the API server".into());
+        }
         if conductor.node(&key).is_ok() {
             problems.push("its conductor node is still there".into());
         }
@@ -547,6 +752,9 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             error: None,
             problems,
         });
+    }
+    if let Some(c) = controller {
+        c.abort();
     }
     let bmc_requests = sims.values().map(|s| s.sim.requests()).sum();
     let _ = std::fs::remove_file(&state_file);

@@ -26,6 +26,7 @@
 pub mod agent;
 pub mod api;
 pub mod conductor;
+pub mod controller;
 pub mod demo;
 pub mod fleet;
 pub mod manifests;

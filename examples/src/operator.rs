@@ -66,6 +66,10 @@ pub struct HostRecord {
     pub state_since: f64,
     /// `status.lastUpdated` (seconds since the Unix epoch).
     pub last_updated: f64,
+    /// When the host machine next wants a reconcile (seconds since the Unix epoch), if it
+    /// is waiting for a time rather than an event.
+    #[serde(default)]
+    pub next_wake: Option<f64>,
 }
 
 impl HostRecord {
@@ -79,6 +83,7 @@ impl HostRecord {
             phases: Vec::new(),
             state_since: now,
             last_updated: now,
+            next_wake: None,
         }
     }
 }
@@ -222,6 +227,7 @@ pub struct Operator {
     secrets: Mutex<BTreeMap<String, Secret>>,
     pools: Mutex<HashMap<String, (IpPoolObject, ipam::IpPool)>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    stopped: std::sync::atomic::AtomicBool,
     started: tokio::time::Instant,
 }
 
@@ -257,6 +263,7 @@ impl Operator {
             secrets: Mutex::new(BTreeMap::new()),
             pools: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             started: tokio::time::Instant::now(),
         }))
     }
@@ -305,33 +312,47 @@ impl Operator {
         Ok(())
     }
 
-    /// Creates or updates a host and wakes its reconciler.
-    pub fn put_host(self: &Arc<Self>, bmh: BareMetalHost) {
+    /// Creates or updates a host and wakes its reconciler. Returns whether it was new
+    /// or different.
+    pub fn put_host(self: &Arc<Self>, bmh: BareMetalHost) -> bool {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
         let key = bmh.metadata.key();
-        let start = {
+        let (start, changed) = {
             let mut desired = lock(&self.desired);
-            let d = desired.entry(key.clone()).or_insert_with(|| Desired {
-                bmh: bmh.clone(),
-                deleting: false,
-                changed: Arc::new(Notify::new()),
-                running: false,
+            let mut new = false;
+            let d = desired.entry(key.clone()).or_insert_with(|| {
+                new = true;
+                Desired {
+                    bmh: bmh.clone(),
+                    deleting: false,
+                    changed: Arc::new(Notify::new()),
+                    running: false,
+                }
             });
-            d.bmh = bmh;
-            d.changed.notify_one();
+            let changed = new || d.bmh != bmh;
+            if changed {
+                d.bmh = bmh;
+                d.changed.notify_one();
+            }
             let start = !d.running;
             d.running = true;
-            start
+            (start, changed)
         };
         if start {
             let me = self.clone();
             let task = tokio::spawn(async move { me.reconcile(key).await });
             lock(&self.tasks).push(task);
         }
+        changed
     }
 
     /// Stops every reconciler at once, wherever it is (as a killed process would), and
     /// waits until they are gone, so the store can be opened again.
     pub async fn stop(self: Arc<Self>) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let tasks = std::mem::take(&mut *lock(&self.tasks));
         for t in &tasks {
             t.abort();
@@ -339,6 +360,19 @@ impl Operator {
         for t in tasks {
             let _ = t.await;
         }
+    }
+
+    /// Adds or replaces Secrets (the kube controller reads them from the API server).
+    pub fn put_secrets(&self, secrets: impl IntoIterator<Item = Secret>) {
+        let mut map = lock(&self.secrets);
+        for s in secrets {
+            map.insert(s.metadata.key(), s);
+        }
+    }
+
+    /// Whether the operator knows this host (it was put and not yet finalized).
+    pub fn knows(&self, key: &str) -> bool {
+        lock(&self.desired).contains_key(key)
     }
 
     /// Marks a host deleted (as `kubectl delete` sets the deletion timestamp).
@@ -525,6 +559,9 @@ impl Operator {
                 record.state_since = now;
             }
             record.last_updated = now;
+            record.next_wake = step
+                .wake_at
+                .map(|t| now + t.saturating_sub(self.now()).as_secs_f64());
             if let Err(e) = self.save(&key, Some(&record), &[]) {
                 tracing::error!(host = %key, error = %e, "cannot save the host's status");
             }

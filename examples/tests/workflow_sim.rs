@@ -1,7 +1,9 @@
 //! The whole Metal3 workflow end to end on bmc-sim, through the same code `metal3-demo`
 //! runs: 20 hosts both ways (disk image by the agent, live ISO), with 10% of BMC requests
 //! failing, with the operator killed and restarted mid-provisioning, and with bad input
-//! beside good hosts.
+//! beside good hosts. Each scenario runs twice: hosts handed to the operator directly
+//! (embedded mode), and as BareMetalHost objects reconciled through the `kube`
+//! controller's reconcile function (finalizers, status writes, requeues).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -19,9 +21,19 @@ fn assert_ok(report: &DemoReport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_hosts_through_the_whole_lifecycle_both_ways() {
+    twenty_hosts_through_the_whole_lifecycle_both_ways_in(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_hosts_through_the_whole_lifecycle_both_ways_through_the_kube_controller() {
+    twenty_hosts_through_the_whole_lifecycle_both_ways_in(true).await;
+}
+
+async fn twenty_hosts_through_the_whole_lifecycle_both_ways_in(kube_mode: bool) {
     let report = run(DemoConfig {
         hosts: Some(20),
         timeout: Duration::from_secs(180),
+        kube_mode,
         ..DemoConfig::default()
     })
     .await
@@ -42,10 +54,20 @@ async fn twenty_hosts_through_the_whole_lifecycle_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_hosts_with_ten_percent_of_bmc_requests_failing() {
+    twenty_hosts_with_ten_percent_of_bmc_requests_failing_in(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_hosts_with_ten_percent_of_bmc_requests_failing_through_the_kube_controller() {
+    twenty_hosts_with_ten_percent_of_bmc_requests_failing_in(true).await;
+}
+
+async fn twenty_hosts_with_ten_percent_of_bmc_requests_failing_in(kube_mode: bool) {
     let report = run(DemoConfig {
         hosts: Some(20),
         fault_rate: 0.1,
         timeout: Duration::from_secs(240),
+        kube_mode,
         ..DemoConfig::default()
     })
     .await
@@ -55,12 +77,22 @@ async fn twenty_hosts_with_ten_percent_of_bmc_requests_failing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_restarted_mid_provisioning_repeats_nothing() {
+    an_operator_restarted_mid_provisioning_repeats_nothing_in(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_restarted_mid_provisioning_repeats_nothing_through_the_kube_controller() {
+    an_operator_restarted_mid_provisioning_repeats_nothing_in(true).await;
+}
+
+async fn an_operator_restarted_mid_provisioning_repeats_nothing_in(kube_mode: bool) {
     let report = run(DemoConfig {
         hosts: Some(20),
         // Slower power so several hosts are mid-provisioning at the restart.
         power_delay: Duration::from_millis(150),
         restart_operator_at: Some(6),
         timeout: Duration::from_secs(240),
+        kube_mode,
         ..DemoConfig::default()
     })
     .await
@@ -138,7 +170,20 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_ends_in_metal3_error_states_while_the_others_carry_on() {
-    let dir = std::env::temp_dir().join(format!("metal3-demo-bad-{}", std::process::id()));
+    bad_input_ends_in_metal3_error_states_while_the_others_carry_on_in(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_ends_in_metal3_error_states_while_the_others_carry_on_through_the_kube_controller()
+ {
+    bad_input_ends_in_metal3_error_states_while_the_others_carry_on_in(true).await;
+}
+
+async fn bad_input_ends_in_metal3_error_states_while_the_others_carry_on_in(kube_mode: bool) {
+    let dir = std::env::temp_dir().join(format!(
+        "metal3-demo-bad-{}-{kube_mode}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     for f in ["00-secrets.yaml", "10-ippool.yaml", "20-hosts.yaml"] {
         std::fs::copy(examples_manifests().join(f), dir.join(f)).unwrap();
@@ -147,6 +192,7 @@ async fn bad_input_ends_in_metal3_error_states_while_the_others_carry_on() {
     let report = run(DemoConfig {
         manifests: dir.clone(),
         timeout: Duration::from_secs(180),
+        kube_mode,
         ..DemoConfig::default()
     })
     .await

@@ -2,10 +2,13 @@
 //!
 //! ```text
 //! metal3-demo [--hosts N] [--fault-rate P] [--power-delay-ms MS] [--timeout SECS]
-//!             [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs] [--quiet]
+//!             [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs]
+//!             [--kube-mode] [--quiet]
 //! ```
 //! `--external-bmcs` keeps the manifests' BMC addresses (sushy-emulator, real BMCs)
-//! instead of simulating one BMC per host.
+//! instead of simulating one BMC per host. `--kube-mode` hands the hosts to the operator
+//! the way the `kube` feature's controller does: objects in an emulated API server, each
+//! reconciled with finalizers, status writes and requeues.
 //! Starts a simulated BMC for every BareMetalHost in the manifests (or `--hosts N`
 //! clones of them), an image server and the conductor's agent API, runs the conductor and
 //! the operator, takes every host to provisioned, deprovisions and deletes it, prints a
@@ -18,7 +21,7 @@ use std::time::Duration;
 use bmc_examples::demo::{DemoConfig, run};
 
 const USAGE: &str = "usage: metal3-demo [--hosts N] [--fault-rate P] [--power-delay-ms MS] \
-[--timeout SECS] [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs] [--quiet]";
+[--timeout SECS] [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs] [--kube-mode] [--quiet]";
 
 fn parse(args: &[String]) -> Result<DemoConfig, String> {
     let mut config = DemoConfig {
@@ -62,6 +65,7 @@ fn parse(args: &[String]) -> Result<DemoConfig, String> {
             "--state" => config.state = Some(PathBuf::from(value()?)),
             "--quiet" => config.progress = false,
             "--external-bmcs" => config.external_bmcs = true,
+            "--kube-mode" => config.kube_mode = true,
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
