@@ -29,6 +29,8 @@ pub mod conductor;
 pub mod controller;
 pub mod demo;
 pub mod fleet;
+#[cfg(feature = "kube")]
+pub mod kube_controller;
 pub mod manifests;
 pub mod operator;
 pub mod store;

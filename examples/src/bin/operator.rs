@@ -8,6 +8,10 @@
 //! ```
 //! Inspection is by the agent (Metal3's default; the conductor needs `--agent-image`),
 //! out of band through the BMC (`fast`), or off.
+//!
+//! Built with `--features kube`, `--kube [--namespace NS]` takes the hosts from a
+//! Kubernetes cluster instead of `--manifests`: a kube-rs controller over the
+//! `metal3.io/v1alpha1` BareMetalHost CRD (see `bmc_examples::kube_controller`).
 //! Runs until Ctrl-C or SIGTERM, printing a line whenever the hosts' states change; with
 //! `--until-settled` it stops once every host is provisioned, available, externally
 //! provisioned or reports an error. On the way out it prints every host's `status` as
@@ -26,12 +30,14 @@ use bmc_examples::operator::{Operator, OperatorConfig, status_json};
 use bmc_examples::store::Store;
 use provision_fsm::{HostStateKind, InspectionMode};
 
-const USAGE: &str = "usage: operator --conductor URL --manifests DIR [--state FILE] [--poll-ms MS] \
-[--inspection agent|fast|disabled] [--until-settled]";
+const USAGE: &str = "usage: operator --conductor URL (--manifests DIR | --kube [--namespace NS]) \
+[--state FILE] [--poll-ms MS] [--inspection agent|fast|disabled] [--until-settled]";
 
 struct Cli {
     conductor: String,
     manifests: PathBuf,
+    kube: bool,
+    namespace: Option<String>,
     state: PathBuf,
     poll: Duration,
     inspection: InspectionMode,
@@ -44,6 +50,8 @@ fn parse(args: &[String]) -> Result<Cli, String> {
     let mut cli = Cli {
         conductor: String::new(),
         manifests: PathBuf::new(),
+        kube: false,
+        namespace: None,
         state: PathBuf::from("operator-state.redb"),
         poll: Duration::from_millis(500),
         inspection: InspectionMode::Agent,
@@ -68,6 +76,9 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                 cli.poll = Duration::from_millis(ms.max(1));
             }
             "--until-settled" => cli.until_settled = true,
+            "--kube" if cfg!(feature = "kube") => cli.kube = true,
+            "--kube" => return Err("--kube needs the operator built with --features kube".into()),
+            "--namespace" => cli.namespace = Some(value()?),
             "--inspection" => {
                 cli.inspection = match value()?.as_str() {
                     "agent" => InspectionMode::Agent,
@@ -85,7 +96,11 @@ fn parse(args: &[String]) -> Result<Cli, String> {
         }
     }
     cli.conductor = conductor.ok_or_else(|| format!("--conductor is required\n{USAGE}"))?;
-    cli.manifests = manifests.ok_or_else(|| format!("--manifests is required\n{USAGE}"))?;
+    match manifests {
+        Some(m) => cli.manifests = m,
+        None if cli.kube => {}
+        None => return Err(format!("--manifests (or --kube) is required\n{USAGE}")),
+    }
     Ok(cli)
 }
 
@@ -114,7 +129,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let manifests = match Manifests::load_dir(&cli.manifests) {
+    let manifests = if cli.kube {
+        Ok(Manifests::default())
+    } else {
+        Manifests::load_dir(&cli.manifests)
+    };
+    let manifests = match manifests {
         Ok(m) => m,
         Err(e) => {
             eprintln!("operator: {e}");
@@ -144,6 +164,22 @@ async fn main() -> ExitCode {
     if let Err(e) = operator.apply(&manifests) {
         eprintln!("operator: {e}");
         return ExitCode::FAILURE;
+    }
+    #[cfg(feature = "kube")]
+    if cli.kube {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("operator: no Kubernetes cluster: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tokio::select! {
+            _ = bmc_examples::kube_controller::run(client, operator.clone(), cli.namespace.as_deref()) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        operator.stop().await;
+        return ExitCode::SUCCESS;
     }
     let keys: Vec<String> = manifests.hosts.iter().map(|h| h.metadata.key()).collect();
     let stop = tokio::signal::ctrl_c();
