@@ -177,6 +177,11 @@ pub async fn run_simulated_agent(
                 checksum_type,
                 ..
             }) => Some(install(&http, &url, expected.as_deref(), checksum_type.as_deref()).await),
+            Some(AgentCommand::EraseMetadata) => Some(AgentResult {
+                error: None,
+                bytes: 0,
+                inventory: None,
+            }),
             Some(AgentCommand::Inspect) => Some(AgentResult {
                 error: None,
                 bytes: 0,

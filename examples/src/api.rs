@@ -83,6 +83,13 @@ pub struct CreateNode {
     /// Boot MAC.
     #[serde(default)]
     pub boot_mac: Option<String>,
+    /// Clean by the agent (`automatedCleaningMode: metadata`, the default).
+    #[serde(default = "yes")]
+    pub automated_clean: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `PUT …/states/provision` body.
@@ -186,6 +193,7 @@ async fn create(State(c): State<Arc<Conductor>>, Json(body): Json<CreateNode>) -
         credentials,
         disable_certificate_verification: body.disable_certificate_verification,
         boot_mac: body.boot_mac,
+        automated_clean: body.automated_clean,
     }))
 }
 
@@ -307,6 +315,7 @@ impl ConductorApi for HttpConductor {
             password: spec.credentials.password().expose().to_string(),
             disable_certificate_verification: spec.disable_certificate_verification,
             boot_mac: spec.boot_mac,
+            automated_clean: spec.automated_clean,
         };
         self.view(
             self.http

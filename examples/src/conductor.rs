@@ -67,6 +67,10 @@ pub struct NodeSpec {
     pub disable_certificate_verification: bool,
     /// The MAC the host boots from (agent look-ups match it).
     pub boot_mac: Option<String>,
+    /// Clean by the agent (erase disk metadata) before a host is made available again
+    /// (Metal3's `automatedCleaningMode: metadata`); when false, cleaning only ejects
+    /// media and powers off (`disabled`).
+    pub automated_clean: bool,
 }
 
 /// What to deploy.
@@ -161,6 +165,9 @@ pub enum AgentCommand {
     },
     /// Report the hardware inventory.
     Inspect,
+    /// Erase the disks' metadata (partition tables, filesystem signatures): Metal3's
+    /// `metadata` cleaning.
+    EraseMetadata,
 }
 
 /// What the agent reports.
@@ -472,6 +479,12 @@ impl Conductor {
                 Err(e) => fail(e),
             },
             NodeAction::StartDeployment => self.deploy(record).await,
+            NodeAction::StartCleaning if lock(record).spec.automated_clean => {
+                match self.boot_agent(record).await {
+                    Ok(()) => Outcome::Event(NodeEvent::Wait, None),
+                    Err(e) => fail(e),
+                }
+            }
             NodeAction::StartCleaning => match self.clean(record).await {
                 Ok(()) => Outcome::Event(NodeEvent::Done, None),
                 Err(e) => fail(e),
@@ -718,9 +731,8 @@ impl Conductor {
         Ok(())
     }
 
-    /// Cleaning as Metal3's `automatedCleaningMode: metadata` asks, without an agent on
-    /// this path: the deployed image's record and boot settings go, media is ejected and
-    /// the host is off.
+    /// Cleaning without the agent (`automatedCleaningMode: disabled`): media ejected, the
+    /// host off.
     async fn clean(&self, record: &Shared) -> Result<(), BmcError> {
         let _heavy = self.heavy_permit().await;
         self.tear_down(record).await
@@ -734,7 +746,7 @@ impl Conductor {
             let mut r = lock(record);
             if !matches!(
                 r.fsm.state,
-                NodeState::WaitCallBack | NodeState::InspectWait
+                NodeState::WaitCallBack | NodeState::InspectWait | NodeState::CleanWait
             ) {
                 continue;
             }
@@ -751,7 +763,9 @@ impl Conductor {
                     "agent-{:016x}",
                     self.tokens.fetch_add(1, Ordering::Relaxed) ^ 0x5bd1_e995_7f4a_7c15
                 );
+                // A new agent session: its command is still to be given.
                 r.agent_token = Some(token.clone());
+                r.command_sent = false;
                 return Ok((r.spec.name.clone(), token));
             }
         }
@@ -784,6 +798,10 @@ impl Conductor {
             r.command_sent = true;
             return Ok(Some(AgentCommand::Inspect));
         }
+        if r.fsm.state == NodeState::CleanWait {
+            r.command_sent = true;
+            return Ok(Some(AgentCommand::EraseMetadata));
+        }
         if r.fsm.state != NodeState::WaitCallBack {
             return Ok(None);
         }
@@ -811,8 +829,11 @@ impl Conductor {
         result: AgentResult,
     ) -> Result<(), ApiError> {
         let record = self.agent_record(name, token)?;
-        if lock(&record).fsm.state == NodeState::InspectWait {
-            return self.inspection_report(name, &record, result);
+        let state = lock(&record).fsm.state;
+        match state {
+            NodeState::InspectWait => return self.inspection_report(name, &record, result),
+            NodeState::CleanWait => return self.cleaning_report(name, &record, result),
+            _ => {}
         }
         let (event, reason) = match &result.error {
             None => (NodeEvent::Resume, None),
@@ -884,6 +905,51 @@ impl Conductor {
                     }
                 }
                 Err(e) => (NodeEvent::Fail, Some(e)),
+            };
+            let mut r = lock(&record);
+            if let Ok(step) = r
+                .fsm
+                .handle(event, reason.as_deref(), me.now(), &me.config.timeouts)
+            {
+                r.fsm = step.node;
+            }
+        });
+        Ok(())
+    }
+
+    /// The agent's cleaning result: on success the host is powered off with its media
+    /// ejected and the node made available; a failure is `clean failed`.
+    fn cleaning_report(
+        self: &Arc<Self>,
+        name: &str,
+        record: &Shared,
+        result: AgentResult,
+    ) -> Result<(), ApiError> {
+        let (event, reason) = match &result.error {
+            None => (NodeEvent::Resume, None),
+            Some(e) => (NodeEvent::Fail, Some(format!("agent cleaning: {e}"))),
+        };
+        {
+            let mut r = lock(record);
+            r.agent_token = None;
+            let step = r
+                .fsm
+                .handle(event, reason.as_deref(), self.now(), &self.config.timeouts)
+                .map_err(|e| ApiError::InvalidState(e.to_string()))?;
+            r.fsm = step.node;
+        }
+        if result.error.is_some() {
+            return Ok(());
+        }
+        let me = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let Ok(record) = me.record(&name) else {
+                return;
+            };
+            let (event, reason) = match me.tear_down(&record).await {
+                Ok(()) => (NodeEvent::Done, None),
+                Err(e) => (NodeEvent::Fail, Some(e.to_string())),
             };
             let mut r = lock(&record);
             if let Ok(step) = r

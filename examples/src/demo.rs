@@ -707,6 +707,23 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         } else if live && !booted(&image_url) {
             problems.push(format!("never booted the live ISO (boots: {boots:?})"));
         }
+        if sim.is_some() {
+            // The agent boots for in-band inspection, for each cleaning by the agent (on
+            // the first provide and on deprovision) and for a disk-image deploy.
+            let cleans = bmh.spec.automated_cleaning_mode.as_deref() != Some("disabled");
+            let expected = usize::from(config.inspection == provision_fsm::InspectionMode::Agent)
+                + if cleans { 2 } else { 0 }
+                + usize::from(!live);
+            let agent_boots = boots
+                .iter()
+                .filter(|b| matches!(b, BootSource::VirtualCd { image, .. } if *image == agent_image_url))
+                .count();
+            if agent_boots < expected {
+                problems.push(format!(
+                    "booted the agent {agent_boots} times, expected at least {expected} (boots: {boots:?})"
+                ));
+            }
+        }
         if !live && sim.is_some() {
             if !booted(&agent_image_url) {
                 problems.push(format!("never booted the agent (boots: {boots:?})"));

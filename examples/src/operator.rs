@@ -742,6 +742,7 @@ impl Operator {
                 credentials,
                 disable_certificate_verification: bmh.spec.bmc.disable_certificate_verification,
                 boot_mac: bmh.spec.boot_mac_address.clone(),
+                automated_clean: bmh.spec.automated_cleaning_mode.as_deref() != Some("disabled"),
             })
             .await
             .map_err(|e| e.to_string())?;

@@ -92,6 +92,7 @@ spec:
   online: true
   bmc: {{address: "redfish-virtualmedia+http://{}{system}", credentialsName: bmc}}
   image: {{url: "http://127.0.0.1:9/live.iso", format: live-iso}}
+  automatedCleaningMode: disabled
 "#,
         sim.addr()
     );

@@ -107,6 +107,8 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
             credentials: Credentials::new("admin", "password").unwrap(),
             disable_certificate_verification: false,
             boot_mac: Some(MAC.into()),
+            // Cleaning by the agent would need a second network boot here.
+            automated_clean: false,
         })
         .unwrap();
     conductor.provision(name, Verb::Manage).unwrap();

@@ -90,14 +90,15 @@ async fn three_sushy_systems_through_the_live_iso_lifecycle() {
             "---\napiVersion: metal3.io/v1alpha1\nkind: BareMetalHost\n\
              metadata: {{name: sushy-{i}, namespace: lab}}\nspec:\n  online: true\n\
              \x20 bmc: {{address: \"redfish-virtualmedia+http://{host}/redfish/v1/Systems/{system}\", credentialsName: sushy}}\n\
-             \x20 image: {{url: \"http://images.example/images/live.iso\", format: live-iso}}\n"
+             \x20 image: {{url: \"http://images.example/images/live.iso\", format: live-iso}}\n\
+             \x20 automatedCleaningMode: disabled\n"
         ));
     }
     std::fs::write(manifests.join("hosts.yaml"), yaml).unwrap();
     let report = run(DemoConfig {
         manifests: manifests.clone(),
         external_bmcs: true,
-        // No agent can boot on the emulator: inspect out of band.
+        // No agent can boot on the emulator: inspect out of band, clean without it.
         inspection: provision_fsm::InspectionMode::Fast,
         timeout: Duration::from_secs(420),
         ..DemoConfig::default()
