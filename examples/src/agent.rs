@@ -175,17 +175,28 @@ pub async fn run_simulated_agent(
                 url,
                 checksum: expected,
                 checksum_type,
-                ..
-            }) => Some(install(&http, &url, expected.as_deref(), checksum_type.as_deref()).await),
+                config_drive,
+            }) => {
+                let mut result =
+                    install(&http, &url, expected.as_deref(), checksum_type.as_deref()).await;
+                if result.error.is_none() {
+                    // The config drive goes on the disk after the image: what was written
+                    // is reported back.
+                    result.config_drive = Some(config_drive);
+                }
+                Some(result)
+            }
             Some(AgentCommand::EraseMetadata) => Some(AgentResult {
                 error: None,
                 bytes: 0,
                 inventory: None,
+                config_drive: None,
             }),
             Some(AgentCommand::Inspect) => Some(AgentResult {
                 error: None,
                 bytes: 0,
                 inventory: Some(hardware.clone()),
+                config_drive: None,
             }),
             None => None,
         };
@@ -214,6 +225,7 @@ async fn install(
         error: Some(error),
         bytes: 0,
         inventory: None,
+        config_drive: None,
     };
     let response = match http.get(url).send().await {
         Ok(r) if r.status().is_success() => r,
@@ -239,6 +251,7 @@ async fn install(
         error: None,
         bytes: data.len() as u64,
         inventory: None,
+        config_drive: None,
     }
 }
 

@@ -90,6 +90,9 @@ pub struct DeployConfig {
     pub network_data: Option<Value>,
     /// Config drive: metadata.
     pub meta_data: Value,
+    /// Boot in legacy BIOS mode (`bootMode: legacy`) rather than UEFI.
+    #[serde(default)]
+    pub legacy_boot: bool,
 }
 
 /// A provisioning verb of the API.
@@ -132,6 +135,8 @@ pub struct NodeView {
     pub deployed_image: Option<String>,
     /// Deploys started, all attempts.
     pub deploy_attempts: u32,
+    /// The config drive the agent reports it wrote (disk-image deploys).
+    pub config_drive: Option<Value>,
 }
 
 /// Why an API call failed.
@@ -180,6 +185,9 @@ pub struct AgentResult {
     /// The inventory, answering `inspect` (ironic-python-agent's layout).
     #[serde(default)]
     pub inventory: Option<Value>,
+    /// The config drive written, answering `install_image`.
+    #[serde(default)]
+    pub config_drive: Option<Value>,
 }
 
 struct NodeRecord {
@@ -190,6 +198,7 @@ struct NodeRecord {
     deploy: Option<DeployConfig>,
     deployed_image: Option<String>,
     deploy_attempts: u32,
+    config_drive: Option<Value>,
     driver: Option<Arc<dyn BmcDriver>>,
     agent_token: Option<String>,
     command_sent: bool,
@@ -207,6 +216,7 @@ impl NodeRecord {
             inventory: self.inventory.clone(),
             deployed_image: self.deployed_image.clone(),
             deploy_attempts: self.deploy_attempts,
+            config_drive: self.config_drive.clone(),
         }
     }
 }
@@ -293,6 +303,7 @@ impl Conductor {
             deploy: None,
             deployed_image: None,
             deploy_attempts: 0,
+            config_drive: None,
             driver: None,
             agent_token: None,
             command_sent: false,
@@ -657,7 +668,11 @@ impl Conductor {
             boot_from_virtual_media_with(
                 driver.as_ref(),
                 &url,
-                BootMode::Uefi,
+                if config.legacy_boot {
+                    BootMode::Legacy
+                } else {
+                    BootMode::Uefi
+                },
                 self.deadline(),
                 self.config.poll,
             )
@@ -847,6 +862,7 @@ impl Conductor {
                 .map_err(|e| ApiError::InvalidState(e.to_string()))?;
             r.fsm = step.node;
             r.agent_token = None;
+            r.config_drive = result.config_drive.clone();
         }
         if result.error.is_none() {
             let me = self.clone();

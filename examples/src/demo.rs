@@ -508,7 +508,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
 
     // 1. Everything provisioned; bad input in the error it should report, and then
     // deleted at once (before its retries back off for long).
-    let mut last_line = String::new();
+    let mut progress = Progress::default();
     let mut errors_seen: BTreeMap<String, provision_fsm::HostError> = BTreeMap::new();
     loop {
         let records = operator.records();
@@ -535,11 +535,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             })
             .count();
         if config.progress {
-            let line = progress_line(&operator, &keys);
-            if line != last_line && !line.ends_with("] ") {
-                println!("{line}");
-                last_line = line;
-            }
+            progress.tick(&operator, &keys);
         }
         if let Some(at) = config.restart_operator_at {
             let provisioning = operator.count_in(HostStateKind::Provisioning);
@@ -583,10 +579,14 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     }
     let objects_at_provisioned = front.object_states();
     // Deploys the conductor accepted per node: the truth about "provisioned twice".
-    let deploys: BTreeMap<String, u32> = conductor
+    let nodes_at_provisioned: BTreeMap<String, crate::conductor::NodeView> = conductor
         .nodes()
         .into_iter()
-        .map(|n| (n.name, n.deploy_attempts))
+        .map(|n| (n.name.clone(), n))
+        .collect();
+    let deploys: BTreeMap<String, u32> = nodes_at_provisioned
+        .iter()
+        .map(|(k, n)| (k.clone(), n.deploy_attempts))
         .collect();
 
     // 2. Deprovision: the images go.
@@ -600,9 +600,13 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         h.spec.image = None;
         front.put(h);
     }
-    wait_all(&operator, &good, deadline, config.progress, |r| {
-        r.is_some_and(|r| r.host.state.kind() == HostStateKind::Available)
-    })
+    wait_all(
+        &operator,
+        &good,
+        deadline,
+        config.progress.then_some(&mut progress),
+        |r| r.is_some_and(|r| r.host.state.kind() == HostStateKind::Available),
+    )
     .await;
     let at_available = operator.records();
 
@@ -610,7 +614,14 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     for key in &keys {
         front.delete(key);
     }
-    wait_all(&operator, &keys, deadline, config.progress, |r| r.is_none()).await;
+    wait_all(
+        &operator,
+        &keys,
+        deadline,
+        config.progress.then_some(&mut progress),
+        |r| r.is_none(),
+    )
+    .await;
     let settle = Instant::now() + Duration::from_secs(3);
     while Instant::now() < settle && front.object_states().is_some_and(|o| !o.is_empty()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -669,6 +680,44 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         if let Some(a) = &address {
             if !addresses.insert(a.clone()) {
                 problems.push(format!("address {a} given twice"));
+            }
+        }
+        if !live {
+            // The agent wrote the config drive: the host's address in its network data,
+            // its user data as the Secret holds it.
+            let drive = nodes_at_provisioned
+                .get(&key)
+                .and_then(|n| n.config_drive.clone())
+                .unwrap_or_default();
+            let written_ip = drive["network_data"]["networks"][0]["ip_address"].as_str();
+            if address.is_some() && written_ip != address.as_deref() {
+                problems.push(format!(
+                    "config drive network data has {written_ip:?}, the host was given {address:?}"
+                ));
+            }
+            if bmh.spec.user_data.is_some() && !drive["user_data"].is_string() {
+                problems.push("config drive without the host's user data".into());
+            }
+            if drive["meta_data"]["name"] != bmh.metadata.name.as_str() {
+                problems.push(format!("config drive metadata {:?}", drive["meta_data"]));
+            }
+            // Keys of the host's metaData Secret are in the written metadata.
+            let wanted: Vec<String> = bmh
+                .spec
+                .meta_data
+                .as_ref()
+                .and_then(|r| manifests.secret(bmh.metadata.namespace(), &r.name))
+                .and_then(|s| s.get("metaData").ok().flatten())
+                .map(|text| {
+                    text.lines()
+                        .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for k in wanted {
+                if drive["meta_data"].get(&k).is_none() {
+                    problems.push(format!("config drive metadata lacks {k} from its Secret"));
+                }
             }
         }
         let boots = sim
@@ -788,23 +837,62 @@ async fn wait_all(
     operator: &Arc<Operator>,
     keys: &[String],
     deadline: Instant,
-    progress: bool,
+    mut progress: Option<&mut Progress>,
     done: impl Fn(Option<&crate::operator::HostRecord>) -> bool,
 ) {
-    let mut last = String::new();
     loop {
         let records = operator.records();
         if keys.iter().all(|k| done(records.get(k))) || Instant::now() > deadline {
             return;
         }
-        if progress {
-            let line = progress_line(operator, keys);
-            if line != last {
-                println!("{line}");
-                last = line;
-            }
+        if let Some(p) = progress.as_deref_mut() {
+            p.tick(operator, keys);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Progress output: one line per host transition for small fleets, a summary line (hosts
+/// per state) for large ones.
+#[derive(Default)]
+struct Progress {
+    line: String,
+    states: BTreeMap<String, String>,
+}
+
+/// Fleets up to this size get one line per host transition.
+const PER_HOST_LINES: usize = 12;
+
+impl Progress {
+    fn tick(&mut self, operator: &Operator, keys: &[String]) {
+        if keys.len() <= PER_HOST_LINES {
+            let records = operator.records();
+            for k in keys {
+                let now = match records.get(k) {
+                    Some(r) => match &r.host.error {
+                        Some(e) => format!(
+                            "{} ({}: {})",
+                            r.host.state.kind().name(),
+                            e.kind.name(),
+                            e.message
+                        ),
+                        None => r.host.state.kind().name().to_string(),
+                    },
+                    None if operator.is_gone(k) => "deleted".to_string(),
+                    None => continue,
+                };
+                if self.states.get(k) != Some(&now) {
+                    println!("{:<32} {now}", k.trim_start_matches("default/"));
+                    self.states.insert(k.clone(), now);
+                }
+            }
+            return;
+        }
+        let line = progress_line(operator, keys);
+        if line != self.line && !line.ends_with("] ") {
+            println!("{line}");
+            self.line = line;
+        }
     }
 }
 

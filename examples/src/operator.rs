@@ -481,18 +481,68 @@ impl Operator {
         }
     }
 
-    fn user_data(&self, bmh: &BareMetalHost) -> Option<String> {
-        let r = bmh.spec.user_data.as_ref()?;
+    /// The value of a Secret the host references (`userData`, `networkData`,
+    /// `metaData`), under `key` or `value`.
+    fn referenced(
+        &self,
+        bmh: &BareMetalHost,
+        r: Option<&crate::manifests::SecretRef>,
+        key: &str,
+    ) -> Option<String> {
+        let r = r?;
         let secrets = lock(&self.secrets);
         let s = secrets.get(&format!(
             "{}/{}",
             r.namespace.as_deref().unwrap_or(bmh.metadata.namespace()),
             r.name
         ))?;
-        s.get("userData")
+        s.get(key)
             .ok()
             .flatten()
             .or_else(|| s.get("value").ok().flatten())
+    }
+
+    fn user_data(&self, bmh: &BareMetalHost) -> Option<String> {
+        self.referenced(bmh, bmh.spec.user_data.as_ref(), "userData")
+    }
+
+    /// `networkData` from the host's Secret when it names one (JSON or YAML), else
+    /// rendered from the address claimed from ipam.
+    fn network_data(
+        &self,
+        bmh: &BareMetalHost,
+        address: Option<&ipam::IpAddress>,
+        mac: Option<&str>,
+    ) -> Option<Value> {
+        if let Some(text) = self.referenced(bmh, bmh.spec.network_data.as_ref(), "networkData") {
+            let parsed: Option<Value> = serde_json::from_str(&text).ok().or_else(|| {
+                serde_norway::from_str::<serde_norway::Value>(&text)
+                    .ok()
+                    .and_then(|v| serde_json::to_value(v).ok())
+            });
+            return parsed;
+        }
+        address.map(|a| network_data(a, mac))
+    }
+
+    /// `metaData`: the host's identity, plus what its `metaData` Secret adds.
+    fn meta_data(&self, key: &str, bmh: &BareMetalHost) -> Value {
+        let mut meta = json!({
+            "uuid": key,
+            "name": bmh.metadata.name,
+            "local-hostname": bmh.metadata.name,
+        });
+        if let Some(text) = self.referenced(bmh, bmh.spec.meta_data.as_ref(), "metaData") {
+            let extra: Option<Value> = serde_json::from_str(&text).ok().or_else(|| {
+                serde_norway::from_str::<serde_norway::Value>(&text)
+                    .ok()
+                    .and_then(|v| serde_json::to_value(v).ok())
+            });
+            if let (Some(Value::Object(extra)), Some(m)) = (extra, meta.as_object_mut()) {
+                m.extend(extra);
+            }
+        }
+        meta
     }
 
     /// Commits a host's record (and pool changes) and publishes it.
@@ -881,8 +931,13 @@ impl Operator {
                 checksum_type: image.checksum_type.clone(),
                 live_iso: image.format.as_deref() == Some("live-iso"),
                 user_data: self.user_data(bmh),
-                network_data: address.as_ref().map(|a| network_data(a, mac.as_deref())),
-                meta_data: json!({"uuid": key, "name": bmh.metadata.name, "local-hostname": bmh.metadata.name}),
+                network_data: self.network_data(bmh, address.as_ref(), mac.as_deref()),
+                meta_data: self.meta_data(key, bmh),
+                legacy_boot: bmh
+                    .spec
+                    .boot_mode
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case("legacy")),
             };
             record.deploys_requested += 1;
             self.save(key, Some(record), &[])

@@ -133,6 +133,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
                 user_data: None,
                 network_data: None,
                 meta_data: json!({}),
+                legacy_boot: false,
             }),
         )
         .unwrap();
@@ -151,6 +152,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
                 user_data: Some("#cloud-config\n".into()),
                 network_data: None,
                 meta_data: json!({"uuid": name}),
+                legacy_boot: false,
             }),
         )
         .unwrap();
