@@ -28,6 +28,8 @@ fn operator(conductor: &str, manifests: &Path, state: &Path) -> (bool, String) {
         .arg("--state")
         .arg(state)
         .args(["--poll-ms", "20", "--inspection", "fast", "--until-settled"])
+        .arg("--status-dir")
+        .arg(state.with_extension("status"))
         .output()
         .unwrap();
     (
@@ -110,6 +112,13 @@ spec:
     assert_eq!(status["provisioning"]["state"], "provisioned", "{out}");
     assert_eq!(status["operationalStatus"], "OK");
     assert_eq!(status["poweredOn"], true);
+    // The object with its status, written back as a YAML file.
+    let written =
+        std::fs::read_to_string(state.with_extension("status").join("lab.node-0.yaml")).unwrap();
+    let object: Value = serde_norway::from_str(&written).unwrap();
+    assert_eq!(object["kind"], "BareMetalHost");
+    assert_eq!(object["spec"]["image"]["format"], "live-iso");
+    assert_eq!(object["status"]["provisioning"]["state"], "provisioned");
     assert!(
         status["hardware"]["nics"]
             .as_array()

@@ -15,7 +15,10 @@
 //! Runs until Ctrl-C or SIGTERM, printing a line whenever the hosts' states change; with
 //! `--until-settled` it stops once every host is provisioned, available, externally
 //! provisioned or reports an error. On the way out it prints every host's `status` as
-//! JSON. Restarting it on the same `--state` carries on where it stopped.
+//! JSON. Restarting it on the same `--state` carries on where it stopped. With
+//! `--status-dir DIR` it also keeps `DIR/<namespace>.<name>.yaml` up to date: each host's
+//! object with its `status` written back in Metal3's layout, as `kubectl get -o yaml`
+//! would show it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,13 +34,14 @@ use bmc_examples::store::Store;
 use provision_fsm::{HostStateKind, InspectionMode};
 
 const USAGE: &str = "usage: operator --conductor URL (--manifests DIR | --kube [--namespace NS]) \
-[--state FILE] [--poll-ms MS] [--inspection agent|fast|disabled] [--until-settled]";
+[--state FILE] [--status-dir DIR] [--poll-ms MS] [--inspection agent|fast|disabled] [--until-settled]";
 
 struct Cli {
     conductor: String,
     manifests: PathBuf,
     kube: bool,
     namespace: Option<String>,
+    status_dir: Option<PathBuf>,
     state: PathBuf,
     poll: Duration,
     inspection: InspectionMode,
@@ -52,6 +56,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
         manifests: PathBuf::new(),
         kube: false,
         namespace: None,
+        status_dir: None,
         state: PathBuf::from("operator-state.redb"),
         poll: Duration::from_millis(500),
         inspection: InspectionMode::Agent,
@@ -79,6 +84,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             "--kube" if cfg!(feature = "kube") => cli.kube = true,
             "--kube" => return Err("--kube needs the operator built with --features kube".into()),
             "--namespace" => cli.namespace = Some(value()?),
+            "--status-dir" => cli.status_dir = Some(PathBuf::from(value()?)),
             "--inspection" => {
                 cli.inspection = match value()?.as_str() {
                     "agent" => InspectionMode::Agent,
@@ -102,6 +108,46 @@ fn parse(args: &[String]) -> Result<Cli, String> {
         None => return Err(format!("--manifests (or --kube) is required\n{USAGE}")),
     }
     Ok(cli)
+}
+
+/// Writes each host whose status changed as `DIR/<namespace>.<name>.yaml`.
+fn write_statuses(
+    dir: &std::path::Path,
+    manifests: &Manifests,
+    operator: &Operator,
+    written: &mut BTreeMap<String, serde_json::Value>,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let records = operator.records();
+    for host in &manifests.hosts {
+        let key = host.metadata.key();
+        let Some(record) = records.get(&key) else {
+            continue;
+        };
+        let mut status = status_json(record);
+        if let Some(o) = status.as_object_mut() {
+            o.remove("lastUpdated");
+        }
+        if written.get(&key) == Some(&status) {
+            continue;
+        }
+        let object = serde_json::json!({
+            "apiVersion": "metal3.io/v1alpha1",
+            "kind": "BareMetalHost",
+            "metadata": host.metadata,
+            "spec": host.spec,
+            "status": status_json(record),
+        });
+        let text = serde_norway::to_string(&object).map_err(|e| e.to_string())?;
+        let file = dir.join(format!(
+            "{}.{}.yaml",
+            host.metadata.namespace(),
+            host.metadata.name
+        ));
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+        written.insert(key, status);
+    }
+    Ok(())
 }
 
 fn settled(operator: &Operator, keys: &[String]) -> bool {
@@ -185,11 +231,18 @@ async fn main() -> ExitCode {
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     let mut last = String::new();
+    let mut written: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     loop {
         let line = progress_line(&operator, &keys);
         if line != last {
             println!("{line}");
             last = line;
+        }
+        if let Some(dir) = &cli.status_dir {
+            if let Err(e) = write_statuses(dir, &manifests, &operator, &mut written) {
+                eprintln!("operator: {e}");
+                return ExitCode::FAILURE;
+            }
         }
         if cli.until_settled && settled(&operator, &keys) {
             break;
