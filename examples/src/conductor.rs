@@ -865,27 +865,39 @@ impl Conductor {
             r.config_drive = result.config_drive.clone();
         }
         if result.error.is_none() {
-            let me = self.clone();
-            let name = name.to_string();
-            tokio::spawn(async move {
-                let Ok(record) = me.record(&name) else {
-                    return;
-                };
-                let outcome = me.finish_deploy(&record).await;
-                let (event, reason) = match outcome {
-                    Ok(()) => (NodeEvent::Done, None),
-                    Err(e) => (NodeEvent::Fail, Some(e.to_string())),
-                };
-                let mut r = lock(&record);
-                if let Ok(step) =
-                    r.fsm
-                        .handle(event, reason.as_deref(), me.now(), &me.config.timeouts)
-                {
-                    r.fsm = step.node;
-                }
+            self.finish_in_background(name, |me, record| async move {
+                me.finish_deploy(&record).await.map_err(|e| e.to_string())
             });
         }
         Ok(())
+    }
+
+    /// Runs `work` on a node in the background and feeds its outcome to the node's
+    /// machine: `done`, or `fail` with the reason. An outcome the machine no longer
+    /// expects (the node moved on) is dropped.
+    fn finish_in_background<F, Fut>(self: &Arc<Self>, name: &str, work: F)
+    where
+        F: FnOnce(Arc<Self>, Shared) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
+        let me = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let Ok(record) = me.record(&name) else {
+                return;
+            };
+            let (event, reason) = match work(me.clone(), record.clone()).await {
+                Ok(()) => (NodeEvent::Done, None),
+                Err(e) => (NodeEvent::Fail, Some(e)),
+            };
+            let mut r = lock(&record);
+            if let Ok(step) = r
+                .fsm
+                .handle(event, reason.as_deref(), me.now(), &me.config.timeouts)
+            {
+                r.fsm = step.node;
+            }
+        });
     }
 
     /// The agent's inspection result: the inventory is kept, the host powered off and its
@@ -906,29 +918,9 @@ impl Conductor {
             (None, Some(Err(e))) => Err(format!("agent inventory: {e}")),
             (None, None) => Err("agent sent no inventory".to_string()),
         };
-        let me = self.clone();
-        let name = name.to_string();
-        tokio::spawn(async move {
-            let Ok(record) = me.record(&name) else {
-                return;
-            };
-            let (event, reason) = match inventory {
-                Ok(inv) => {
-                    lock(&record).inventory = Some(inv);
-                    match me.tear_down(&record).await {
-                        Ok(()) => (NodeEvent::Done, None),
-                        Err(e) => (NodeEvent::Fail, Some(e.to_string())),
-                    }
-                }
-                Err(e) => (NodeEvent::Fail, Some(e)),
-            };
-            let mut r = lock(&record);
-            if let Ok(step) = r
-                .fsm
-                .handle(event, reason.as_deref(), me.now(), &me.config.timeouts)
-            {
-                r.fsm = step.node;
-            }
+        self.finish_in_background(name, |me, record| async move {
+            lock(&record).inventory = Some(inventory?);
+            me.tear_down(&record).await.map_err(|e| e.to_string())
         });
         Ok(())
     }
@@ -954,27 +946,11 @@ impl Conductor {
                 .map_err(|e| ApiError::InvalidState(e.to_string()))?;
             r.fsm = step.node;
         }
-        if result.error.is_some() {
-            return Ok(());
+        if result.error.is_none() {
+            self.finish_in_background(name, |me, record| async move {
+                me.tear_down(&record).await.map_err(|e| e.to_string())
+            });
         }
-        let me = self.clone();
-        let name = name.to_string();
-        tokio::spawn(async move {
-            let Ok(record) = me.record(&name) else {
-                return;
-            };
-            let (event, reason) = match me.tear_down(&record).await {
-                Ok(()) => (NodeEvent::Done, None),
-                Err(e) => (NodeEvent::Fail, Some(e.to_string())),
-            };
-            let mut r = lock(&record);
-            if let Ok(step) = r
-                .fsm
-                .handle(event, reason.as_deref(), me.now(), &me.config.timeouts)
-            {
-                r.fsm = step.node;
-            }
-        });
         Ok(())
     }
 
