@@ -5,8 +5,7 @@
 //! the disk as the boot device and restarts the host, all checked with ipmitool.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bmc_core::verified::PollPolicy;
@@ -18,32 +17,8 @@ use serde_json::json;
 
 const MAC: &str = "52:54:00:12:34:56";
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/ipmi-sim.sh")
-}
-
-struct Peer {
-    dir: PathBuf,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["stop", "--dir", self.dir.to_str().unwrap()])
-            .output();
-    }
-}
-
-fn ipmitool(port: u16, args: &[&str]) -> String {
-    let out = Command::new("ipmitool")
-        .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-U", "admin", "-P", "password"])
-        .args(args)
-        .output()
-        .expect("ipmitool runs");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
+mod common;
+use common::IpmiPeer;
 
 async fn wait_for(c: &Conductor, name: &str, state: NodeState) {
     let start = Instant::now();
@@ -64,24 +39,10 @@ async fn wait_for(c: &Conductor, name: &str, state: NodeState) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ipmi-workflow");
-    let out = Command::new("bash")
-        .arg(script())
-        .args(["start", "--kind", "pyghmi", "--dir", dir.to_str().unwrap()])
-        .args(["--port", &port.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _peer = Peer { dir };
+    let peer = IpmiPeer::start("pyghmi", &dir);
+    let port = peer.port;
+    let ipmitool = |args: &[&str]| peer.ipmitool(args);
 
     let images = Images::demo();
     let image_server = fleet::serve_images(images.clone()).await.unwrap();
@@ -158,7 +119,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
         .unwrap();
     wait_for(&conductor, name, NodeState::WaitCallBack).await;
     // The host was set to boot from the network once and powered on.
-    assert!(ipmitool(port, &["chassis", "power", "status"]).contains("Chassis Power is on"));
+    assert!(ipmitool(&["chassis", "power", "status"]).contains("Chassis Power is on"));
     // The network boot brings up the agent.
     tokio::spawn(bmc_examples::agent::run_simulated_agent(
         format!("http://{}", agent_api.addr),
@@ -167,17 +128,17 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
         reqwest::Client::new(),
     ));
     wait_for(&conductor, name, NodeState::Active).await;
-    let boot = ipmitool(port, &["chassis", "bootparam", "get", "5"]);
+    let boot = ipmitool(&["chassis", "bootparam", "get", "5"]);
     assert!(
         boot.contains("Force Boot from default Hard-Drive"),
         "{boot}"
     );
     assert!(boot.contains("Options apply to all future boots"), "{boot}");
-    assert!(ipmitool(port, &["chassis", "power", "status"]).contains("Chassis Power is on"));
+    assert!(ipmitool(&["chassis", "power", "status"]).contains("Chassis Power is on"));
     assert_eq!(conductor.node(name).unwrap().deploy_attempts, 2);
 
     conductor.provision(name, Verb::Undeploy).unwrap();
     wait_for(&conductor, name, NodeState::Available).await;
-    assert!(ipmitool(port, &["chassis", "power", "status"]).contains("Chassis Power is off"));
+    assert!(ipmitool(&["chassis", "power", "status"]).contains("Chassis Power is off"));
     conductor.delete_node(name).await.unwrap();
 }

@@ -5,8 +5,7 @@
 //! land 1–11 s after the request, like slow hardware.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -22,81 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const USER: &str = "admin";
 const PASSWORD: &str = "sushy-peer-pw";
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/sushy-emulator.sh")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running emulator; stopped (by the script, by its PID file) when dropped.
-struct Peer {
-    dir: PathBuf,
-    env: HashMap<String, String>,
-}
-
-impl Peer {
-    fn start(dir: &Path, tls: bool) -> Peer {
-        let port = free_port();
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["-d", dir.to_str().unwrap(), "start", "1", &port.to_string()])
-            .env("SUSHY_PEER_USER", USER)
-            .env("SUSHY_PEER_PASSWORD", PASSWORD)
-            .env("SUSHY_PEER_TLS", if tls { "1" } else { "0" })
-            .output()
-            .expect("bash runs the peer script");
-        assert!(
-            out.status.success(),
-            "sushy-emulator did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(dir.join("peer.env"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-            .collect();
-        Peer {
-            dir: dir.to_path_buf(),
-            env,
-        }
-    }
-
-    fn address(&self) -> String {
-        let url = &self.env["SUSHY_PEER_URL"];
-        let system = self.env["SUSHY_PEER_SYSTEMS"]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string();
-        let transport = if url.starts_with("https") {
-            "https"
-        } else {
-            "http"
-        };
-        let host = url.split("://").nth(1).unwrap();
-        format!("redfish-virtualmedia+{transport}://{host}/redfish/v1/Systems/{system}")
-    }
-
-    fn ca(&self) -> Option<PathBuf> {
-        self.env.get("SUSHY_PEER_CACERT").map(PathBuf::from)
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["-d", self.dir.to_str().unwrap(), "stop"])
-            .output();
-    }
-}
+mod common;
+use common::SushyPeer as Peer;
 
 /// Serves a small ISO-like file over HTTP on 127.0.0.1 for the emulator to download.
 async fn image_server() -> (String, tokio::task::JoinHandle<()>) {
@@ -293,7 +219,7 @@ async fn sushy_emulator_with_basic_auth_then_tls() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sushy-peer");
     let (image, server) = image_server().await;
 
-    let plain = Peer::start(&dir, false);
+    let plain = Peer::start(&dir, 1, false, USER, PASSWORD);
     driver_flow(&plain, &image).await;
     let plain = tokio::task::spawn_blocking({
         let image = image.clone();
@@ -306,7 +232,7 @@ async fn sushy_emulator_with_basic_auth_then_tls() {
     .unwrap();
     drop(plain);
 
-    let tls = Peer::start(&dir, true);
+    let tls = Peer::start(&dir, 1, true, USER, PASSWORD);
     assert!(tls.ca().is_some());
     driver_flow(&tls, &image).await;
     // Without its CA the certificate is refused: verification is on by default.

@@ -4,9 +4,6 @@
 //! deleted. The emulator's power changes land seconds late, like hardware.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use bmc_examples::demo::{DemoConfig, run};
@@ -14,54 +11,8 @@ use bmc_examples::demo::{DemoConfig, run};
 const USER: &str = "admin";
 const PASSWORD: &str = "sushy-workflow-pw";
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/sushy-emulator.sh")
-}
-
-struct Peer {
-    dir: PathBuf,
-    env: HashMap<String, String>,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["-d", self.dir.to_str().unwrap(), "stop"])
-            .output();
-    }
-}
-
-fn start_peer(dir: &Path) -> Peer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = Command::new("bash")
-        .arg(script())
-        .args(["-d", dir.to_str().unwrap(), "start", "3", &port.to_string()])
-        .env("SUSHY_PEER_USER", USER)
-        .env("SUSHY_PEER_PASSWORD", PASSWORD)
-        .env("SUSHY_PEER_TLS", "0")
-        .output()
-        .expect("bash runs the peer script");
-    assert!(
-        out.status.success(),
-        "sushy-emulator did not start: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let env = std::fs::read_to_string(dir.join("peer.env"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-        .collect();
-    Peer {
-        dir: dir.to_path_buf(),
-        env,
-    }
-}
+mod common;
+use common::SushyPeer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_sushy_systems_through_the_live_iso_lifecycle() {
@@ -70,16 +21,9 @@ async fn three_sushy_systems_through_the_live_iso_lifecycle() {
     let manifests = work.join("manifests");
     std::fs::create_dir_all(&peer_dir).unwrap();
     std::fs::create_dir_all(&manifests).unwrap();
-    let peer = start_peer(&peer_dir);
-    let host = peer.env["SUSHY_PEER_URL"]
-        .split("://")
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let systems: Vec<String> = peer.env["SUSHY_PEER_SYSTEMS"]
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let peer = SushyPeer::start(&peer_dir, 3, false, USER, PASSWORD);
+    let host = peer.host();
+    let systems = peer.systems();
     assert_eq!(systems.len(), 3, "{:?}", peer.env);
     let mut yaml = format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: sushy, namespace: lab}}\n\
