@@ -398,8 +398,9 @@ const ILO: &[Quirk] = &[
     Quirk::SoftOffByPowerButton,
     Quirk::PowerOnOnlyWhenOff,
 ];
-/// iDRAC `SYS518` "iDRAC not ready"; `RAC0679` a job is running (wait for it).
-const IDRAC_NOT_READY: &[&str] = &["SYS518", "RAC0679"];
+/// iDRAC `SYS518` "iDRAC not ready". (`RAC0679`, a job running, takes minutes rather
+/// than the client's seconds of retries: bmc-idrac waits for it.)
+const IDRAC_NOT_READY: &[&str] = &["SYS518"];
 /// iLO: the system is in a state (POST) where the change cannot be made yet.
 const ILO_NOT_READY: &[&str] = &[
     "InvalidOperationForSystemState",
