@@ -473,37 +473,23 @@ impl Conductor {
     }
 
     async fn perform(&self, record: &Shared, action: &NodeAction) -> Outcome {
-        let fail = |e: BmcError| Outcome::Event(NodeEvent::Fail, Some(e.to_string()));
+        // `then` on success, `fail` with the reason otherwise.
+        let outcome = |result: Result<(), BmcError>, then: NodeEvent| match result {
+            Ok(()) => Outcome::Event(then, None),
+            Err(e) => Outcome::Event(NodeEvent::Fail, Some(e.to_string())),
+        };
         match action {
-            NodeAction::VerifyBmc => match self.verify(record).await {
-                Ok(()) => Outcome::Event(NodeEvent::Done, None),
-                Err(e) => fail(e),
-            },
+            NodeAction::VerifyBmc => outcome(self.verify(record).await, NodeEvent::Done),
             NodeAction::StartInspection if lock(record).inspect_in_band => {
-                match self.boot_agent(record).await {
-                    Ok(()) => Outcome::Event(NodeEvent::Wait, None),
-                    Err(e) => fail(e),
-                }
+                outcome(self.boot_agent(record).await, NodeEvent::Wait)
             }
-            NodeAction::StartInspection => match self.inspect(record).await {
-                Ok(()) => Outcome::Event(NodeEvent::Done, None),
-                Err(e) => fail(e),
-            },
+            NodeAction::StartInspection => outcome(self.inspect(record).await, NodeEvent::Done),
             NodeAction::StartDeployment => self.deploy(record).await,
             NodeAction::StartCleaning if lock(record).spec.automated_clean => {
-                match self.boot_agent(record).await {
-                    Ok(()) => Outcome::Event(NodeEvent::Wait, None),
-                    Err(e) => fail(e),
-                }
+                outcome(self.boot_agent(record).await, NodeEvent::Wait)
             }
-            NodeAction::StartCleaning => match self.clean(record).await {
-                Ok(()) => Outcome::Event(NodeEvent::Done, None),
-                Err(e) => fail(e),
-            },
-            NodeAction::TearDown => match self.tear_down(record).await {
-                Ok(()) => Outcome::Event(NodeEvent::Clean, None),
-                Err(e) => fail(e),
-            },
+            NodeAction::StartCleaning => outcome(self.clean(record).await, NodeEvent::Done),
+            NodeAction::TearDown => outcome(self.tear_down(record).await, NodeEvent::Clean),
             NodeAction::AbortOperation => {
                 let _ = self.tear_down(record).await;
                 Outcome::Nothing

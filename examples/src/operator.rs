@@ -58,8 +58,6 @@ pub struct HostRecord {
     pub hardware: Option<HardwareInventory>,
     /// The pool and address claimed for the host.
     pub address: Option<(String, ipam::IpAddress)>,
-    /// Deploys the operator asked the conductor for.
-    pub deploys_requested: u32,
     /// Seconds spent in each provisioning state, in order of first entry.
     pub phases: Vec<(String, f64)>,
     /// When the current state was entered (seconds since the Unix epoch).
@@ -79,7 +77,6 @@ impl HostRecord {
             host: Host::new(),
             hardware: None,
             address: None,
-            deploys_requested: 0,
             phases: Vec::new(),
             state_since: now,
             last_updated: now,
@@ -939,9 +936,6 @@ impl Operator {
                     .as_deref()
                     .is_some_and(|m| m.eq_ignore_ascii_case("legacy")),
             };
-            record.deploys_requested += 1;
-            self.save(key, Some(record), &[])
-                .map_err(|e| e.to_string())?;
             self.conductor
                 .provision(key, Verb::Deploy(config))
                 .await
