@@ -1,4 +1,5 @@
-//! The Redfish HTTP client: one connection pool and one concurrency limit per BMC,
+//! The Redfish HTTP client: one concurrency limit per BMC (connections pooled per BMC in
+//! an HTTP client shared by BMCs with the same TLS settings),
 //! sessions with a basic-auth fallback, retries that are safe for BMCs, ETag handling and
 //! task monitors.
 
@@ -138,6 +139,59 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// What makes two BMCs' HTTP clients differ: the TLS trust and the timeouts. Everything
+/// else (credentials, sessions, concurrency) is per request or per [`RedfishClient`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct HttpClientKey {
+    verify_tls: bool,
+    extra_ca_certs_pem: Vec<Vec<u8>>,
+    request_timeout: Duration,
+    max_idle_per_host: usize,
+}
+
+/// One `reqwest::Client` per distinct [`HttpClientKey`], shared by every BMC that uses it.
+///
+/// Building a client loads the system's CA store (milliseconds of CPU and a few hundred
+/// KiB each): a conductor of 10,000 BMCs would spend most of its start-up doing that. The
+/// pool inside is keyed by host and port, so BMCs sharing a client never share a
+/// connection.
+fn shared_http_client(opts: &ConnectOptions) -> Result<reqwest::Client, BmcError> {
+    static CLIENTS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<HttpClientKey, reqwest::Client>>,
+    > = std::sync::OnceLock::new();
+    let key = HttpClientKey {
+        verify_tls: opts.verify_tls,
+        extra_ca_certs_pem: opts.extra_ca_certs_pem.clone(),
+        request_timeout: opts.request_timeout,
+        max_idle_per_host: opts.max_concurrent_requests,
+    };
+    let clients = CLIENTS.get_or_init(Default::default);
+    let mut clients = match clients.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(client) = clients.get(&key) {
+        return Ok(client.clone());
+    }
+    let mut builder = reqwest::Client::builder()
+        .timeout(opts.request_timeout)
+        .connect_timeout(opts.request_timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(opts.max_concurrent_requests)
+        .danger_accept_invalid_certs(!opts.verify_tls)
+        .redirect(reqwest::redirect::Policy::none());
+    for pem in &opts.extra_ca_certs_pem {
+        let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {
+            BmcError::InvalidRequest(format!("extra CA certificate is not valid PEM: {e}"))
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| BmcError::InvalidRequest(e.to_string()))?;
+    clients.insert(key, client.clone());
+    Ok(client)
+}
+
 impl RedfishClient {
     /// A client for the Redfish service at `base` (e.g. `https://10.0.0.5`). Nothing is
     /// sent until the first request.
@@ -146,27 +200,14 @@ impl RedfishClient {
         credentials: Credentials,
         settings: ClientSettings,
     ) -> Result<RedfishClient, BmcError> {
-        let opts = &settings.connect;
-        let mut builder = reqwest::Client::builder()
-            .timeout(opts.request_timeout)
-            .connect_timeout(opts.request_timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(opts.max_concurrent_requests)
-            .danger_accept_invalid_certs(!opts.verify_tls)
-            .redirect(reqwest::redirect::Policy::none());
-        for pem in &opts.extra_ca_certs_pem {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {
-                BmcError::InvalidRequest(format!("extra CA certificate is not valid PEM: {e}"))
-            })?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| BmcError::InvalidRequest(e.to_string()))?;
+        let http = shared_http_client(&settings.connect)?;
         Ok(RedfishClient {
             http,
             base: base.trim_end_matches('/').to_string(),
             credentials,
-            limit: Arc::new(Semaphore::new(opts.max_concurrent_requests.max(1))),
+            limit: Arc::new(Semaphore::new(
+                settings.connect.max_concurrent_requests.max(1),
+            )),
             settings,
             auth: Mutex::new(Auth::None),
             root: std::sync::Mutex::new(None),

@@ -406,6 +406,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         Arc::new(HttpConductor::new(&format!("http://{}", admin_api.addr)));
 
     // One simulated BMC per host.
+    let agent_http = reqwest::Client::new();
     let sim_config = |seed: u64, credentials: (String, String)| HostSimConfig {
         fixtures: config.fixtures.clone(),
         credentials,
@@ -414,6 +415,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         seed,
         agent_image_url: agent_image_url.clone(),
         agent_api: format!("http://{}", agent_api.addr),
+        agent_http: agent_http.clone(),
     };
     let mut sims: BTreeMap<String, SimHost> = BTreeMap::new();
     for bmh in hosts.iter_mut().filter(|_| config.external_bmcs) {

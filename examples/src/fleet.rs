@@ -200,6 +200,9 @@ pub struct HostSimConfig {
     pub agent_image_url: String,
     /// The agent API's base URL.
     pub agent_api: String,
+    /// The HTTP client the simulated agents use (one for the fleet: building a client
+    /// loads the CA store, too costly to do per host).
+    pub agent_http: reqwest::Client,
 }
 
 /// Starts a simulated BMC for host number `index`, of `vendor`, with its own MACs.
@@ -211,7 +214,7 @@ pub async fn start_host(
     let (overrides, macs) = unique_nics(&config.fixtures, vendor, index);
     let agent_image = config.agent_image_url.clone();
     let api = config.agent_api.clone();
-    let http = reqwest::Client::new();
+    let http = config.agent_http.clone();
     let hook = BootHook(Arc::new(move |event: BootEvent| {
         if let BootSource::VirtualCd { image, .. } = &event.source {
             if *image == agent_image {
