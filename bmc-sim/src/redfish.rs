@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::tree::{builtin, key, load_dir, replicate_system};
+use crate::tree::{Resources, builtin, key, load_shared, replicate_system};
 use crate::vendor::{BootSource, DellBoot, SimVendor, boot, parse_dell_import};
 
 /// How to run a simulated Redfish BMC.
@@ -147,7 +147,7 @@ struct Session {
 }
 
 struct Inner {
-    resources: Mutex<HashMap<String, Value>>,
+    resources: Mutex<Resources>,
     actions: HashMap<String, (ActionKind, String)>,
     sessions: Mutex<HashMap<String, Session>>,
     pending_power: Mutex<HashMap<String, (String, Instant)>>,
@@ -187,9 +187,9 @@ pub struct RedfishSim {
     task: Option<JoinHandle<()>>,
 }
 
-fn index_actions(resources: &HashMap<String, Value>) -> HashMap<String, (ActionKind, String)> {
+fn index_actions(resources: &Resources) -> HashMap<String, (ActionKind, String)> {
     let mut out = HashMap::new();
-    for (path, v) in resources {
+    for (path, v) in resources.iter() {
         let Some(actions) = v.get("Actions").and_then(Value::as_object) else {
             continue;
         };
@@ -271,32 +271,27 @@ fn str_list(v: &Value) -> Vec<String> {
 impl RedfishSim {
     /// Loads the tree and starts serving on 127.0.0.1.
     pub async fn start(config: SimConfig) -> std::io::Result<RedfishSim> {
-        let mut resources = match &config.tree {
-            Some(dir) => {
-                let (r, skipped) = load_dir(dir)?;
-                if !skipped.is_empty() {
-                    tracing::warn!(
-                        count = skipped.len(),
-                        "tree files that are not JSON were skipped"
-                    );
-                }
-                r
-            }
-            None => builtin(),
+        let base = match &config.tree {
+            Some(dir) => load_shared(dir)?,
+            None => Arc::new(builtin()),
         };
-        if config.systems > 1 {
-            let first = resources
-                .get(&key("/redfish/v1/Systems"))
-                .and_then(|c| c.get("Members"))
-                .and_then(Value::as_array)
-                .and_then(|m| m.first())
-                .and_then(|m| m.get("@odata.id"))
-                .and_then(Value::as_str)
-                .map(|s| s.trim_end_matches('/').to_string());
-            if let Some(system) = first {
-                replicate_system(&mut resources, &system, config.systems);
+        let first_system = base
+            .get(&key("/redfish/v1/Systems"))
+            .and_then(|c| c.get("Members"))
+            .and_then(Value::as_array)
+            .and_then(|m| m.first())
+            .and_then(|m| m.get("@odata.id"))
+            .and_then(Value::as_str)
+            .map(|s| s.trim_end_matches('/').to_string());
+        let base = match first_system {
+            Some(system) if config.systems > 1 => {
+                let mut copy = (*base).clone();
+                replicate_system(&mut copy, &system, config.systems);
+                Arc::new(copy)
             }
-        }
+            _ => base,
+        };
+        let mut resources = Resources::new(base);
         for (path, value) in &config.overrides {
             if value.is_null() {
                 resources.remove(&key(path));
@@ -702,7 +697,7 @@ fn delete(inner: &Inner, k: &str, headers: &HeaderMap) -> Response {
     }
 }
 
-fn allowable_reset_types(resources: &HashMap<String, Value>, system: &Value) -> Vec<String> {
+fn allowable_reset_types(resources: &Resources, system: &Value) -> Vec<String> {
     let action = &system["Actions"]["#ComputerSystem.Reset"];
     let inline = str_list(&action["ResetType@Redfish.AllowableValues"]);
     if !inline.is_empty() {
@@ -861,13 +856,7 @@ fn post_action(inner: &Inner, k: &str, body: &Value) -> Response {
 }
 
 /// Sets a system's power (now, or after the configured delay) and records what it boots.
-fn set_power(
-    inner: &Inner,
-    resources: &mut HashMap<String, Value>,
-    resource: &str,
-    target: &str,
-    boots: bool,
-) {
+fn set_power(inner: &Inner, resources: &mut Resources, resource: &str, target: &str, boots: bool) {
     if boots {
         let mut dell = lock(&inner.dell_boot);
         let mut pending = dell.remove(resource);
@@ -910,11 +899,7 @@ fn set_power(
 }
 
 /// The members of the collection linked from `v[link]`.
-fn linked_members<'a>(
-    resources: &'a HashMap<String, Value>,
-    v: &Value,
-    link: &str,
-) -> Vec<&'a Value> {
+fn linked_members<'a>(resources: &'a Resources, v: &Value, link: &str) -> Vec<&'a Value> {
     v[link]["@odata.id"]
         .as_str()
         .and_then(|p| resources.get(&key(p)))
@@ -927,7 +912,7 @@ fn linked_members<'a>(
 }
 
 /// The inventory an agent would report on this system, from the tree's resources.
-fn hardware_of(resources: &HashMap<String, Value>, system: &str) -> Value {
+fn hardware_of(resources: &Resources, system: &str) -> Value {
     let Some(s) = resources.get(system) else {
         return Value::Null;
     };
@@ -991,7 +976,7 @@ fn hardware_of(resources: &HashMap<String, Value>, system: &str) -> Value {
 }
 
 /// The MAC addresses of a system's Ethernet interfaces, in member order.
-fn macs_of(resources: &HashMap<String, Value>, system: &str) -> Vec<String> {
+fn macs_of(resources: &Resources, system: &str) -> Vec<String> {
     let nics = resources
         .get(system)
         .and_then(|s| s["EthernetInterfaces"]["@odata.id"].as_str())

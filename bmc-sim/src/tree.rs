@@ -1,8 +1,10 @@
 //! Loading a recorded Redfish tree (`<dir>/redfish/v1/.../index.json`), or building the
-//! small built-in one, into a map from normalised path to JSON.
+//! small built-in one, into a map from normalised path to JSON; one simulated BMC's view
+//! of a shared tree ([`Resources`]).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Value, json};
 
@@ -183,5 +185,134 @@ pub fn replicate_system(resources: &mut HashMap<String, Value>, system: &str, n:
     if let Some(c) = resources.get_mut(&collection) {
         c["Members@odata.count"] = json!(members.len());
         c["Members"] = Value::Array(members);
+    }
+}
+
+/// A loaded tree, shared read-only between simulated BMCs serving the same recording.
+pub type BaseTree = Arc<HashMap<String, Value>>;
+
+/// Loads the tree under `dir` once per process and hands out the same copy after that:
+/// a fleet of 10,000 simulated hosts of five vendors holds five trees, not 10,000.
+pub fn load_shared(dir: &Path) -> std::io::Result<BaseTree> {
+    static TREES: OnceLock<Mutex<HashMap<PathBuf, BaseTree>>> = OnceLock::new();
+    let trees = TREES.get_or_init(Default::default);
+    let mut trees = match trees.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(tree) = trees.get(dir) {
+        return Ok(tree.clone());
+    }
+    let (resources, skipped) = load_dir(dir)?;
+    if !skipped.is_empty() {
+        tracing::warn!(
+            count = skipped.len(),
+            "tree files that are not JSON were skipped"
+        );
+    }
+    let tree = Arc::new(resources);
+    trees.insert(dir.to_path_buf(), tree.clone());
+    Ok(tree)
+}
+
+/// One simulated BMC's resources: a shared base tree and this BMC's changes to it
+/// (copy on write). Reads see the changes first; a resource is copied out of the base the
+/// first time it is written.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    base: BaseTree,
+    /// Written resources; `None` for one removed.
+    changed: HashMap<String, Option<Value>>,
+}
+
+impl Resources {
+    /// The base tree, unchanged.
+    pub fn new(base: BaseTree) -> Resources {
+        Resources {
+            base,
+            changed: HashMap::new(),
+        }
+    }
+
+    /// The resource at `k` (a [`key`]).
+    pub fn get(&self, k: &str) -> Option<&Value> {
+        match self.changed.get(k) {
+            Some(v) => v.as_ref(),
+            None => self.base.get(k),
+        }
+    }
+
+    /// The resource at `k` for writing (copied out of the base on first write).
+    pub fn get_mut(&mut self, k: &str) -> Option<&mut Value> {
+        if !self.changed.contains_key(k) {
+            let v = self.base.get(k)?.clone();
+            self.changed.insert(k.to_string(), Some(v));
+        }
+        self.changed.get_mut(k).and_then(Option::as_mut)
+    }
+
+    /// Adds or replaces the resource at `k`.
+    pub fn insert(&mut self, k: String, v: Value) {
+        self.changed.insert(k, Some(v));
+    }
+
+    /// Removes the resource at `k`.
+    pub fn remove(&mut self, k: &str) {
+        if self.get(k).is_some() {
+            self.changed.insert(k.to_string(), None);
+        }
+    }
+
+    /// Every resource: key and JSON, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        let changed = self
+            .changed
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)));
+        let base = self
+            .base
+            .iter()
+            .filter(|(k, _)| !self.changed.contains_key(*k));
+        changed.chain(base)
+    }
+
+    /// How many resources this BMC has written (its own memory beyond the shared tree).
+    pub fn changed(&self) -> usize {
+        self.changed.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_stay_in_the_overlay_and_reads_see_them() {
+        let base: BaseTree = Arc::new(builtin());
+        let mut a = Resources::new(base.clone());
+        let b = Resources::new(base.clone());
+        let system = key("/redfish/v1/Systems/1");
+        if let Some(s) = a.get_mut(&system) {
+            s["PowerState"] = json!("On");
+        }
+        assert_eq!(a.get(&system).map(|s| &s["PowerState"]), Some(&json!("On")));
+        assert_eq!(
+            b.get(&system).map(|s| &s["PowerState"]),
+            Some(&json!("Off"))
+        );
+        assert_eq!(base[&system]["PowerState"], json!("Off"));
+        assert_eq!(a.changed(), 1);
+
+        let manager = key("/redfish/v1/Managers/1");
+        a.remove(&manager);
+        assert!(a.get(&manager).is_none());
+        assert!(b.get(&manager).is_some());
+        assert_eq!(a.iter().count(), base.len() - 1);
+        assert_eq!(b.iter().count(), base.len());
+        a.insert("/new".into(), json!({}));
+        assert_eq!(a.iter().count(), base.len());
+        // Removing what is not there leaves no tombstone.
+        a.remove("/nothing");
+        assert_eq!(a.changed(), 3);
     }
 }

@@ -4,11 +4,9 @@
 //!
 //! The rules are pure functions over the resource map, so the HTTP layer stays thin.
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
 
-use crate::tree::key;
+use crate::tree::{Resources, key};
 
 /// Whose firmware the tree comes from, from its service root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +26,7 @@ pub enum SimVendor {
 
 impl SimVendor {
     /// Reads the vendor from the service root and the first manager.
-    pub fn detect(resources: &HashMap<String, Value>) -> SimVendor {
+    pub fn detect(resources: &Resources) -> SimVendor {
         let root = resources.get(&key("/redfish/v1"));
         let oem = |name: &str| root.and_then(|r| r.get("Oem")).and_then(|o| o.get(name));
         let vendor = root
@@ -126,7 +124,7 @@ pub fn parse_dell_import(body: &Value) -> Result<DellBoot, String> {
 }
 
 /// The CD-capable virtual-media slots a system can boot: its own, then the managers'.
-fn cd_slots(resources: &HashMap<String, Value>, system: &str) -> Vec<String> {
+fn cd_slots(resources: &Resources, system: &str) -> Vec<String> {
     let own = format!("{system}/virtualmedia/");
     let mut slots: Vec<String> = resources
         .iter()
@@ -155,7 +153,7 @@ fn inserted_image(slot: &Value) -> Option<String> {
         .filter(|i| !i.is_empty())
 }
 
-fn virtual_cd(resources: &HashMap<String, Value>, system: &str) -> Option<BootSource> {
+fn virtual_cd(resources: &Resources, system: &str) -> Option<BootSource> {
     cd_slots(resources, system).into_iter().find_map(|slot| {
         let image = resources.get(&slot).and_then(inserted_image)?;
         Some(BootSource::VirtualCd { slot, image })
@@ -166,7 +164,7 @@ fn virtual_cd(resources: &HashMap<String, Value>, system: &str) -> Option<BootSo
 /// (a `Once` override, Dell's BootOnce, HPE's BootOnNextServerReset) as the BMC would.
 pub fn boot(
     vendor: SimVendor,
-    resources: &mut HashMap<String, Value>,
+    resources: &mut Resources,
     dell_boot: &mut Option<DellBoot>,
     system: &str,
 ) -> BootSource {
