@@ -6,6 +6,7 @@
 //! |---|---|
 //! | create (or update) a node | `POST /v1/nodes` |
 //! | show / list | `GET /v1/nodes/{name}`, `GET /v1/nodes` |
+//! | wait for a node to leave a state | `GET /v1/nodes/{name}?wait_while=<state>&timeout_ms=<ms>` |
 //! | delete | `DELETE /v1/nodes/{name}` |
 //! | provision verb | `PUT /v1/nodes/{name}/states/provision` `{"target": "manage"\|"inspect"\|"provide"\|"active"\|"deleted"\|"abort", "deploy": {…}}` |
 //! | power | `PUT /v1/nodes/{name}/states/power` `{"target": "power on"\|"power off"}` |
@@ -14,17 +15,20 @@
 //! travel in the create body, so serve the API on loopback or behind TLS.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 
 use bmc_core::Credentials;
+
+use provision_fsm::NodeState;
 
 use crate::conductor::{ApiError, Conductor, DeployConfig, NodeSpec, NodeView, Verb};
 
@@ -35,6 +39,14 @@ pub trait ConductorApi: Send + Sync {
     async fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError>;
     /// Shows a node.
     async fn node(&self, name: &str) -> Result<NodeView, ApiError>;
+    /// Shows a node once its provision state is no longer `while_in`, or as it is after
+    /// `timeout` (a long poll: one answer per state change).
+    async fn wait_node(
+        &self,
+        name: &str,
+        while_in: NodeState,
+        timeout: Duration,
+    ) -> Result<NodeView, ApiError>;
     /// Deletes a node.
     async fn delete_node(&self, name: &str) -> Result<(), ApiError>;
     /// Applies a provisioning verb.
@@ -54,6 +66,14 @@ impl ConductorApi for InProcess {
     }
     async fn node(&self, name: &str) -> Result<NodeView, ApiError> {
         self.0.node(name)
+    }
+    async fn wait_node(
+        &self,
+        name: &str,
+        while_in: NodeState,
+        timeout: Duration,
+    ) -> Result<NodeView, ApiError> {
+        self.0.wait_node(name, while_in, timeout).await
     }
     async fn delete_node(&self, name: &str) -> Result<(), ApiError> {
         self.0.delete_node(name).await
@@ -201,8 +221,29 @@ async fn list(State(c): State<Arc<Conductor>>) -> Response {
     reply(Ok(c.nodes()))
 }
 
-async fn show(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
-    reply(c.node(&name))
+/// `GET /v1/nodes/{name}` query: `?wait_while=<state>&timeout_ms=<ms>` answers once the
+/// node has left that state (or after the timeout, at most [`MAX_WAIT`]).
+#[derive(Debug, Deserialize)]
+struct ShowQuery {
+    wait_while: Option<NodeState>,
+    timeout_ms: Option<u64>,
+}
+
+/// The longest a `wait_while` request is held.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+async fn show(
+    State(c): State<Arc<Conductor>>,
+    Path(name): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Response {
+    match q.wait_while {
+        Some(state) => {
+            let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(30_000)).min(MAX_WAIT);
+            reply(c.wait_node(&name, state, timeout).await)
+        }
+        None => reply(c.node(&name)),
+    }
 }
 
 async fn delete(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
@@ -329,6 +370,29 @@ impl ConductorApi for HttpConductor {
         self.view(
             self.http
                 .get(format!("{}/v1/nodes/{}", self.base, escape(name))),
+        )
+        .await
+    }
+
+    async fn wait_node(
+        &self,
+        name: &str,
+        while_in: NodeState,
+        timeout: Duration,
+    ) -> Result<NodeView, ApiError> {
+        let state = serde_json::to_value(while_in)
+            .ok()
+            .and_then(|v| v.as_str().map(|s| s.replace(' ', "%20")))
+            .unwrap_or_default();
+        self.view(
+            self.http
+                .get(format!(
+                    "{}/v1/nodes/{}?wait_while={state}&timeout_ms={}",
+                    self.base,
+                    escape(name),
+                    timeout.as_millis()
+                ))
+                .timeout(timeout + Duration::from_secs(10)),
         )
         .await
     }

@@ -203,9 +203,33 @@ struct NodeRecord {
     agent_token: Option<String>,
     command_sent: bool,
     inspect_in_band: bool,
+    /// The provision state, for callers waiting for it to change ([`Conductor::wait_node`]).
+    state_tx: tokio::sync::watch::Sender<NodeState>,
 }
 
 impl NodeRecord {
+    /// The node's MAC addresses in lower case: the boot MAC and the inventory's NICs.
+    fn macs(&self) -> Vec<String> {
+        let boot_mac = self.spec.boot_mac.as_deref().map(str::to_ascii_lowercase);
+        self.inventory
+            .iter()
+            .flat_map(|i| i.nics.iter())
+            .filter_map(|n| n.mac.as_ref().map(|m| m.to_string().to_ascii_lowercase()))
+            .chain(boot_mac)
+            .collect()
+    }
+
+    /// Moves the node's machine on and wakes whoever waits for its state to change.
+    fn set_fsm(&mut self, node: Node) {
+        let state = node.state;
+        self.fsm = node;
+        self.state_tx.send_if_modified(|s| {
+            let changed = *s != state;
+            *s = state;
+            changed
+        });
+    }
+
     fn view(&self) -> NodeView {
         NodeView {
             name: self.spec.name.clone(),
@@ -235,6 +259,10 @@ pub struct Conductor {
     config: ConductorConfig,
     registry: Registry,
     nodes: Mutex<HashMap<String, Shared>>,
+    /// MAC address (lower case) → nodes with a NIC of that address: an agent's lookup is
+    /// one probe per MAC, not a scan of every node. Entries may be stale; a lookup checks
+    /// the node.
+    nodes_by_mac: Mutex<HashMap<String, Vec<String>>>,
     heavy: Arc<Semaphore>,
     per_bmc: Mutex<HashMap<String, Arc<Semaphore>>>,
     started: tokio::time::Instant,
@@ -262,6 +290,7 @@ impl Conductor {
             config,
             registry,
             nodes: Mutex::new(HashMap::new()),
+            nodes_by_mac: Mutex::new(HashMap::new()),
             per_bmc: Mutex::new(HashMap::new()),
             started: tokio::time::Instant::now(),
             tokens: AtomicU64::new(1),
@@ -279,6 +308,24 @@ impl Conductor {
             .ok_or_else(|| ApiError::NotFound(name.to_string()))
     }
 
+    /// Adds the node's MACs to the lookup index.
+    fn index_macs(&self, r: &NodeRecord) {
+        let mut index = lock(&self.nodes_by_mac);
+        for mac in r.macs() {
+            let names = index.entry(mac).or_default();
+            if !names.contains(&r.spec.name) {
+                names.push(r.spec.name.clone());
+            }
+        }
+    }
+
+    /// Keeps an inventory and indexes its MACs.
+    fn set_inventory(&self, record: &Shared, inventory: HardwareInventory) {
+        let mut r = lock(record);
+        r.inventory = Some(inventory);
+        self.index_macs(&r);
+    }
+
     /// Creates a node in `enroll`, or updates the BMC details of an existing one (so a
     /// repeated create is harmless).
     pub fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError> {
@@ -293,6 +340,7 @@ impl Conductor {
                 r.driver = None;
             }
             r.spec = spec;
+            self.index_macs(&r);
             return Ok(r.view());
         }
         let record = NodeRecord {
@@ -308,7 +356,10 @@ impl Conductor {
             agent_token: None,
             command_sent: false,
             inspect_in_band: false,
+            state_tx: tokio::sync::watch::Sender::new(NodeState::Enroll),
         };
+        record.state_tx.send_replace(record.fsm.state);
+        self.index_macs(&record);
         let view = record.view();
         nodes.insert(spec.name, Arc::new(Mutex::new(record)));
         Ok(view)
@@ -319,6 +370,22 @@ impl Conductor {
         let record = self.record(name)?;
         let view = lock(&record).view();
         Ok(view)
+    }
+
+    /// The node once its provision state is no longer `while_in`, or as it is after
+    /// `timeout`: one request per state change for a caller that waits for the node,
+    /// where polling would ask again and again. A node deleted meanwhile is not found.
+    pub async fn wait_node(
+        &self,
+        name: &str,
+        while_in: NodeState,
+        timeout: Duration,
+    ) -> Result<NodeView, ApiError> {
+        let record = self.record(name)?;
+        let mut states = lock(&record).state_tx.subscribe();
+        drop(record);
+        let _ = tokio::time::timeout(timeout, states.wait_for(|s| *s != while_in)).await;
+        self.node(name)
     }
 
     /// Every node, by name.
@@ -347,6 +414,15 @@ impl Conductor {
                     "node {name} is {}; it can be deleted when it is not busy",
                     r.fsm.state
                 )));
+            }
+            let mut index = lock(&self.nodes_by_mac);
+            for mac in r.macs() {
+                if let Some(names) = index.get_mut(&mac) {
+                    names.retain(|n| n != name);
+                    if names.is_empty() {
+                        index.remove(&mac);
+                    }
+                }
             }
             r.driver.clone()
         };
@@ -385,7 +461,7 @@ impl Conductor {
                 r.agent_token = None;
                 r.command_sent = false;
             }
-            r.fsm = step.node;
+            r.set_fsm(step.node);
             (step.actions, r.view())
         };
         self.spawn_actions(name, actions);
@@ -459,7 +535,7 @@ impl Conductor {
                     if event == NodeEvent::Fail && step.node.last_error.is_none() {
                         step.node.last_error = reason.clone();
                     }
-                    r.fsm = step.node;
+                    r.set_fsm(step.node);
                     queue.extend(
                         step.actions
                             .into_iter()
@@ -557,7 +633,7 @@ impl Conductor {
         let _bmc = self.bmc_permit(record).await;
         let driver = self.driver(record).await?;
         let inventory = driver.inventory().await?;
-        lock(record).inventory = Some(inventory);
+        self.set_inventory(record, inventory);
         Ok(())
     }
 
@@ -743,32 +819,35 @@ impl Conductor {
     /// and hands out a token for its calls.
     pub fn agent_lookup(&self, macs: &[String]) -> Result<(String, String), ApiError> {
         let wanted: Vec<String> = macs.iter().map(|m| m.to_ascii_lowercase()).collect();
-        for record in lock(&self.nodes).values() {
-            let mut r = lock(record);
+        let candidates: Vec<String> = {
+            let index = lock(&self.nodes_by_mac);
+            wanted
+                .iter()
+                .filter_map(|m| index.get(m))
+                .flatten()
+                .cloned()
+                .collect()
+        };
+        for name in candidates {
+            let Ok(record) = self.record(&name) else {
+                continue;
+            };
+            let mut r = lock(&record);
             if !matches!(
                 r.fsm.state,
                 NodeState::WaitCallBack | NodeState::InspectWait | NodeState::CleanWait
-            ) {
+            ) || !r.macs().iter().any(|m| wanted.contains(m))
+            {
                 continue;
             }
-            let boot_mac = r.spec.boot_mac.as_deref().map(str::to_ascii_lowercase);
-            let known: Vec<String> = r
-                .inventory
-                .iter()
-                .flat_map(|i| i.nics.iter())
-                .filter_map(|n| n.mac.as_ref().map(|m| m.to_string().to_ascii_lowercase()))
-                .chain(boot_mac)
-                .collect();
-            if known.iter().any(|m| wanted.contains(m)) {
-                let token = format!(
-                    "agent-{:016x}",
-                    self.tokens.fetch_add(1, Ordering::Relaxed) ^ 0x5bd1_e995_7f4a_7c15
-                );
-                // A new agent session: its command is still to be given.
-                r.agent_token = Some(token.clone());
-                r.command_sent = false;
-                return Ok((r.spec.name.clone(), token));
-            }
+            let token = format!(
+                "agent-{:016x}",
+                self.tokens.fetch_add(1, Ordering::Relaxed) ^ 0x5bd1_e995_7f4a_7c15
+            );
+            // A new agent session: its command is still to be given.
+            r.agent_token = Some(token.clone());
+            r.command_sent = false;
+            return Ok((r.spec.name.clone(), token));
         }
         Err(ApiError::NotFound(format!(
             "no node waiting for an agent with MAC {}",
@@ -846,7 +925,7 @@ impl Conductor {
                 .fsm
                 .handle(event, reason.as_deref(), self.now(), &self.config.timeouts)
                 .map_err(|e| ApiError::InvalidState(e.to_string()))?;
-            r.fsm = step.node;
+            r.set_fsm(step.node);
             r.agent_token = None;
             r.config_drive = result.config_drive.clone();
         }
@@ -881,7 +960,7 @@ impl Conductor {
                 .fsm
                 .handle(event, reason.as_deref(), me.now(), &me.config.timeouts)
             {
-                r.fsm = step.node;
+                r.set_fsm(step.node);
             }
         });
     }
@@ -905,7 +984,7 @@ impl Conductor {
             (None, None) => Err("agent sent no inventory".to_string()),
         };
         self.finish_in_background(name, |me, record| async move {
-            lock(&record).inventory = Some(inventory?);
+            me.set_inventory(&record, inventory?);
             me.tear_down(&record).await.map_err(|e| e.to_string())
         });
         Ok(())
@@ -930,7 +1009,7 @@ impl Conductor {
                 .fsm
                 .handle(event, reason.as_deref(), self.now(), &self.config.timeouts)
                 .map_err(|e| ApiError::InvalidState(e.to_string()))?;
-            r.fsm = step.node;
+            r.set_fsm(step.node);
         }
         if result.error.is_none() {
             self.finish_in_background(name, |me, record| async move {
@@ -947,7 +1026,7 @@ impl Conductor {
         for record in lock(&self.nodes).values() {
             let mut r = lock(record);
             if let Some(step) = r.fsm.on_timer(now) {
-                r.fsm = step.node;
+                r.set_fsm(step.node);
             }
         }
     }

@@ -195,6 +195,42 @@ fn short(phase: &str) -> String {
     }
 }
 
+/// Grows every IPv4 pool that holds fewer than `hosts` addresses, so a `--hosts N` fleet
+/// larger than the manifests' network gets an address each: the range is extended from
+/// its first address and the prefix shortened until one subnet holds it.
+fn widen_pools(manifests: &mut Manifests, hosts: usize) {
+    for pool in &mut manifests.pools {
+        let spec = &mut pool.spec;
+        let v4 = |a: Option<std::net::IpAddr>| match a {
+            Some(std::net::IpAddr::V4(a)) => Some(u32::from(a)),
+            _ => None,
+        };
+        let capacity: u64 = spec
+            .pools
+            .iter()
+            .filter_map(|r| Some(u64::from(v4(r.end)?.checked_sub(v4(r.start)?)?) + 1))
+            .sum();
+        let Some(start) = spec.pools.first().and_then(|r| v4(r.start)) else {
+            continue;
+        };
+        if capacity >= hosts as u64 {
+            continue;
+        }
+        let Some(end) = start.checked_add(hosts as u32 + 16) else {
+            continue;
+        };
+        let mut prefix = spec.prefix.unwrap_or(24).min(30);
+        while prefix > 8 && (start >> (32 - prefix)) != (end >> (32 - prefix)) {
+            prefix -= 1;
+        }
+        spec.pools = vec![ipam::PoolRange::from_to(
+            std::net::Ipv4Addr::from(start).into(),
+            std::net::Ipv4Addr::from(end).into(),
+        )];
+        spec.prefix = Some(prefix);
+    }
+}
+
 /// Points a manifest host at the simulation and at the local image server.
 fn localize(bmh: &mut BareMetalHost, sim: &SimHost, images: &str) {
     bmh.spec.bmc.address = sim.address.clone();
@@ -351,7 +387,10 @@ async fn run_controller(api: Arc<std::sync::Mutex<EmulatedApi>>, operator: Share
 /// Runs the demo.
 pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let started = Instant::now();
-    let manifests = Manifests::load_dir(&config.manifests)?;
+    let mut manifests = Manifests::load_dir(&config.manifests)?;
+    if let Some(n) = config.hosts {
+        widen_pools(&mut manifests, n);
+    }
     if manifests.hosts.is_empty() {
         return Err(format!(
             "no BareMetalHost in {}",
@@ -513,29 +552,36 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let mut progress = Progress::default();
     let mut errors_seen: BTreeMap<String, provision_fsm::HostError> = BTreeMap::new();
     loop {
-        let records = operator.records();
-        for h in &hosts {
-            let key = h.metadata.key();
-            if let (Some(kind), Some(error)) = (
-                expected_error(h),
-                records.get(&key).and_then(|r| r.host.error.clone()),
-            ) {
-                if error.kind.name() == kind && !errors_seen.contains_key(&key) {
-                    errors_seen.insert(key.clone(), error);
-                    front.delete(&key);
-                }
-            }
+        let failed: Vec<(String, provision_fsm::HostError)> = operator.with_records(|records| {
+            hosts
+                .iter()
+                .filter_map(|h| {
+                    let key = h.metadata.key();
+                    let kind = expected_error(h)?;
+                    let error = records.get(&key)?.host.error.clone()?;
+                    (error.kind.name() == kind && !errors_seen.contains_key(&key))
+                        .then_some((key, error))
+                })
+                .collect()
+        });
+        for (key, error) in failed {
+            errors_seen.insert(key.clone(), error);
+            front.delete(&key);
         }
-        let provisioned = hosts
-            .iter()
-            .filter(|h| {
-                let r = records.get(&h.metadata.key());
-                match expected_error(h) {
-                    Some(_) => errors_seen.contains_key(&h.metadata.key()),
-                    None => r.is_some_and(|r| r.host.state.kind() == HostStateKind::Provisioned),
-                }
-            })
-            .count();
+        let provisioned = operator.with_records(|records| {
+            hosts
+                .iter()
+                .filter(|h| {
+                    let r = records.get(&h.metadata.key());
+                    match expected_error(h) {
+                        Some(_) => errors_seen.contains_key(&h.metadata.key()),
+                        None => {
+                            r.is_some_and(|r| r.host.state.kind() == HostStateKind::Provisioned)
+                        }
+                    }
+                })
+                .count()
+        });
         if config.progress {
             progress.tick(&operator, &keys);
         }
@@ -843,8 +889,8 @@ async fn wait_all(
     done: impl Fn(Option<&crate::operator::HostRecord>) -> bool,
 ) {
     loop {
-        let records = operator.records();
-        if keys.iter().all(|k| done(records.get(k))) || Instant::now() > deadline {
+        let finished = operator.with_records(|records| keys.iter().all(|k| done(records.get(k))));
+        if finished || Instant::now() > deadline {
             return;
         }
         if let Some(p) = progress.as_deref_mut() {
@@ -902,10 +948,12 @@ impl Progress {
 pub fn progress_line(operator: &Operator, keys: &[String]) -> String {
     let total = keys.len();
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-    let records = operator.records();
-    for r in records.values() {
-        *counts.entry(r.host.state.kind().name()).or_default() += 1;
-    }
+    let errors = operator.with_records(|records| {
+        for r in records.values() {
+            *counts.entry(r.host.state.kind().name()).or_default() += 1;
+        }
+        records.values().filter(|r| r.host.error.is_some()).count()
+    });
     let gone = keys.iter().filter(|k| operator.is_gone(k)).count();
     let mut parts: Vec<String> = [
         HostStateKind::Registering,
@@ -920,7 +968,6 @@ pub fn progress_line(operator: &Operator, keys: &[String]) -> String {
     .iter()
     .filter_map(|s| counts.get(s.name()).map(|n| format!("{} {n}", s.name())))
     .collect();
-    let errors = records.values().filter(|r| r.host.error.is_some()).count();
     if errors > 0 {
         parts.push(format!("with errors {errors}"));
     }

@@ -393,6 +393,12 @@ impl Operator {
             .collect()
     }
 
+    /// Runs `f` over the host records in place (no copy: for checks that look at every
+    /// host often, where [`Operator::records`] would clone them all each time).
+    pub fn with_records<T>(&self, f: impl FnOnce(&HashMap<String, HostRecord>) -> T) -> T {
+        f(&lock(&self.records))
+    }
+
     /// Whether the host's object is gone (deleted and finalized).
     pub fn is_gone(&self, key: &str) -> bool {
         !lock(&self.records).contains_key(key) && !lock(&self.desired).contains_key(key)
@@ -695,12 +701,17 @@ impl Operator {
         name: &str,
         done: impl Fn(NodeState) -> bool,
     ) -> Result<NodeView, ApiError> {
+        // Long polls: the conductor answers when the state changes, so a wait costs one
+        // request per state passed through, however long it takes.
+        let mut view = self.conductor.node(name).await?;
         loop {
-            let view = self.conductor.node(name).await?;
             if done(view.state) {
                 return Ok(view);
             }
-            tokio::time::sleep(self.config.poll).await;
+            view = self
+                .conductor
+                .wait_node(name, view.state, NODE_WAIT)
+                .await?;
         }
     }
 
@@ -1023,6 +1034,9 @@ impl Operator {
             .count()
     }
 }
+
+/// How long one long poll of a node waits for its state to change.
+const NODE_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 enum CredentialsProblem {
