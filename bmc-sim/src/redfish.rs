@@ -221,9 +221,14 @@ fn index_actions(resources: &Resources) -> HashMap<String, (ActionKind, String)>
 }
 
 fn etag_of(v: &Value) -> String {
+    etag_of_text(&v.to_string())
+}
+
+/// The ETag of a serialized body (what [`etag_of`] gives for its JSON).
+fn etag_of_text(body: &str) -> String {
     // FNV-1a over the serialized body: stable, cheap, changes with every write.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in v.to_string().bytes() {
+    for b in body.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -611,14 +616,16 @@ fn get(inner: &Inner, k: &str) -> Response {
         )
             .into_response(),
         Some(v) => {
-            let etag = etag_of(v);
+            // Serialized once, for the body and its ETag.
+            let body = v.to_string();
+            let etag = etag_of_text(&body);
             (
                 StatusCode::OK,
                 [
                     ("Content-Type", "application/json".to_string()),
                     ("ETag", etag),
                 ],
-                v.to_string(),
+                body,
             )
                 .into_response()
         }

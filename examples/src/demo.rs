@@ -25,6 +25,7 @@ use crate::api::{ConductorApi, HttpConductor};
 use crate::conductor::{Conductor, ConductorConfig};
 use crate::controller::{FINALIZER, HostObject, Write, reconcile};
 use crate::fleet::{self, HostSimConfig, Images, SimHost};
+use crate::fleet_process::{FleetHost, FleetProcess, FleetRequest, RemoteHost};
 use crate::manifests::{BareMetalHost, Manifests};
 use crate::operator::{Operator, OperatorConfig};
 use crate::store::Store;
@@ -77,6 +78,10 @@ pub struct DemoConfig {
     /// emulated API server, each reconciled through [`crate::controller::reconcile`]
     /// (finalizers, status writes, requeues), instead of handing the hosts over directly.
     pub kube_mode: bool,
+    /// Simulate the fleet (BMCs, image server, agents) in a child process, so that this
+    /// process holds only the operator and the conductor and their memory can be told
+    /// apart from the simulator's ([`crate::fleet_process`]).
+    pub separate_simulator: bool,
 }
 
 impl Default for DemoConfig {
@@ -94,6 +99,7 @@ impl Default for DemoConfig {
             external_bmcs: false,
             inspection: provision_fsm::InspectionMode::Agent,
             kube_mode: false,
+            separate_simulator: false,
         }
     }
 }
@@ -130,6 +136,11 @@ pub struct DemoReport {
     pub bmc_requests: u64,
     /// Times the operator was restarted.
     pub operator_restarts: u32,
+    /// Peak resident memory of the fleet process (KiB), with a separate simulator.
+    pub simulator_peak_rss_kib: Option<u64>,
+    /// Peak resident memory of this process (KiB): operator and conductor, plus the
+    /// simulated fleet unless it ran in its own process.
+    pub peak_rss_kib: u64,
 }
 
 impl DemoReport {
@@ -232,7 +243,7 @@ fn widen_pools(manifests: &mut Manifests, hosts: usize) {
 }
 
 /// Points a manifest host at the simulation and at the local image server.
-fn localize(bmh: &mut BareMetalHost, sim: &SimHost, images: &str) {
+fn localize(bmh: &mut BareMetalHost, sim: &RemoteHost, images: &str) {
     bmh.spec.bmc.address = sim.address.clone();
     bmh.spec.boot_mac_address = sim.macs.first().cloned();
     if let Some(image) = &mut bmh.spec.image {
@@ -408,11 +419,22 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             .collect(),
     };
 
-    let images = Images::demo();
-    let image_server = fleet::serve_images(images.clone())
-        .await
-        .map_err(|e| format!("image server: {e}"))?;
-    let images_base = format!("http://{}", image_server.addr);
+    let mut fleet_process = match config.separate_simulator && !config.external_bmcs {
+        true => Some(FleetProcess::spawn().await?),
+        false => None,
+    };
+    let mut image_server = None;
+    let images_base = match &fleet_process {
+        Some(f) => f.images.clone(),
+        None => {
+            let server = fleet::serve_images(Images::demo())
+                .await
+                .map_err(|e| format!("image server: {e}"))?;
+            let base = format!("http://{}", server.addr);
+            image_server = Some(server);
+            base
+        }
+    };
     let agent_image_url = format!("{images_base}/images/agent.iso");
 
     let mut registry = Registry::new();
@@ -457,6 +479,8 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         agent_http: agent_http.clone(),
     };
     let mut sims: BTreeMap<String, SimHost> = BTreeMap::new();
+    // Every simulated host (in this process or the fleet's): vendor, BMC address, MACs.
+    let mut simulated: BTreeMap<String, (&'static fleet::Vendor, RemoteHost)> = BTreeMap::new();
     for bmh in hosts.iter_mut().filter(|_| config.external_bmcs) {
         if let Some(image) = &mut bmh.spec.image {
             if let Some(name) = image.url.rsplit('/').next() {
@@ -464,11 +488,8 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             }
         }
     }
-    for (i, bmh) in hosts
-        .iter_mut()
-        .enumerate()
-        .filter(|_| !config.external_bmcs)
-    {
+    let mut requested = Vec::new();
+    for bmh in hosts.iter().filter(|_| !config.external_bmcs) {
         let name = bmh
             .metadata
             .annotations
@@ -489,15 +510,65 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         if let Some(p) = bmh.metadata.annotations.get(BMC_PASSWORD) {
             credentials.1 = p.clone();
         }
-        let sim = fleet::start_host(vendor, i as u32 + 1, &sim_config(i as u64 + 1, credentials))
-            .await
-            .map_err(|e| format!("simulated BMC: {e}"))?;
+        requested.push((vendor, credentials));
+    }
+    let started_hosts: Vec<RemoteHost> = match &mut fleet_process {
+        Some(f) => {
+            f.start_hosts(&FleetRequest {
+                fixtures: config.fixtures.clone(),
+                power_delay_ms: config.power_delay.as_millis() as u64,
+                fault_rate: config.fault_rate,
+                agent_api: format!("http://{}", agent_api.addr),
+                hosts: requested
+                    .iter()
+                    .map(|(v, (user, pass))| FleetHost {
+                        vendor: v.name.to_string(),
+                        username: user.clone(),
+                        password: pass.clone(),
+                    })
+                    .collect(),
+            })
+            .await?
+        }
+        None => {
+            let mut out = Vec::new();
+            for (i, (vendor, credentials)) in requested.iter().enumerate() {
+                let key = hosts[i].metadata.key();
+                let sim = fleet::start_host(
+                    vendor,
+                    i as u32 + 1,
+                    &sim_config(i as u64 + 1, credentials.clone()),
+                )
+                .await
+                .map_err(|e| format!("simulated BMC: {e}"))?;
+                out.push(RemoteHost {
+                    address: sim.address.clone(),
+                    macs: sim.macs.clone(),
+                });
+                sims.insert(key, sim);
+            }
+            out
+        }
+    };
+    if started_hosts.len() != requested.len() {
+        return Err(format!(
+            "asked for {} simulated hosts, got {}",
+            requested.len(),
+            started_hosts.len()
+        ));
+    }
+    for ((bmh, sim), (vendor, _)) in hosts
+        .iter_mut()
+        .filter(|_| !config.external_bmcs)
+        .zip(started_hosts)
+        .zip(&requested)
+    {
         let address = bmh.spec.bmc.address.clone();
         localize(bmh, &sim, &images_base);
         if bmh.metadata.annotations.contains_key(KEEP_ADDRESS) {
             bmh.spec.bmc.address = address;
         }
-        sims.insert(bmh.metadata.key(), sim);
+        simulated.insert(bmh.metadata.key(), (*vendor, sim));
     }
     let state_file = match &config.state {
         Some(p) => p.clone(),
@@ -675,13 +746,35 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // What the simulated hosts booted, and the requests their BMCs served.
+    let (mut boots_of, bmc_requests, simulator_peak_rss_kib) = match &fleet_process {
+        Some(f) => {
+            let report = f.report().await?;
+            // The fleet answers in the order the hosts were asked for.
+            let boots: BTreeMap<String, Vec<BootSource>> = hosts
+                .iter()
+                .filter(|_| !config.external_bmcs)
+                .map(|h| h.metadata.key())
+                .zip(report.boots)
+                .collect();
+            (boots, report.requests, Some(report.peak_rss_kib))
+        }
+        None => (
+            sims.iter()
+                .map(|(k, s)| (k.clone(), s.sim.boots(s.vendor.system)))
+                .collect(),
+            sims.values().map(|s| s.sim.requests()).sum(),
+            None,
+        ),
+    };
+
     // Checks.
     let mut addresses = HashSet::new();
     let mut reports = Vec::new();
     for bmh in &hosts {
         let key = bmh.metadata.key();
-        let sim = sims.get(&key);
-        let vendor = sim.map_or("external", |s| s.vendor.name).to_string();
+        let sim = simulated.get(&key);
+        let vendor = sim.map_or("external", |(v, _)| v.name).to_string();
         let mut problems = Vec::new();
         let live = bmh.live_iso();
         let rec = at_provisioned.get(&key);
@@ -768,9 +861,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                 }
             }
         }
-        let boots = sim
-            .map(|s| s.sim.boots(s.vendor.system))
-            .unwrap_or_default();
+        let boots = boots_of.remove(&key).unwrap_or_default();
         let image_url = bmh
             .spec
             .image
@@ -782,7 +873,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                 .iter()
                 .any(|b| matches!(b, BootSource::VirtualCd { image: i, .. } if i == image))
         };
-        let boot_mac = sim.and_then(|s| s.macs.first());
+        let boot_mac = sim.and_then(|(_, s)| s.macs.first());
         let inspected_macs: Vec<String> = rec
             .and_then(|r| r.hardware.as_ref())
             .map(|h| {
@@ -870,14 +961,20 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     if let Some(c) = controller {
         c.abort();
     }
-    let bmc_requests = sims.values().map(|s| s.sim.requests()).sum();
     let _ = std::fs::remove_file(&state_file);
+    let peak_rss_kib = crate::fleet_process::peak_rss_kib();
+    if let Some(f) = fleet_process {
+        f.stop().await;
+    }
+    drop(image_server);
     Ok(DemoReport {
         hosts: reports,
         provisioned_after,
         total: started.elapsed(),
         bmc_requests,
         operator_restarts: restarts,
+        simulator_peak_rss_kib,
+        peak_rss_kib,
     })
 }
 

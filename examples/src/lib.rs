@@ -29,6 +29,7 @@ pub mod conductor;
 pub mod controller;
 pub mod demo;
 pub mod fleet;
+pub mod fleet_process;
 #[cfg(feature = "kube")]
 pub mod kube_controller;
 pub mod manifests;

@@ -9,7 +9,7 @@
 //! provisioned), so a killed operator that restarts carries on without provisioning a
 //! host twice or handing out an address twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -217,12 +217,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The operator.
 pub struct Operator {
     conductor: Arc<dyn ConductorApi>,
-    store: Store,
+    store: Arc<Store>,
+    /// Saves waiting for the next commit (group commit, see [`Operator::save`]).
+    pending: Arc<Mutex<PendingCommit>>,
     config: OperatorConfig,
     desired: Mutex<HashMap<String, Desired>>,
     records: Mutex<HashMap<String, HostRecord>>,
     secrets: Mutex<BTreeMap<String, Secret>>,
-    pools: Mutex<HashMap<String, (IpPoolObject, ipam::IpPool)>>,
+    pools: Arc<Mutex<HashMap<String, (IpPoolObject, ipam::IpPool)>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stopped: std::sync::atomic::AtomicBool,
     started: tokio::time::Instant,
@@ -233,6 +235,61 @@ impl std::fmt::Debug for Operator {
         f.debug_struct("Operator")
             .field("hosts", &lock(&self.records).len())
             .finish()
+    }
+}
+
+/// Host records and pools waiting to be committed together, and who waits for it.
+#[derive(Default)]
+struct PendingCommit {
+    hosts: Vec<(String, Option<Vec<u8>>)>,
+    pools: BTreeSet<String>,
+    waiters: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    /// A committer task is running (it takes what arrives while it commits).
+    committing: bool,
+}
+
+type Pools = Arc<Mutex<HashMap<String, (IpPoolObject, ipam::IpPool)>>>;
+
+/// Commits what is pending, batch after batch, until nothing is: one transaction (one
+/// disk sync) for every save that arrived during the previous one. A pool's state is
+/// encoded once per batch, however many of its claims the batch holds.
+async fn commit_pending(store: Arc<Store>, pending: Arc<Mutex<PendingCommit>>, pools: Pools) {
+    loop {
+        let (hosts, pool_names, waiters) = {
+            let mut p = lock(&pending);
+            if p.waiters.is_empty() {
+                p.committing = false;
+                return;
+            }
+            (
+                std::mem::take(&mut p.hosts),
+                std::mem::take(&mut p.pools),
+                std::mem::take(&mut p.waiters),
+            )
+        };
+        let encoded: Result<Vec<(String, Vec<u8>)>, StoreError> = {
+            let p = lock(&pools);
+            pool_names
+                .into_iter()
+                .filter_map(|name| {
+                    let (_, pool) = p.get(&name)?;
+                    Some(encode(&pool.state()).map(|state| (name, state)))
+                })
+                .collect()
+        };
+        let result = match encoded {
+            Ok(pools) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.commit(Change { hosts, pools }))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
     }
 }
 
@@ -253,12 +310,13 @@ impl Operator {
         let records: HashMap<String, HostRecord> = store.hosts()?.into_iter().collect();
         Ok(Arc::new(Operator {
             conductor,
-            store,
+            store: Arc::new(store),
+            pending: Arc::new(Mutex::new(PendingCommit::default())),
             config,
             desired: Mutex::new(HashMap::new()),
             records: Mutex::new(records),
             secrets: Mutex::new(BTreeMap::new()),
-            pools: Mutex::new(HashMap::new()),
+            pools: Arc::new(Mutex::new(HashMap::new())),
             tasks: Mutex::new(Vec::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             started: tokio::time::Instant::now(),
@@ -356,6 +414,13 @@ impl Operator {
         }
         for t in tasks {
             let _ = t.await;
+        }
+        // Saves already handed to the committer land before the store is let go.
+        for _ in 0..10_000 {
+            if !lock(&self.pending).committing {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
@@ -549,25 +614,35 @@ impl Operator {
     }
 
     /// Commits a host's record (and pool changes) and publishes it.
-    fn save(
+    /// Commits the host's record (or its removal) with the current state of `pools`, and
+    /// returns once that is on disk. Saves from many hosts share a commit: the first
+    /// starts a committer task that commits whatever has arrived, batch after batch.
+    async fn save(
         &self,
         key: &str,
         record: Option<&HostRecord>,
         pools: &[String],
     ) -> Result<(), StoreError> {
-        let mut change = Change::default();
-        change
-            .hosts
-            .push((key.to_string(), record.map(encode).transpose()?));
-        {
-            let p = lock(&self.pools);
-            for name in pools {
-                if let Some((_, pool)) = p.get(name) {
-                    change.pools.push((name.clone(), encode(&pool.state())?));
-                }
-            }
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut p = lock(&self.pending);
+            p.hosts
+                .push((key.to_string(), record.map(encode).transpose()?));
+            p.pools.extend(pools.iter().cloned());
+            p.waiters.push(done);
+            !std::mem::replace(&mut p.committing, true)
+        };
+        if start {
+            tokio::spawn(commit_pending(
+                self.store.clone(),
+                self.pending.clone(),
+                self.pools.clone(),
+            ));
         }
-        self.store.commit(change)?;
+        committed
+            .await
+            .map_err(|_| StoreError::new("the committer stopped"))?
+            .map_err(StoreError::new)?;
         let mut records = lock(&self.records);
         match record {
             Some(r) => {
@@ -615,7 +690,7 @@ impl Operator {
             record.next_wake = step
                 .wake_at
                 .map(|t| now + t.saturating_sub(self.now()).as_secs_f64());
-            if let Err(e) = self.save(&key, Some(&record), &[]) {
+            if let Err(e) = self.save(&key, Some(&record), &[]).await {
                 tracing::error!(host = %key, error = %e, "cannot save the host's status");
             }
             event = HostEvent::Reconcile;
@@ -634,7 +709,9 @@ impl Operator {
                                 pool.release(&key);
                             }
                         }
-                        let _ = self.save(&key, None, &pool.into_iter().collect::<Vec<_>>());
+                        let _ = self
+                            .save(&key, None, &pool.into_iter().collect::<Vec<_>>())
+                            .await;
                         lock(&self.desired).remove(&key);
                         return;
                     }
@@ -855,7 +932,7 @@ impl Operator {
     }
 
     /// Claims the host's address (committed before it is used).
-    fn claim_address(
+    async fn claim_address(
         &self,
         key: &str,
         record: &mut HostRecord,
@@ -892,6 +969,7 @@ impl Operator {
         };
         record.address = Some((pool_name.clone(), address.clone()));
         self.save(key, Some(record), &[pool_name])
+            .await
             .map_err(|e| e.to_string())?;
         Ok(Some(address))
     }
@@ -925,7 +1003,7 @@ impl Operator {
             .await
             .map_err(|e| e.to_string())?;
         if matches!(node.state, NodeState::Available | NodeState::DeployFailed) {
-            let address = self.claim_address(key, record)?;
+            let address = self.claim_address(key, record).await?;
             let mac = bmh.spec.boot_mac_address.clone().or_else(|| {
                 record.hardware.as_ref().and_then(|h| {
                     h.nics
@@ -1015,7 +1093,7 @@ impl Operator {
                 if let Some(p) = released {
                     if let Some(mut r) = self.record(key) {
                         r.address = None;
-                        let _ = self.save(key, Some(&r), &[p]);
+                        let _ = self.save(key, Some(&r), &[p]).await;
                     }
                 }
                 Ok(())

@@ -17,6 +17,13 @@ const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 #[error("state store: {0}")]
 pub struct StoreError(String);
 
+impl StoreError {
+    /// An error with this text.
+    pub fn new(text: impl Into<String>) -> StoreError {
+        StoreError(text.into())
+    }
+}
+
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }

@@ -3,8 +3,11 @@
 //! ```text
 //! metal3-demo [--hosts N] [--fault-rate P] [--power-delay-ms MS] [--timeout SECS]
 //!             [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs]
-//!             [--kube-mode] [--quiet]
+//!             [--kube-mode] [--separate-simulator] [--quiet]
 //! ```
+//! `--separate-simulator` runs the simulated fleet (BMCs, image server, agents) in a child
+//! process and reports the peak memory of each process: this one then holds only the
+//! operator and the conductor.
 //! `--external-bmcs` keeps the manifests' BMC addresses (sushy-emulator, real BMCs)
 //! instead of simulating one BMC per host. `--kube-mode` hands the hosts to the operator
 //! the way the `kube` feature's controller does: objects in an emulated API server, each
@@ -21,7 +24,8 @@ use std::time::Duration;
 use bmc_examples::demo::{DemoConfig, run};
 
 const USAGE: &str = "usage: metal3-demo [--hosts N] [--fault-rate P] [--power-delay-ms MS] \
-[--timeout SECS] [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs] [--kube-mode] [--quiet]";
+[--timeout SECS] [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs] [--kube-mode] \
+[--separate-simulator] [--quiet]";
 
 fn parse(args: &[String]) -> Result<DemoConfig, String> {
     let mut config = DemoConfig {
@@ -66,6 +70,7 @@ fn parse(args: &[String]) -> Result<DemoConfig, String> {
             "--quiet" => config.progress = false,
             "--external-bmcs" => config.external_bmcs = true,
             "--kube-mode" => config.kube_mode = true,
+            "--separate-simulator" => config.separate_simulator = true,
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
@@ -76,6 +81,15 @@ fn parse(args: &[String]) -> Result<DemoConfig, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(bmc_examples::fleet_process::CHILD_FLAG) {
+        return match bmc_examples::fleet_process::serve_child().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("metal3-demo fleet: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match parse(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -96,6 +110,19 @@ async fn main() -> ExitCode {
                 report.bmc_requests,
                 report.bmc_requests as f64 / report.hosts.len().max(1) as f64
             );
+            let hosts = report.hosts.len().max(1) as f64;
+            match report.simulator_peak_rss_kib {
+                Some(sim) => println!(
+                    "peak memory: operator+conductor {:.1} MiB ({:.1} KiB per host), simulated fleet {:.1} MiB",
+                    report.peak_rss_kib as f64 / 1024.0,
+                    report.peak_rss_kib as f64 / hosts,
+                    sim as f64 / 1024.0
+                ),
+                None => println!(
+                    "peak memory: {:.1} MiB (operator, conductor and simulated fleet in one process)",
+                    report.peak_rss_kib as f64 / 1024.0
+                ),
+            }
             if report.ok() {
                 if progress {
                     println!("every host ended where it should");
