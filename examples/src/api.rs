@@ -7,6 +7,7 @@
 //! | create (or update) a node | `POST /v1/nodes` |
 //! | show / list | `GET /v1/nodes/{name}`, `GET /v1/nodes` |
 //! | wait for a node to leave a state | `GET /v1/nodes/{name}?wait_while=<state>&timeout_ms=<ms>` |
+//! | node state changes after a position of the feed (long poll) | `GET /v1/changes?since=<seq>&timeout_ms=<ms>` |
 //! | delete | `DELETE /v1/nodes/{name}` |
 //! | provision verb | `PUT /v1/nodes/{name}/states/provision` `{"target": "manage"\|"inspect"\|"provide"\|"active"\|"deleted"\|"abort", "deploy": {…}}` |
 //! | power | `PUT /v1/nodes/{name}/states/power` `{"target": "power on"\|"power off"}` |
@@ -14,6 +15,7 @@
 //! Node names are `namespace/name`; the slash is escaped (`%2F`) in paths. Credentials
 //! travel in the create body, so serve the API on loopback or behind TLS.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +32,7 @@ use bmc_core::Credentials;
 
 use provision_fsm::NodeState;
 
+use crate::changes::Changes;
 use crate::conductor::{ApiError, Conductor, DeployConfig, NodeSpec, NodeView, Verb};
 
 /// What the operator needs from a conductor.
@@ -278,10 +281,24 @@ async fn power(
     reply(c.set_power(&name, on).await)
 }
 
+/// `GET /v1/changes` query.
+#[derive(Debug, Deserialize)]
+struct ChangesQuery {
+    #[serde(default)]
+    since: u64,
+    timeout_ms: Option<u64>,
+}
+
+async fn changes(State(c): State<Arc<Conductor>>, Query(q): Query<ChangesQuery>) -> Response {
+    let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(30_000)).min(MAX_WAIT);
+    reply(Ok(c.changes(q.since, timeout).await))
+}
+
 /// The admin API's routes.
 pub fn routes(conductor: Arc<Conductor>) -> Router {
     Router::new()
         .route("/v1/nodes", get(list).post(create))
+        .route("/v1/changes", get(changes))
         .route("/v1/nodes/{name}", get(show).delete(delete))
         .route("/v1/nodes/{name}/states/provision", put(provision))
         .route("/v1/nodes/{name}/states/power", put(power))
@@ -289,29 +306,107 @@ pub fn routes(conductor: Arc<Conductor>) -> Router {
 }
 
 /// The admin API over HTTP.
+///
+/// At most [`HttpConductor::MAX_IN_FLIGHT`] requests are in flight at once (so thousands of
+/// hosts reconciled at once share a few connections), and waits for node state changes
+/// ([`ConductorApi::wait_node`]) are answered from one long poll of the conductor's change
+/// feed shared by all waiters, not a connection per waiting node.
 #[derive(Debug, Clone)]
 pub struct HttpConductor {
     base: String,
     http: reqwest::Client,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    watch: Arc<Watch>,
+}
+
+/// What the change-feed watcher knows: the last state seen per node (`None`: deleted),
+/// and a generation counter bumped after each answer.
+#[derive(Debug)]
+struct Watch {
+    states: std::sync::Mutex<HashMap<String, Option<NodeState>>>,
+    generation: tokio::sync::watch::Sender<u64>,
+    running: std::sync::atomic::AtomicBool,
 }
 
 fn escape(name: &str) -> String {
     name.replace('%', "%25").replace('/', "%2F")
 }
 
+/// Follows the conductor's change feed until every [`HttpConductor`] sharing `watch` is
+/// gone.
+async fn follow_changes(base: String, http: reqwest::Client, watch: std::sync::Weak<Watch>) {
+    let mut since = 0;
+    loop {
+        let answer = http
+            .get(format!("{base}/v1/changes?since={since}&timeout_ms=20000"))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        let changes = match answer {
+            Ok(r) if r.status().is_success() => r.json::<Changes>().await.ok(),
+            _ => None,
+        };
+        let Some(watch) = watch.upgrade() else {
+            return;
+        };
+        match changes {
+            Some(c) => {
+                {
+                    let mut states = match watch.states.lock() {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                    if c.complete {
+                        states.clear();
+                    }
+                    for change in c.changes {
+                        states.insert(change.name, change.state);
+                    }
+                }
+                since = c.seq;
+                watch.generation.send_modify(|g| *g += 1);
+            }
+            None => {
+                drop(watch);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 impl HttpConductor {
+    /// Requests in flight at once.
+    pub const MAX_IN_FLIGHT: usize = 64;
+
     /// A client for the conductor at `base` (`http://127.0.0.1:6385`).
     pub fn new(base: &str) -> HttpConductor {
         HttpConductor {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(Self::MAX_IN_FLIGHT)),
+            watch: Arc::new(Watch {
+                states: std::sync::Mutex::new(HashMap::new()),
+                generation: tokio::sync::watch::Sender::new(0),
+                running: std::sync::atomic::AtomicBool::new(false),
+            }),
         }
+    }
+
+    /// The state the change feed last told for `name`: `Some(None)` when deleted, `None`
+    /// when not told yet.
+    fn known_state(&self, name: &str) -> Option<Option<NodeState>> {
+        let states = match self.watch.states.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        states.get(name).copied()
     }
 
     async fn answer<T: serde::de::DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<Option<T>, ApiError> {
+        let _permit = self.in_flight.acquire().await;
         let response = request
             .send()
             .await
@@ -380,21 +475,40 @@ impl ConductorApi for HttpConductor {
         while_in: NodeState,
         timeout: Duration,
     ) -> Result<NodeView, ApiError> {
-        let state = serde_json::to_value(while_in)
-            .ok()
-            .and_then(|v| v.as_str().map(|s| s.replace(' ', "%20")))
-            .unwrap_or_default();
-        self.view(
-            self.http
-                .get(format!(
-                    "{}/v1/nodes/{}?wait_while={state}&timeout_ms={}",
-                    self.base,
-                    escape(name),
-                    timeout.as_millis()
-                ))
-                .timeout(timeout + Duration::from_secs(10)),
-        )
-        .await
+        if !self
+            .watch
+            .running
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tokio::spawn(follow_changes(
+                self.base.clone(),
+                self.http.clone(),
+                Arc::downgrade(&self.watch),
+            ));
+        }
+        let mut generation = self.watch.generation.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.known_state(name) {
+                Some(Some(state)) if state == while_in => {}
+                // Moved on (or deleted: then the node is not found). The feed may still
+                // hold a state from before the caller's own read: then wait for more.
+                Some(_) => {
+                    let view = self.node(name).await?;
+                    if view.state != while_in {
+                        return Ok(view);
+                    }
+                }
+                // Not told yet: the feed's first answer lists every node.
+                None => {}
+            }
+            if tokio::time::timeout_at(deadline, generation.changed())
+                .await
+                .is_err()
+            {
+                return self.node(name).await;
+            }
+        }
     }
 
     async fn delete_node(&self, name: &str) -> Result<(), ApiError> {

@@ -24,6 +24,8 @@ use bmc_core::{
 };
 use provision_fsm::{Node, NodeAction, NodeEvent, NodeState, NodeTimeouts};
 
+use crate::changes::{Changes, Feed, NodeChange};
+
 /// How the conductor runs.
 #[derive(Debug, Clone)]
 pub struct ConductorConfig {
@@ -205,6 +207,8 @@ struct NodeRecord {
     inspect_in_band: bool,
     /// The provision state, for callers waiting for it to change ([`Conductor::wait_node`]).
     state_tx: tokio::sync::watch::Sender<NodeState>,
+    /// The conductor's change feed ([`Conductor::changes`]).
+    feed: Arc<Feed>,
 }
 
 impl NodeRecord {
@@ -223,11 +227,14 @@ impl NodeRecord {
     fn set_fsm(&mut self, node: Node) {
         let state = node.state;
         self.fsm = node;
-        self.state_tx.send_if_modified(|s| {
+        let changed = self.state_tx.send_if_modified(|s| {
             let changed = *s != state;
             *s = state;
             changed
         });
+        if changed {
+            self.feed.push(&self.spec.name, Some(state));
+        }
     }
 
     fn view(&self) -> NodeView {
@@ -263,6 +270,7 @@ pub struct Conductor {
     /// one probe per MAC, not a scan of every node. Entries may be stale; a lookup checks
     /// the node.
     nodes_by_mac: Mutex<HashMap<String, Vec<String>>>,
+    feed: Arc<Feed>,
     heavy: Arc<Semaphore>,
     per_bmc: Mutex<HashMap<String, Arc<Semaphore>>>,
     started: tokio::time::Instant,
@@ -291,6 +299,7 @@ impl Conductor {
             registry,
             nodes: Mutex::new(HashMap::new()),
             nodes_by_mac: Mutex::new(HashMap::new()),
+            feed: Arc::new(Feed::default()),
             per_bmc: Mutex::new(HashMap::new()),
             started: tokio::time::Instant::now(),
             tokens: AtomicU64::new(1),
@@ -357,8 +366,10 @@ impl Conductor {
             command_sent: false,
             inspect_in_band: false,
             state_tx: tokio::sync::watch::Sender::new(NodeState::Enroll),
+            feed: self.feed.clone(),
         };
         record.state_tx.send_replace(record.fsm.state);
+        self.feed.push(&spec.name, Some(record.fsm.state));
         self.index_macs(&record);
         let view = record.view();
         nodes.insert(spec.name, Arc::new(Mutex::new(record)));
@@ -386,6 +397,38 @@ impl Conductor {
         drop(record);
         let _ = tokio::time::timeout(timeout, states.wait_for(|s| *s != while_in)).await;
         self.node(name)
+    }
+
+    /// The node state changes after position `since` of the change feed, waiting up to
+    /// `timeout` for one; every node's state (`complete`) when `since` is 0 or the changes
+    /// after it are no longer kept. One long poll of this tells a client about all the
+    /// nodes it waits for.
+    pub async fn changes(&self, since: u64, timeout: Duration) -> Changes {
+        let (seq, changes) = self.feed.after(since, timeout).await;
+        match changes {
+            Some(changes) => Changes {
+                seq,
+                changes,
+                complete: false,
+            },
+            None => {
+                let records: Vec<Shared> = lock(&self.nodes).values().cloned().collect();
+                Changes {
+                    seq,
+                    changes: records
+                        .iter()
+                        .map(|r| {
+                            let r = lock(r);
+                            NodeChange {
+                                name: r.spec.name.clone(),
+                                state: Some(r.fsm.state),
+                            }
+                        })
+                        .collect(),
+                    complete: true,
+                }
+            }
+        }
     }
 
     /// Every node, by name.
@@ -426,7 +469,9 @@ impl Conductor {
             }
             r.driver.clone()
         };
-        lock(&self.nodes).remove(name);
+        if lock(&self.nodes).remove(name).is_some() {
+            self.feed.push(name, None);
+        }
         if let Some(d) = driver {
             let _ = d.close().await;
         }

@@ -25,6 +25,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod changes;
 pub mod conductor;
 pub mod controller;
 pub mod demo;
