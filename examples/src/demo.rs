@@ -25,7 +25,7 @@ use crate::api::{ConductorApi, HttpConductor};
 use crate::conductor::{Conductor, ConductorConfig};
 use crate::controller::{FINALIZER, HostObject, Write, reconcile};
 use crate::fleet::{self, HostSimConfig, Images, SimHost};
-use crate::fleet_process::{FleetHost, FleetProcess, FleetRequest, RemoteHost};
+use crate::fleet_process::{FleetHost, FleetProcess, FleetRequest, HOSTS_PER_PROCESS, RemoteHost};
 use crate::manifests::{BareMetalHost, Manifests};
 use crate::operator::{Operator, OperatorConfig};
 use crate::store::Store;
@@ -128,15 +128,19 @@ pub struct HostReport {
 pub struct DemoReport {
     /// Per host.
     pub hosts: Vec<HostReport>,
-    /// From manifests loaded to every host provisioned.
+    /// From the manifests handed to the operator (the simulated fleet already up) to every
+    /// host provisioned.
     pub provisioned_after: Duration,
+    /// Starting the simulated fleet, the conductor and the operator.
+    pub setup: Duration,
     /// The whole run.
     pub total: Duration,
     /// HTTP requests the simulated BMCs served.
     pub bmc_requests: u64,
     /// Times the operator was restarted.
     pub operator_restarts: u32,
-    /// Peak resident memory of the fleet process (KiB), with a separate simulator.
+    /// Peak resident memory of the fleet processes (KiB, the sum of each one's peak), with
+    /// a separate simulator.
     pub simulator_peak_rss_kib: Option<u64>,
     /// Peak resident memory of this process (KiB): operator and conductor, plus the
     /// simulated fleet unless it ran in its own process.
@@ -419,12 +423,16 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             .collect(),
     };
 
-    let mut fleet_process = match config.separate_simulator && !config.external_bmcs {
-        true => Some(FleetProcess::spawn().await?),
-        false => None,
-    };
+    // With a separate simulator: one fleet process per HOSTS_PER_PROCESS hosts; the first
+    // one's image server serves every host.
+    let mut fleet_processes = Vec::new();
+    if config.separate_simulator && !config.external_bmcs {
+        for _ in 0..hosts.len().div_ceil(HOSTS_PER_PROCESS) {
+            fleet_processes.push(FleetProcess::spawn().await?);
+        }
+    }
     let mut image_server = None;
-    let images_base = match &fleet_process {
+    let images_base = match fleet_processes.first() {
         Some(f) => f.images.clone(),
         None => {
             let server = fleet::serve_images(Images::demo())
@@ -512,14 +520,21 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         }
         requested.push((vendor, credentials));
     }
-    let started_hosts: Vec<RemoteHost> = match &mut fleet_process {
-        Some(f) => {
-            f.start_hosts(&FleetRequest {
+    let started_hosts: Vec<RemoteHost> = if !fleet_processes.is_empty() {
+        let mut out = Vec::new();
+        for (n, (f, chunk)) in fleet_processes
+            .iter_mut()
+            .zip(requested.chunks(HOSTS_PER_PROCESS))
+            .enumerate()
+        {
+            let request = FleetRequest {
                 fixtures: config.fixtures.clone(),
                 power_delay_ms: config.power_delay.as_millis() as u64,
                 fault_rate: config.fault_rate,
                 agent_api: format!("http://{}", agent_api.addr),
-                hosts: requested
+                agent_image_url: agent_image_url.clone(),
+                first: (n * HOSTS_PER_PROCESS) as u32 + 1,
+                hosts: chunk
                     .iter()
                     .map(|(v, (user, pass))| FleetHost {
                         vendor: v.name.to_string(),
@@ -527,28 +542,28 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                         password: pass.clone(),
                     })
                     .collect(),
-            })
-            .await?
+            };
+            out.extend(f.start_hosts(&request).await?);
         }
-        None => {
-            let mut out = Vec::new();
-            for (i, (vendor, credentials)) in requested.iter().enumerate() {
-                let key = hosts[i].metadata.key();
-                let sim = fleet::start_host(
-                    vendor,
-                    i as u32 + 1,
-                    &sim_config(i as u64 + 1, credentials.clone()),
-                )
-                .await
-                .map_err(|e| format!("simulated BMC: {e}"))?;
-                out.push(RemoteHost {
-                    address: sim.address.clone(),
-                    macs: sim.macs.clone(),
-                });
-                sims.insert(key, sim);
-            }
-            out
+        out
+    } else {
+        let mut out = Vec::new();
+        for (i, (vendor, credentials)) in requested.iter().enumerate() {
+            let key = hosts[i].metadata.key();
+            let sim = fleet::start_host(
+                vendor,
+                i as u32 + 1,
+                &sim_config(i as u64 + 1, credentials.clone()),
+            )
+            .await
+            .map_err(|e| format!("simulated BMC: {e}"))?;
+            out.push(RemoteHost {
+                address: sim.address.clone(),
+                macs: sim.macs.clone(),
+            });
+            sims.insert(key, sim);
         }
+        out
     };
     if started_hosts.len() != requested.len() {
         return Err(format!(
@@ -589,6 +604,8 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         Operator::open(conductor, store, operator_config).map_err(|e| e.to_string())
     };
     let mut operator = open(admin.clone())?;
+    // The clock of `provisioned_after` starts here: the fleet is up, the manifests go in.
+    let applied_at = Instant::now();
     let mut applied = manifests.clone();
     applied.hosts = hosts.clone();
     // In kube mode the API server holds the hosts; the operator gets pools and claims.
@@ -682,7 +699,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let provisioned_after = started.elapsed();
+    let provisioned_after = applied_at.elapsed();
     let at_provisioned = operator.records();
     // The controller writes status on its next pass: give it a moment to catch up.
     let settle = Instant::now() + Duration::from_secs(3);
@@ -747,10 +764,16 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     }
 
     // What the simulated hosts booted, and the requests their BMCs served.
-    let (mut boots_of, bmc_requests, simulator_peak_rss_kib) = match &fleet_process {
-        Some(f) => {
-            let report = f.report().await?;
-            // The fleet answers in the order the hosts were asked for.
+    let (mut boots_of, bmc_requests, simulator_peak_rss_kib) = match fleet_processes.is_empty() {
+        false => {
+            let mut report = crate::fleet_process::FleetReport::default();
+            for f in &fleet_processes {
+                let r = f.report().await?;
+                report.requests += r.requests;
+                report.boots.extend(r.boots);
+                report.peak_rss_kib += r.peak_rss_kib;
+            }
+            // The fleets answer in the order the hosts were asked for.
             let boots: BTreeMap<String, Vec<BootSource>> = hosts
                 .iter()
                 .filter(|_| !config.external_bmcs)
@@ -759,7 +782,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                 .collect();
             (boots, report.requests, Some(report.peak_rss_kib))
         }
-        None => (
+        true => (
             sims.iter()
                 .map(|(k, s)| (k.clone(), s.sim.boots(s.vendor.system)))
                 .collect(),
@@ -963,13 +986,14 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     }
     let _ = std::fs::remove_file(&state_file);
     let peak_rss_kib = crate::fleet_process::peak_rss_kib();
-    if let Some(f) = fleet_process {
+    for f in fleet_processes {
         f.stop().await;
     }
     drop(image_server);
     Ok(DemoReport {
         hosts: reports,
         provisioned_after,
+        setup: applied_at - started,
         total: started.elapsed(),
         bmc_requests,
         operator_restarts: restarts,

@@ -50,9 +50,18 @@ pub struct FleetRequest {
     pub fault_rate: f64,
     /// The conductor's agent API, for the simulated agents.
     pub agent_api: String,
-    /// The hosts, in order (host `i` gets MACs and seed from `i + 1`).
+    /// The agent image's URL: a host that boots it starts a simulated agent.
+    pub agent_image_url: String,
+    /// The number of the first host (host `first + i` gets MACs and fault seed from it),
+    /// so that hosts of several fleet processes differ.
+    pub first: u32,
+    /// The hosts, in order.
     pub hosts: Vec<FleetHost>,
 }
+
+/// Hosts per fleet process: each BMC is a listening socket and a connection, and a
+/// process may open 20,000 files here, so larger fleets are split.
+pub const HOSTS_PER_PROCESS: usize = 2_500;
 
 /// A simulated host as the parent sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,7 +157,7 @@ pub async fn serve_child() -> Result<(), String> {
         power_delay: Duration::from_millis(request.power_delay_ms),
         fault_rate: request.fault_rate,
         seed: 1,
-        agent_image_url: format!("{images_base}/images/agent.iso"),
+        agent_image_url: request.agent_image_url.clone(),
         agent_api: request.agent_api.clone(),
         agent_http: reqwest::Client::new(),
     };
@@ -156,12 +165,13 @@ pub async fn serve_child() -> Result<(), String> {
     for (i, h) in request.hosts.iter().enumerate() {
         let vendor =
             fleet::vendor(&h.vendor).ok_or_else(|| format!("unknown vendor {}", h.vendor))?;
+        let number = request.first + i as u32;
         let config = HostSimConfig {
             credentials: (h.username.clone(), h.password.clone()),
-            seed: i as u64 + 1,
+            seed: u64::from(number),
             ..config.clone()
         };
-        let host = fleet::start_host(vendor, i as u32 + 1, &config)
+        let host = fleet::start_host(vendor, number, &config)
             .await
             .map_err(|e| format!("simulated BMC {i}: {e}"))?;
         hosts.push(host);
