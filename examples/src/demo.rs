@@ -1097,3 +1097,43 @@ pub fn progress_line(operator: &Operator, keys: &[String]) -> String {
     }
     format!("[{total} hosts] {}", parts.join(" · "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool_of(manifests: &Manifests) -> &ipam::IpPoolSpec {
+        &manifests.pools[0].spec
+    }
+
+    #[test]
+    fn pools_grow_to_hold_every_host_and_stay_one_subnet() {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests"));
+        let mut manifests = Manifests::load_dir(&dir).unwrap_or_else(|e| unreachable!("{e}"));
+        let before = pool_of(&manifests).clone();
+        // Fewer hosts than the pool holds: unchanged.
+        widen_pools(&mut manifests, 100);
+        assert_eq!(pool_of(&manifests), &before);
+
+        widen_pools(&mut manifests, 10_000);
+        let spec = pool_of(&manifests);
+        let range = &spec.pools[0];
+        let (Some(std::net::IpAddr::V4(start)), Some(std::net::IpAddr::V4(end))) =
+            (range.start, range.end)
+        else {
+            unreachable!("a v4 range: {range:?}")
+        };
+        assert_eq!(Some(range.start), before.pools.first().map(|r| r.start));
+        assert!(u32::from(end) - u32::from(start) + 1 >= 10_000);
+        let prefix = u32::from(spec.prefix.unwrap_or(0));
+        assert!((16..24).contains(&prefix), "prefix {prefix}");
+        let mask = u32::MAX << (32 - prefix);
+        assert_eq!(u32::from(start) & mask, u32::from(end) & mask);
+        // ipam takes it and hands out 10,000 distinct addresses.
+        let mut pool = ipam::IpPool::new(spec).unwrap_or_else(|e| unreachable!("{e}"));
+        for i in 0..10_000 {
+            pool.claim(&format!("host-{i}"))
+                .unwrap_or_else(|e| unreachable!("claim {i}: {e}"));
+        }
+    }
+}
