@@ -7,6 +7,10 @@
 #        alternate, each round runs SUSHY_BENCH_FLOWS cold flows and SUSHY_BENCH_POLLS
 #        polls per client; the medians are printed)
 #
+# The same flows also run against bmc-sim, a server that keeps connections open:
+# sushy-emulator closes every connection, so there each request costs both clients a new
+# TCP connection.
+#
 # Needs python3 (with venv) and curl; starts the emulator from shared/peers on a free
 # loopback port and stops it at the end. Work files: target/vs-sushy/.
 set -euo pipefail
@@ -39,9 +43,16 @@ image_pid=$!
 export SUSHY_PEER_DIR=$work/emulator SUSHY_PEER_USER=admin SUSHY_PEER_PASSWORD=password
 emulator_port=$(free_port)
 bash "$peers/sushy-emulator.sh" start 1 "$emulator_port" > /dev/null
+# The same flows against bmc-sim, which keeps connections open (sushy-emulator answers
+# every request with `Connection: close`, so there each request pays a new connection).
+cargo build --quiet --release -p bmc-sim
+sim_port=$(free_port)
+BMC_SIM_PASSWORD=password target/release/bmc-sim --port "$sim_port" --user admin \
+    --password-env BMC_SIM_PASSWORD > "$work/bmc-sim.log" 2>&1 &
+sim_pid=$!
 cleanup() {
     bash "$peers/sushy-emulator.sh" stop > /dev/null 2>&1 || true
-    kill "$image_pid" 2> /dev/null || true
+    kill "$image_pid" "$sim_pid" 2> /dev/null || true
 }
 trap cleanup EXIT
 # shellcheck disable=SC1091
@@ -60,10 +71,10 @@ log=$work/emulator/emulator.log
 : > "$results"
 # Requests as the emulator logged them, per cold flow up to and including the power
 # request (flows end at their eject), and per poll after the last flow.
-count_requests() { # <client> <first log line> <flows per auth mode> <auth modes>
+count_requests() { # <client> <first log line> <flows per auth mode> <auth modes> <segments to skip>
     tail -n +"$2" "$log" | python3 -c '
 import re, sys
-client, flows, modes, polls = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(","), int(sys.argv[4])
+client, flows, modes, polls, skip = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(","), int(sys.argv[4]), int(sys.argv[5])
 requests = [l for l in sys.stdin if re.search(r"(GET|POST|PATCH|PUT|DELETE) /redfish", l)]
 segments, current = [], []
 for l in requests:
@@ -71,6 +82,7 @@ for l in requests:
     if "VirtualMedia.EjectMedia" in l:
         segments.append(current)
         current = []
+segments = segments[skip:]
 for n, mode in enumerate(modes):
     counted = []
     for seg in segments[n * flows:(n + 1) * flows]:
@@ -78,37 +90,50 @@ for n, mode in enumerate(modes):
         counted.append(upto)
     print(f"{client} {mode} requests {sum(counted) / max(1, len(counted)):.1f}")
 print(f"{client} power-poll requests {len(current) / polls:.1f}")
-' "$1" "$3" "$4" "$SUSHY_BENCH_POLLS"
+' "$1" "$3" "$4" "$SUSHY_BENCH_POLLS" "$5"
+}
+for _ in $(seq 50); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$sim_port/redfish/v1/" 2> /dev/null && break
+    sleep 0.1
+done
+run_clients() { # <server label> <url> <system> <count in the emulator's log: 0|1>
+    export SUSHY_BENCH_URL=$2 SUSHY_BENCH_SYSTEM=$3
+    start=$(($(wc -l < "$log") + 1))
+    cargo bench --quiet -p bmc-redfish --bench vs_sushy 2> "$work/rust-stderr.txt" | sed "s/^/$1 /" >> "$results"
+    # The Rust run starts with a warm-up (host on, an insert and an eject): skipped.
+    [ "$4" = 1 ] && count_requests rust "$start" "$SUSHY_BENCH_FLOWS" cold-flow-default-auth,cold-flow-basic-auth 1 | sed "s/^/$1 /" >> "$results"
+    start=$(($(wc -l < "$log") + 1))
+    "$work/client/bin/python" "$here/vs_sushy.py" | sed "s/^/$1 /" >> "$results"
+    [ "$4" = 1 ] && count_requests sushy "$start" "$SUSHY_BENCH_FLOWS" cold-flow 0 | sed "s/^/$1 /" >> "$results"
+    return 0
 }
 for round in $(seq "$rounds"); do
     echo "round $round of $rounds" >&2
-    start=$(($(wc -l < "$log") + 1))
-    cargo bench --quiet -p bmc-redfish --bench vs_sushy 2> "$work/rust-stderr.txt" >> "$results"
-    count_requests rust "$start" "$SUSHY_BENCH_FLOWS" cold-flow-default-auth,cold-flow-basic-auth >> "$results"
-    start=$(($(wc -l < "$log") + 1))
-    "$work/client/bin/python" "$here/vs_sushy.py" >> "$results"
-    count_requests sushy "$start" "$SUSHY_BENCH_FLOWS" cold-flow >> "$results"
+    run_clients sushy-emulator "$SUSHY_PEER_URL" "$system" 1
+    run_clients bmc-sim "http://127.0.0.1:$sim_port" /redfish/v1/Systems/1 0
 done
 
-echo "sushy-tools 2.2.0 emulator (fake driver, basic auth), sushy $SUSHY_VERSION; $rounds rounds of $SUSHY_BENCH_FLOWS cold flows and $SUSHY_BENCH_POLLS polls per client; medians"
+echo "sushy $SUSHY_VERSION against sushy-tools 2.2.0 (fake driver, basic auth) and bmc-sim (built-in tree, sessions); $rounds rounds of $SUSHY_BENCH_FLOWS cold flows and $SUSHY_BENCH_POLLS polls per client and server; medians"
 python3 - "$results" <<'PY'
 import statistics, sys
 cpu, logged, own = {}, {}, {}
 for line in open(sys.argv[1]):
     parts = line.split()
-    if parts[2] == "requests":
-        logged.setdefault((parts[0], parts[1]), []).append(float(parts[3]))
+    key = (parts[0], parts[1], parts[2])
+    if parts[3] == "requests":
+        logged.setdefault(key, []).append(float(parts[4]))
     else:
-        own.setdefault((parts[0], parts[1]), []).append(float(parts[2]))
-        cpu.setdefault((parts[0], parts[1]), []).append(float(parts[3]))
+        own.setdefault(key, []).append(float(parts[3]))
+        cpu.setdefault(key, []).append(float(parts[4]))
 med = lambda d, k: statistics.median(d[k]) if k in d else float("nan")
-print(f"{'client':<6} {'measurement':<24} {'requests (log)':>15} {'(client count)':>15} {'CPU us':>9}")
+print(f"{'server':<15} {'client':<6} {'measurement':<24} {'requests':>9} {'(in the log)':>13} {'CPU us':>8}")
 for key in sorted(cpu):
-    print(f"{key[0]:<6} {key[1]:<24} {med(logged, key):>15.1f} {med(own, key):>15.1f} {med(cpu, key):>9.0f}")
-for ours, theirs in [(("rust", "cold-flow-default-auth"), ("sushy", "cold-flow")),
-                     (("rust", "cold-flow-basic-auth"), ("sushy", "cold-flow")),
-                     (("rust", "power-poll"), ("sushy", "power-poll"))]:
-    if ours in cpu and theirs in cpu:
-        print(f"{ours[1]}: sushy {med(cpu, theirs) / med(cpu, ours):.1f}x the client CPU; "
-              f"requests {med(logged, theirs):.0f} (sushy) vs {med(logged, ours):.0f}")
+    print(f"{key[0]:<15} {key[1]:<6} {key[2]:<24} {med(own, key):>9.1f} {med(logged, key):>13.1f} {med(cpu, key):>8.0f}")
+for server in sorted({k[0] for k in cpu}):
+    for ours, theirs in [("cold-flow-default-auth", "cold-flow"), ("cold-flow-basic-auth", "cold-flow"),
+                         ("power-poll", "power-poll")]:
+        a, b = (server, "rust", ours), (server, "sushy", theirs)
+        if a in cpu and b in cpu:
+            print(f"{server}, {ours}: sushy uses {med(cpu, b) / med(cpu, a):.1f}x the client CPU; "
+                  f"requests {med(own, b):.0f} (sushy) vs {med(own, a):.0f}")
 PY

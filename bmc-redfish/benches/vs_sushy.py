@@ -35,14 +35,18 @@ def connect(url, user, password):
 def cd_slot(system):
     """Ironic's slot choice: the first virtual-media member that takes a CD, under the
     system or else its manager."""
-    collections = []
-    try:
-        collections.append(system.virtual_media)
-    except Exception:
-        pass
-    for manager in system.managers:
-        collections.append(manager.virtual_media)
-    for collection in collections:
+    def collections():
+        try:
+            yield system.virtual_media
+        except sushy.exceptions.SushyError:
+            pass
+        for manager in system.managers:
+            try:
+                yield manager.virtual_media
+            except sushy.exceptions.SushyError:
+                pass
+
+    for collection in collections():
         for member in collection.get_members():
             if sushy.VIRTUAL_MEDIA_CD in member.media_types:
                 return member

@@ -121,6 +121,14 @@ async fn run() -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("power on: {e}"))?;
+    // An insert and an eject end the warm-up, so that the script, which cuts the
+    // emulator's log at ejects, can tell it from the flows.
+    warm.insert_media(&MediaKind::Cd, &image)
+        .await
+        .map_err(|e| format!("insert: {e}"))?;
+    warm.eject_media(&MediaKind::Cd)
+        .await
+        .map_err(|e| format!("eject: {e}"))?;
 
     for (label, auth) in [
         ("default-auth", AuthMode::Auto),

@@ -5,9 +5,11 @@
 //!   means (driver, endpoint, system id, capability flags).
 //! - `bmcctl`: drives one BMC (power, boot override, virtual media, the verified
 //!   virtual-media boot, inventory) through the driver registry.
-//! - `metal3-demo` ([`demo`]): the whole workflow on a simulated fleet.
-//! - `conductor` ([`conductor`], [`api`], [`agent`]): nodes through provision-fsm's node
-//!   table with the registry's drivers, the admin API and the agent API over HTTP.
+//! - `metal3-demo` ([`demo`]): the whole workflow on a simulated fleet, in this process or
+//!   in fleet processes of its own ([`fleet_process`]).
+//! - `conductor` ([`conductor`], [`api`], [`agent`], [`changes`]): nodes through
+//!   provision-fsm's node table with the registry's drivers, the admin API (with a change
+//!   feed of node states) and the agent API over HTTP.
 //! - `operator` ([`operator`], [`store`]): BareMetalHosts through provision-fsm's host
 //!   machine against a conductor, addresses from ipam, state in an embedded store.
 //! - [`manifests`]: Metal3 objects (`BareMetalHost`, `Secret`, `IPPool`, `IPClaim`) from
