@@ -452,7 +452,9 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     bmc_ipmi::register(&mut registry);
     let conductor = Conductor::new(
         ConductorConfig {
-            max_heavy: 64,
+            // Ironic's default for concurrent deploys is 250: with thousands of hosts the
+            // heavy operations' waits (agent boots, callbacks) need that many in flight.
+            max_heavy: 256,
             per_bmc: 2,
             agent_image_url: agent_image_url.clone(),
             poll: PollPolicy {
