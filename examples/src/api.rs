@@ -319,13 +319,29 @@ pub struct HttpConductor {
     watch: Arc<Watch>,
 }
 
-/// What the change-feed watcher knows: the last state seen per node (`None`: deleted),
-/// and a generation counter bumped after each answer.
+/// What the change-feed watcher knows, per node.
 #[derive(Debug)]
 struct Watch {
-    states: std::sync::Mutex<HashMap<String, Option<NodeState>>>,
-    generation: tokio::sync::watch::Sender<u64>,
+    nodes: std::sync::Mutex<HashMap<String, WatchedNode>>,
     running: std::sync::atomic::AtomicBool,
+}
+
+/// A node as the feed last told it, and the waiters to wake when it changes (only that
+/// node's: ten thousand waiting hosts are not all woken for every change).
+#[derive(Debug, Default)]
+struct WatchedNode {
+    /// `None`: not told yet; `Some(None)`: deleted.
+    state: Option<Option<NodeState>>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Watch {
+    fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<String, WatchedNode>> {
+        match self.nodes.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
 }
 
 fn escape(name: &str) -> String {
@@ -351,20 +367,20 @@ async fn follow_changes(base: String, http: reqwest::Client, watch: std::sync::W
         };
         match changes {
             Some(c) => {
-                {
-                    let mut states = match watch.states.lock() {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
-                    };
-                    if c.complete {
-                        states.clear();
-                    }
-                    for change in c.changes {
-                        states.insert(change.name, change.state);
+                let mut nodes = watch.nodes();
+                if c.complete {
+                    // A full list: what it leaves out is not known any more.
+                    for node in nodes.values_mut() {
+                        node.state = None;
+                        node.changed.notify_waiters();
                     }
                 }
+                for change in c.changes {
+                    let node = nodes.entry(change.name).or_default();
+                    node.state = Some(change.state);
+                    node.changed.notify_waiters();
+                }
                 since = c.seq;
-                watch.generation.send_modify(|g| *g += 1);
             }
             None => {
                 drop(watch);
@@ -385,21 +401,10 @@ impl HttpConductor {
             http: reqwest::Client::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(Self::MAX_IN_FLIGHT)),
             watch: Arc::new(Watch {
-                states: std::sync::Mutex::new(HashMap::new()),
-                generation: tokio::sync::watch::Sender::new(0),
+                nodes: std::sync::Mutex::new(HashMap::new()),
                 running: std::sync::atomic::AtomicBool::new(false),
             }),
         }
-    }
-
-    /// The state the change feed last told for `name`: `Some(None)` when deleted, `None`
-    /// when not told yet.
-    fn known_state(&self, name: &str) -> Option<Option<NodeState>> {
-        let states = match self.watch.states.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        states.get(name).copied()
     }
 
     async fn answer<T: serde::de::DeserializeOwned>(
@@ -486,10 +491,21 @@ impl ConductorApi for HttpConductor {
                 Arc::downgrade(&self.watch),
             ));
         }
-        let mut generation = self.watch.generation.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
+        let changed = self
+            .watch
+            .nodes()
+            .entry(name.to_string())
+            .or_default()
+            .changed
+            .clone();
         loop {
-            match self.known_state(name) {
+            // Registered before the state is read, so a change in between is not missed.
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let known = self.watch.nodes().get(name).and_then(|n| n.state);
+            match known {
                 Some(Some(state)) if state == while_in => {}
                 // Moved on (or deleted: then the node is not found). The feed may still
                 // hold a state from before the caller's own read: then wait for more.
@@ -502,10 +518,7 @@ impl ConductorApi for HttpConductor {
                 // Not told yet: the feed's first answer lists every node.
                 None => {}
             }
-            if tokio::time::timeout_at(deadline, generation.changed())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return self.node(name).await;
             }
         }

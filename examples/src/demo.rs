@@ -634,6 +634,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         front.put(h.clone());
     }
     let keys: Vec<String> = hosts.iter().map(|h| h.metadata.key()).collect();
+    let expected: Vec<Option<String>> = hosts.iter().map(expected_error).collect();
     let deadline = started + config.timeout;
     let mut restarts = 0;
 
@@ -642,15 +643,16 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let mut progress = Progress::default();
     let mut errors_seen: BTreeMap<String, provision_fsm::HostError> = BTreeMap::new();
     loop {
+        // Keys and expected errors are worked out once: this runs 20 times a second over
+        // every host.
         let failed: Vec<(String, provision_fsm::HostError)> = operator.with_records(|records| {
-            hosts
-                .iter()
-                .filter_map(|h| {
-                    let key = h.metadata.key();
-                    let kind = expected_error(h)?;
-                    let error = records.get(&key)?.host.error.clone()?;
-                    (error.kind.name() == kind && !errors_seen.contains_key(&key))
-                        .then_some((key, error))
+            keys.iter()
+                .zip(&expected)
+                .filter_map(|(key, kind)| {
+                    let kind = kind.as_deref()?;
+                    let error = records.get(key)?.host.error.clone()?;
+                    (error.kind.name() == kind && !errors_seen.contains_key(key))
+                        .then(|| (key.clone(), error))
                 })
                 .collect()
         });
@@ -659,16 +661,13 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             front.delete(&key);
         }
         let provisioned = operator.with_records(|records| {
-            hosts
-                .iter()
-                .filter(|h| {
-                    let r = records.get(&h.metadata.key());
-                    match expected_error(h) {
-                        Some(_) => errors_seen.contains_key(&h.metadata.key()),
-                        None => {
-                            r.is_some_and(|r| r.host.state.kind() == HostStateKind::Provisioned)
-                        }
-                    }
+            keys.iter()
+                .zip(&expected)
+                .filter(|(key, kind)| match kind {
+                    Some(_) => errors_seen.contains_key(*key),
+                    None => records
+                        .get(*key)
+                        .is_some_and(|r| r.host.state.kind() == HostStateKind::Provisioned),
                 })
                 .count()
         });
