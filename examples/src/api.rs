@@ -6,7 +6,6 @@
 //! |---|---|
 //! | create (or update) a node | `POST /v1/nodes` |
 //! | show / list | `GET /v1/nodes/{name}`, `GET /v1/nodes` |
-//! | wait for a node to leave a state | `GET /v1/nodes/{name}?wait_while=<state>&timeout_ms=<ms>` |
 //! | node state changes after a position of the feed (long poll) | `GET /v1/changes?since=<seq>&timeout_ms=<ms>` |
 //! | delete | `DELETE /v1/nodes/{name}` |
 //! | provision verb | `PUT /v1/nodes/{name}/states/provision` `{"target": "manage"\|"inspect"\|"provide"\|"active"\|"deleted"\|"abort", "deploy": {…}}` |
@@ -224,29 +223,8 @@ async fn list(State(c): State<Arc<Conductor>>) -> Response {
     reply(Ok(c.nodes()))
 }
 
-/// `GET /v1/nodes/{name}` query: `?wait_while=<state>&timeout_ms=<ms>` answers once the
-/// node has left that state (or after the timeout, at most [`MAX_WAIT`]).
-#[derive(Debug, Deserialize)]
-struct ShowQuery {
-    wait_while: Option<NodeState>,
-    timeout_ms: Option<u64>,
-}
-
-/// The longest a `wait_while` request is held.
-pub const MAX_WAIT: Duration = Duration::from_secs(60);
-
-async fn show(
-    State(c): State<Arc<Conductor>>,
-    Path(name): Path<String>,
-    Query(q): Query<ShowQuery>,
-) -> Response {
-    match q.wait_while {
-        Some(state) => {
-            let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(30_000)).min(MAX_WAIT);
-            reply(c.wait_node(&name, state, timeout).await)
-        }
-        None => reply(c.node(&name)),
-    }
+async fn show(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
+    reply(c.node(&name))
 }
 
 async fn delete(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
@@ -280,6 +258,9 @@ async fn power(
     };
     reply(c.set_power(&name, on).await)
 }
+
+/// The longest a `GET /v1/changes` long poll is held.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// `GET /v1/changes` query.
 #[derive(Debug, Deserialize)]

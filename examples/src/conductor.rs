@@ -1137,3 +1137,75 @@ pub fn agent_inventory(v: &Value) -> Result<HardwareInventory, String> {
     }
     Ok(inventory)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conductor_with_a_node(name: &str) -> Arc<Conductor> {
+        let c = Conductor::new(ConductorConfig::default(), Registry::new());
+        let credentials =
+            Credentials::new("admin", "password").unwrap_or_else(|e| unreachable!("{e}"));
+        c.create_node(NodeSpec {
+            name: name.to_string(),
+            address: "redfish+http://127.0.0.1:9/redfish/v1/Systems/1".to_string(),
+            credentials,
+            disable_certificate_verification: false,
+            boot_mac: Some("52:54:00:00:00:01".to_string()),
+            automated_clean: false,
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        c
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_the_node_as_it_is_at_its_timeout_or_not_found_once_deleted() {
+        let c = conductor_with_a_node("ns/a");
+        let started = tokio::time::Instant::now();
+        let view = c
+            .wait_node("ns/a", NodeState::Enroll, Duration::from_millis(50))
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(view.state, NodeState::Enroll);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+
+        let waiter = c.clone();
+        let wait = tokio::spawn(async move {
+            waiter
+                .wait_node("ns/a", NodeState::Enroll, Duration::from_secs(30))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.delete_node("ns/a")
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let answer = tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .unwrap_or_else(|_| unreachable!("the waiter was not woken by the deletion"));
+        assert!(
+            matches!(answer, Ok(Err(ApiError::NotFound(_)))),
+            "{answer:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_change_feed_tells_creations_deletions_and_a_full_list_from_zero() {
+        let c = conductor_with_a_node("ns/a");
+        let all = c.changes(0, Duration::ZERO).await;
+        assert!(all.complete);
+        assert_eq!(all.changes.len(), 1);
+        assert_eq!(all.changes[0].state, Some(NodeState::Enroll));
+        c.delete_node("ns/a")
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let after = c.changes(all.seq, Duration::from_secs(5)).await;
+        assert!(!after.complete);
+        assert_eq!(
+            after.changes,
+            vec![NodeChange {
+                name: "ns/a".into(),
+                state: None
+            }]
+        );
+    }
+}
