@@ -39,6 +39,7 @@ mod credentials;
 mod driver;
 mod error;
 mod registry;
+pub mod sync;
 mod types;
 pub mod verified;
 

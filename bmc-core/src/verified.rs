@@ -360,3 +360,82 @@ async fn vmedia_boot_inner<D: BmcDriver + ?Sized>(
         power_polls: power.polls,
     })
 }
+
+/// Boots the host once from the network: a one-time PXE boot override, read back, then
+/// the host powered off and on so the next power-on is the boot that reads it (hosts
+/// without virtual media boot the agent this way).
+pub async fn boot_once_from_network<D: BmcDriver + ?Sized>(
+    driver: &D,
+    deadline: Deadline,
+    policy: PollPolicy,
+) -> Result<()> {
+    let span = tracing::info_span!("bmc.boot_once_from_network", driver = driver.driver_name());
+    async {
+        let pxe = BootOverride::once(BootDevice::Pxe);
+        driver.set_boot_override(&pxe).await?;
+        let read = driver.boot_override().await?;
+        if !read.satisfies(&pxe) {
+            return Err(BmcError::NotApplied {
+                operation: "one-time PXE boot".into(),
+                expected: "pxe".into(),
+                observed: format!("{:?}", read.device),
+            });
+        }
+        ensure_power_inner(driver, PowerAction::Off, deadline, policy, None).await?;
+        ensure_power_inner(driver, PowerAction::On, deadline, policy, None).await?;
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Boots the host from its disk from now on: the virtual CD ejected (where there is one),
+/// a persistent disk boot override, then the host powered off and on (after an image was
+/// written to the disk).
+pub async fn boot_from_disk<D: BmcDriver + ?Sized>(
+    driver: &D,
+    deadline: Deadline,
+    policy: PollPolicy,
+) -> Result<()> {
+    let span = tracing::info_span!("bmc.boot_from_disk", driver = driver.driver_name());
+    async {
+        if driver.capabilities().can_insert(&MediaKind::Cd) {
+            // An empty slot is what we want: a failure to eject is not fatal here, the
+            // persistent disk boot below is what decides the next boot.
+            if let Err(e) = driver.eject_media(&MediaKind::Cd).await {
+                tracing::debug!(error = %e, "ejecting the CD before booting from disk");
+            }
+        }
+        driver
+            .set_boot_override(&BootOverride {
+                device: BootDevice::Disk,
+                persistence: crate::types::BootPersistence::Persistent,
+                mode: None,
+            })
+            .await?;
+        ensure_power_inner(driver, PowerAction::Off, deadline, policy, None).await?;
+        ensure_power_inner(driver, PowerAction::On, deadline, policy, None).await?;
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Leaves the host off with its virtual CD empty (after inspection, cleaning or a
+/// deprovision).
+pub async fn power_off_and_eject<D: BmcDriver + ?Sized>(
+    driver: &D,
+    deadline: Deadline,
+    policy: PollPolicy,
+) -> Result<()> {
+    let span = tracing::info_span!("bmc.power_off_and_eject", driver = driver.driver_name());
+    async {
+        if driver.capabilities().can_insert(&MediaKind::Cd) {
+            driver.eject_media(&MediaKind::Cd).await?;
+        }
+        ensure_power_inner(driver, PowerAction::Off, deadline, policy, None).await?;
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}

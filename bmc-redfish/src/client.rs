@@ -166,10 +166,7 @@ fn shared_http_client(opts: &ConnectOptions) -> Result<reqwest::Client, BmcError
         max_idle_per_host: opts.max_concurrent_requests,
     };
     let clients = CLIENTS.get_or_init(Default::default);
-    let mut clients = match clients.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut clients = bmc_core::sync::lock(clients);
     if let Some(client) = clients.get(&key) {
         return Ok(client.clone());
     }

@@ -196,10 +196,7 @@ pub type BaseTree = Arc<HashMap<String, Value>>;
 pub fn load_shared(dir: &Path) -> std::io::Result<BaseTree> {
     static TREES: OnceLock<Mutex<HashMap<PathBuf, BaseTree>>> = OnceLock::new();
     let trees = TREES.get_or_init(Default::default);
-    let mut trees = match trees.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut trees = bmc_core::sync::lock(trees);
     if let Some(tree) = trees.get(dir) {
         return Ok(tree.clone());
     }

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::Image;
 use crate::time::Time;
 
 /// A provisioning state without its data, named as Metal3 names it.
@@ -128,23 +129,6 @@ pub enum InspectionMode {
     Fast,
     /// No inspection.
     Disabled,
-}
-
-/// The image to provision (`spec.image`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Image {
-    /// Image URL.
-    pub url: String,
-    /// Checksum (or URL of one); none for `live-iso`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<String>,
-    /// `md5`, `sha256`, `sha512` or `auto`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum_type: Option<String>,
-    /// `raw`, `qcow2`, `live-iso`, …
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
 }
 
 /// A provisioning state with the data it carries.

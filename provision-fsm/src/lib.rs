@@ -13,11 +13,11 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use provision_fsm::{Host, HostAction, HostEvent, HostSpec, HostStateKind, Image, StepContext};
+//! use provision_fsm::{ChecksumType, Host, HostAction, HostEvent, HostSpec, HostStateKind, Image, StepContext};
 //!
 //! let spec = HostSpec {
 //!     image: Some(Image { url: "http://img/os.qcow2".into(), checksum: Some("abc".into()),
-//!                         checksum_type: Some("sha256".into()), format: None }),
+//!                         checksum_type: Some(ChecksumType::Sha256), format: None }),
 //!     ..HostSpec::default()
 //! };
 //! let ctx = StepContext::at(Duration::ZERO);
@@ -59,6 +59,7 @@
 pub mod diagram;
 mod host;
 mod host_types;
+mod image;
 mod node;
 mod time;
 
@@ -68,9 +69,10 @@ pub use host::{
 };
 pub use host_types::{
     CredentialsState, Detach, DetachedDeleteAction, ErrorType, HostAction, HostError, HostEvent,
-    HostSpec, HostState, HostStateKind, Image, InspectionMode, OperationalStatus, Pending,
-    RebootMode, StepContext,
+    HostSpec, HostState, HostStateKind, InspectionMode, OperationalStatus, Pending, RebootMode,
+    StepContext,
 };
+pub use image::{ChecksumType, Image, ImageFormat};
 pub use node::{
     InvalidNodeEvent, NODE_TRANSITIONS, Node, NodeAction, NodeEvent, NodeState, NodeStep,
     NodeTimeouts, NodeTransition,

@@ -13,8 +13,8 @@ fn image(url: &str) -> Image {
     Image {
         url: url.into(),
         checksum: Some("0123abcd".into()),
-        checksum_type: Some("sha256".into()),
-        format: Some("qcow2".into()),
+        checksum_type: Some(provision_fsm::ChecksumType::Sha256),
+        format: Some(provision_fsm::ImageFormat::Qcow2),
     }
 }
 

@@ -1,0 +1,322 @@
+//! The agent protocol (modelled on Ironic's): the agent on a booted host looks its node
+//! up by MAC addresses (`GET /v1/lookup?addresses=…`), then heartbeats
+//! (`POST /v1/heartbeat/{node}`); each answer may carry a command, and the heartbeat after
+//! it carries the result. Agent and conductor share these types, the inventory included.
+
+use md5::Md5;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256, Sha512};
+
+use bmc_core::{Cpu, Disk, DiskKind, HardwareInventory, Nic, SystemIdentity};
+use provision_fsm::{ChecksumType, Image};
+
+/// `GET /v1/lookup?addresses=mac,mac` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lookup {
+    /// The node.
+    pub node: String,
+    /// The token for the node's heartbeats (random, for this boot of the agent only).
+    pub agent_token: String,
+}
+
+/// `POST /v1/heartbeat/{node}` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The token from the look-up.
+    pub agent_token: String,
+    /// The result of the last command, once it finished.
+    pub command_result: Option<AgentResult>,
+}
+
+/// `POST /v1/heartbeat/{node}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// The next command, if any.
+    pub command: Option<AgentCommand>,
+}
+
+/// The config drive the agent writes after the image (cloud-init's OpenStack layout).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDrive {
+    /// `user_data`, as the host's Secret holds it.
+    pub user_data: Option<String>,
+    /// `network_data.json`.
+    pub network_data: Option<Value>,
+    /// `meta_data.json`.
+    pub meta_data: Value,
+}
+
+/// What the agent is told to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum AgentCommand {
+    /// Download, check, write the image and then the config drive.
+    InstallImage {
+        /// The image.
+        image: Image,
+        /// The config drive.
+        config_drive: ConfigDrive,
+    },
+    /// Report the hardware inventory.
+    Inspect,
+    /// Erase the disks' metadata (partition tables, filesystem signatures): Metal3's
+    /// `metadata` cleaning.
+    EraseMetadata,
+}
+
+/// What the agent reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentResult {
+    /// Success, or why not.
+    pub error: Option<String>,
+    /// Bytes written.
+    pub bytes: u64,
+    /// The inventory, answering `inspect`.
+    #[serde(default)]
+    pub inventory: Option<AgentInventory>,
+    /// The config drive written, answering `install_image`.
+    #[serde(default)]
+    pub config_drive: Option<ConfigDrive>,
+}
+
+impl AgentResult {
+    /// A failure with this reason.
+    pub fn failed(error: impl Into<String>) -> AgentResult {
+        AgentResult {
+            error: Some(error.into()),
+            ..AgentResult::default()
+        }
+    }
+}
+
+/// The hardware inventory the agent reports, in ironic-python-agent's layout (the fields
+/// Metal3 reads). Every field may be missing: agents on odd hardware leave things out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInventory {
+    /// `system_vendor`.
+    #[serde(default)]
+    pub system_vendor: AgentSystemVendor,
+    /// `cpu`.
+    #[serde(default)]
+    pub cpu: AgentCpu,
+    /// `memory`.
+    #[serde(default)]
+    pub memory: AgentMemory,
+    /// `interfaces`.
+    #[serde(default)]
+    pub interfaces: Vec<AgentInterface>,
+    /// `disks`.
+    #[serde(default)]
+    pub disks: Vec<AgentDisk>,
+}
+
+/// `system_vendor` of an agent inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSystemVendor {
+    /// Manufacturer.
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    /// Product name.
+    #[serde(default)]
+    pub product_name: Option<String>,
+    /// Serial number.
+    #[serde(default)]
+    pub serial_number: Option<String>,
+}
+
+/// `cpu` of an agent inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCpu {
+    /// Logical CPUs.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Model name.
+    #[serde(default)]
+    pub model_name: Option<String>,
+    /// Architecture (`x86_64`).
+    #[serde(default)]
+    pub architecture: Option<String>,
+}
+
+/// `memory` of an agent inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentMemory {
+    /// Physical memory in MiB.
+    #[serde(default)]
+    pub physical_mb: Option<u64>,
+}
+
+/// One of `interfaces` of an agent inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInterface {
+    /// Kernel name (`enp1s0`).
+    #[serde(default)]
+    pub name: String,
+    /// MAC address.
+    #[serde(default)]
+    pub mac_address: Option<String>,
+    /// Link speed.
+    #[serde(default)]
+    pub speed_mbps: Option<u32>,
+}
+
+/// One of `disks` of an agent inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentDisk {
+    /// Device name (`/dev/sda`).
+    #[serde(default)]
+    pub name: String,
+    /// Model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Serial number.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// Size in bytes.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// A spinning disk.
+    #[serde(default)]
+    pub rotational: Option<bool>,
+}
+
+impl AgentInventory {
+    /// The inventory in bmc-core's vocabulary (what out-of-band inspection gives too). A
+    /// MAC address that does not parse is left out of its NIC, not taken as another.
+    pub fn to_hardware(&self) -> HardwareInventory {
+        let nics = self
+            .interfaces
+            .iter()
+            .map(|n| Nic {
+                id: n.name.clone(),
+                mac: n.mac_address.as_deref().and_then(|m| m.parse().ok()),
+                speed_mbps: n.speed_mbps,
+                link_up: None,
+            })
+            .collect();
+        let disks = self
+            .disks
+            .iter()
+            .map(|d| Disk {
+                id: d.name.clone(),
+                model: d.model.clone(),
+                serial_number: d.serial.clone(),
+                size_bytes: d.size,
+                kind: if d.rotational == Some(true) {
+                    DiskKind::Hdd
+                } else {
+                    DiskKind::Unknown
+                },
+            })
+            .collect();
+        let mut inventory = HardwareInventory {
+            system: SystemIdentity {
+                manufacturer: self.system_vendor.manufacturer.clone(),
+                model: self.system_vendor.product_name.clone(),
+                serial_number: self.system_vendor.serial_number.clone(),
+                ..SystemIdentity::default()
+            },
+            total_memory_mib: self.memory.physical_mb,
+            nics,
+            disks,
+            ..HardwareInventory::default()
+        };
+        if self.cpu.count.is_some() || self.cpu.model_name.is_some() {
+            inventory.cpus.push(Cpu {
+                id: "agent".to_string(),
+                model: self.cpu.model_name.clone(),
+                architecture: self.cpu.architecture.clone(),
+                cores: None,
+                threads: self.cpu.count,
+                max_speed_mhz: None,
+            });
+        }
+        inventory
+    }
+}
+
+/// The lower-case hex digest of `data` by `kind` (resolved from `auto` with `expected`'s
+/// length).
+pub fn checksum(data: &[u8], kind: &ChecksumType, expected: &str) -> Result<String, String> {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    Ok(match kind.resolve(expected)? {
+        ChecksumType::Md5 => hex(&Md5::digest(data)),
+        ChecksumType::Sha256 => hex(&Sha256::digest(data)),
+        ChecksumType::Sha512 => hex(&Sha512::digest(data)),
+        other => return Err(format!("checksum type {other} is not one Metal3 allows")),
+    })
+}
+
+/// Checks downloaded image bytes against the image's checksum, when it has one.
+pub fn verify_image(image: &Image, data: &[u8]) -> Result<(), String> {
+    let Some(expected) = image.checksum.as_deref() else {
+        return Ok(());
+    };
+    let kind = image.checksum_type.clone().unwrap_or(ChecksumType::Auto);
+    let actual = checksum(data, &kind, expected)?;
+    if actual.eq_ignore_ascii_case(expected.trim()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "checksum mismatch for {}: expected {expected}, got {actual}",
+            image.url
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_of_every_allowed_type_and_auto() {
+        let md5 = "5d41402abc4b2a76b9719d911017c592";
+        assert_eq!(
+            checksum(b"hello", &ChecksumType::Md5, md5).as_deref(),
+            Ok(md5)
+        );
+        let sha256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        assert_eq!(
+            checksum(b"hello", &ChecksumType::Auto, sha256).as_deref(),
+            Ok(sha256)
+        );
+        assert_eq!(
+            checksum(b"hello", &ChecksumType::Sha512, "").map(|s| s.len()),
+            Ok(128)
+        );
+        assert!(checksum(b"hello", &ChecksumType::Other("crc32".into()), "x").is_err());
+        assert!(checksum(b"hello", &ChecksumType::Auto, "abc").is_err());
+        let mut image = Image::at("http://x/os.img");
+        image.checksum = Some(sha256.to_uppercase());
+        assert_eq!(verify_image(&image, b"hello"), Ok(()));
+        assert!(verify_image(&image, b"hellO").is_err_and(|e| e.contains("mismatch")));
+    }
+
+    #[test]
+    fn an_ironic_python_agent_inventory_reads_and_maps_with_gaps_tolerated() {
+        let inventory: AgentInventory = serde_json::from_value(serde_json::json!({
+            "system_vendor": {"manufacturer": "Dell Inc.", "product_name": "PowerEdge R750"},
+            "cpu": {"count": 64, "model_name": "Xeon", "architecture": "x86_64", "flags": ["vmx"]},
+            "memory": {"physical_mb": 262144, "total": 274877906944u64},
+            "interfaces": [{"name": "eno1", "mac_address": "B0:7B:25:00:00:01"},
+                           {"name": "bad", "mac_address": "not-a-mac"}],
+            "disks": [{"name": "/dev/sda", "size": 480103981056u64, "rotational": false}],
+            "boot": {"current_boot_mode": "uefi"}
+        }))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let hw = inventory.to_hardware();
+        assert_eq!(hw.system.model.as_deref(), Some("PowerEdge R750"));
+        assert_eq!(hw.total_memory_mib, Some(262_144));
+        assert_eq!(hw.cpus[0].threads, Some(64));
+        assert_eq!(
+            hw.nics[0].mac.as_ref().map(ToString::to_string).as_deref(),
+            Some("b0:7b:25:00:00:01")
+        );
+        assert!(hw.nics[1].mac.is_none());
+        assert_eq!(hw.disks[0].size_bytes, Some(480_103_981_056));
+        let empty: AgentInventory =
+            serde_json::from_str("{}").unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(empty.to_hardware().cpus.is_empty());
+    }
+}

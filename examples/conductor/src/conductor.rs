@@ -1,0 +1,907 @@
+//! The conductor (Ironic's role): keeps nodes and drives each through provision-fsm's node
+//! states, carrying out the actions the node machine asks for with the [`executor`]'s
+//! steps over the drivers of a bmc-core [`Registry`].
+//!
+//! Work runs on one task per operation, bounded by a fleet-wide limit on heavy operations
+//! (inspect, deploy, clean) and a per-BMC limit, so a slow or dead BMC holds only its own
+//! permits. Waiting states time out when the node machine's own deadline (`wake_at`)
+//! passes: one timer task sleeps until the earliest and wakes only the nodes that are due.
+//! Deploys go two ways, as Metal3's: a `live-iso` image is booted by virtual media as it
+//! is; a disk image is written by the agent, booted by virtual media, which calls back
+//! through the agent API ([`Conductor::agent_lookup`], [`Conductor::agent_heartbeat`],
+//! [`Conductor::agent_report`]).
+//!
+//! [`executor`]: crate::executor
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+
+use bmc_core::sync::lock;
+use bmc_core::verified::{Deadline, PollPolicy, ensure_power_with};
+use bmc_core::{
+    BmcDriver, BmcError, ConnectOptions, HardwareInventory, PowerAction, PowerState, Registry,
+};
+use provision_fsm::{Node, NodeAction, NodeEvent, NodeState, NodeStep, NodeTimeouts};
+
+use crate::agent_protocol::{AgentCommand, AgentResult, ConfigDrive};
+use crate::contract::{ApiError, DeployConfig, NodeSpec, NodeView, Verb};
+use crate::executor::{self, DeployStarted, StepSettings};
+use crate::feed::{Changes, Feed, NodeChange};
+
+/// How the conductor runs.
+#[derive(Debug, Clone)]
+pub struct ConductorConfig {
+    /// Heavy operations (inspect, deploy, clean) running at once, fleet-wide.
+    pub max_heavy: usize,
+    /// Operations running at once against one BMC endpoint (host and port).
+    pub per_bmc: usize,
+    /// The agent ISO booted for in-band inspection, cleaning and disk-image deploys.
+    pub agent_image_url: String,
+    /// Power and boot waits.
+    pub poll: PollPolicy,
+    /// How long one power change or virtual-media boot may take.
+    pub operation_timeout: Duration,
+    /// Waiting-state timeouts.
+    pub timeouts: NodeTimeouts,
+}
+
+impl Default for ConductorConfig {
+    fn default() -> Self {
+        ConductorConfig {
+            max_heavy: 50,
+            per_bmc: 2,
+            agent_image_url: String::new(),
+            poll: PollPolicy::default(),
+            operation_timeout: Duration::from_secs(600),
+            timeouts: NodeTimeouts::default(),
+        }
+    }
+}
+
+/// The agent booted for a node: its token, and whether its command was given.
+#[derive(Debug, Default)]
+struct AgentSession {
+    token: Option<String>,
+    command_sent: bool,
+}
+
+struct NodeRecord {
+    spec: NodeSpec,
+    fsm: Node,
+    power_on: Option<bool>,
+    inventory: Option<HardwareInventory>,
+    deploy: Option<DeployConfig>,
+    deployed_image: Option<String>,
+    deploy_attempts: u32,
+    config_drive: Option<ConfigDrive>,
+    driver: Option<Arc<dyn BmcDriver>>,
+    agent: AgentSession,
+    inspect_in_band: bool,
+}
+
+impl NodeRecord {
+    /// The node's MAC addresses in lower case: the boot MAC and the inventory's NICs.
+    fn macs(&self) -> Vec<String> {
+        let boot_mac = self.spec.boot_mac.as_deref().map(str::to_ascii_lowercase);
+        self.inventory
+            .iter()
+            .flat_map(|i| i.nics.iter())
+            .filter_map(|n| n.mac.as_ref().map(|m| m.to_string().to_ascii_lowercase()))
+            .chain(boot_mac)
+            .collect()
+    }
+
+    fn view(&self) -> NodeView {
+        NodeView {
+            name: self.spec.name.clone(),
+            state: self.fsm.state,
+            last_error: self.fsm.last_error.clone(),
+            power_on: self.power_on,
+            driver: self.driver.as_ref().map(|d| d.driver_name().to_string()),
+            inventory: self.inventory.clone(),
+            deployed_image: self.deployed_image.clone(),
+            deploy_attempts: self.deploy_attempts,
+            config_drive: self.config_drive.clone(),
+        }
+    }
+}
+
+type Shared = Arc<Mutex<NodeRecord>>;
+
+/// The conductor.
+pub struct Conductor {
+    config: ConductorConfig,
+    steps: StepSettings,
+    registry: Registry,
+    nodes: Mutex<HashMap<String, Shared>>,
+    /// MAC address (lower case) → nodes with a NIC of that address: an agent's lookup is
+    /// one probe per MAC, not a scan of every node. Entries may be stale; a lookup checks
+    /// the node.
+    nodes_by_mac: Mutex<HashMap<String, Vec<String>>>,
+    feed: Feed,
+    /// Waiting nodes by deadline (the node machine's `wake_at`); entries of nodes that
+    /// moved on are dropped when they come due.
+    timers: Mutex<BTreeSet<(Duration, String)>>,
+    timers_changed: Arc<Notify>,
+    heavy: Arc<Semaphore>,
+    per_bmc: Mutex<HashMap<String, Arc<Semaphore>>>,
+    started: tokio::time::Instant,
+    tokens: AtomicU64,
+}
+
+impl std::fmt::Debug for Conductor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conductor")
+            .field("nodes", &lock(&self.nodes).len())
+            .finish()
+    }
+}
+
+impl Drop for Conductor {
+    fn drop(&mut self) {
+        // The timer task holds only a weak reference: wake it so it sees the conductor
+        // gone and ends.
+        self.timers_changed.notify_one();
+    }
+}
+
+/// The outcome of an action, as the node machine's event.
+enum Outcome {
+    Event(NodeEvent, Option<String>),
+    Nothing,
+}
+
+fn outcome<E: std::fmt::Display>(result: Result<(), E>, then: NodeEvent) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Event(then, None),
+        Err(e) => Outcome::Event(NodeEvent::Fail, Some(e.to_string())),
+    }
+}
+
+impl Conductor {
+    /// A conductor over these drivers. Called inside a tokio runtime, it starts the task
+    /// that times waiting nodes out; without one, nodes wait for ever.
+    pub fn new(config: ConductorConfig, registry: Registry) -> Arc<Conductor> {
+        let timers_changed = Arc::new(Notify::new());
+        let conductor = Arc::new(Conductor {
+            heavy: Arc::new(Semaphore::new(config.max_heavy.max(1))),
+            steps: StepSettings {
+                agent_image_url: config.agent_image_url.clone(),
+                poll: config.poll,
+                operation_timeout: config.operation_timeout,
+            },
+            config,
+            registry,
+            nodes: Mutex::new(HashMap::new()),
+            nodes_by_mac: Mutex::new(HashMap::new()),
+            feed: Feed::default(),
+            timers: Mutex::new(BTreeSet::new()),
+            timers_changed: timers_changed.clone(),
+            per_bmc: Mutex::new(HashMap::new()),
+            started: tokio::time::Instant::now(),
+            tokens: AtomicU64::new(1),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(run_timers(Arc::downgrade(&conductor), timers_changed));
+        }
+        conductor
+    }
+
+    /// The conductor's clock: time since it started (the node machines' time).
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn record(&self, name: &str) -> Result<Shared, ApiError> {
+        lock(&self.nodes)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(name.to_string()))
+    }
+
+    /// Takes a step of a node's machine: the feed is told of a state change and the
+    /// node's deadline is scheduled. Returns the actions to carry out.
+    fn take(&self, r: &mut NodeRecord, step: NodeStep) -> Vec<NodeAction> {
+        let changed = r.fsm.state != step.node.state;
+        r.fsm = step.node;
+        if changed {
+            self.feed.push(&r.spec.name, Some(r.fsm.state));
+        }
+        if let Some(at) = step.wake_at {
+            lock(&self.timers).insert((at, r.spec.name.clone()));
+            self.timers_changed.notify_one();
+        }
+        step.actions
+            .into_iter()
+            .filter(|a| !matches!(a, NodeAction::RecordFailure { .. }))
+            .collect()
+    }
+
+    /// Feeds `event` to the node's machine; an event it no longer expects (the node
+    /// moved on: aborted, timed out) is refused with the reason.
+    fn handle(
+        &self,
+        r: &mut NodeRecord,
+        event: NodeEvent,
+        reason: Option<&str>,
+    ) -> Result<Vec<NodeAction>, ApiError> {
+        let mut step = r
+            .fsm
+            .handle(event, reason, self.now(), &self.config.timeouts)
+            .map_err(|e| ApiError::InvalidState(e.to_string()))?;
+        tracing::debug!(node = %r.spec.name, from = %r.fsm.state, to = %step.node.state, "node transition");
+        // A failed verification goes back to enroll, which the table does not count as
+        // a failure state: keep the reason for the API all the same.
+        if event == NodeEvent::Fail && step.node.last_error.is_none() {
+            step.node.last_error = reason.map(str::to_string);
+        }
+        Ok(self.take(r, step))
+    }
+
+    /// Times out the waiting nodes whose deadline passed, and answers when the next one
+    /// is due.
+    fn fire_due_timers(self: &Arc<Self>) -> Option<Duration> {
+        let now = self.now();
+        let due: Vec<String> = {
+            let mut timers = lock(&self.timers);
+            let mut due = Vec::new();
+            while let Some(first) = timers.first() {
+                if first.0 > now {
+                    break;
+                }
+                if let Some((_, name)) = timers.pop_first() {
+                    due.push(name);
+                }
+            }
+            due
+        };
+        for name in due {
+            let Ok(record) = self.record(&name) else {
+                continue;
+            };
+            let actions = {
+                let mut r = lock(&record);
+                match r.fsm.on_timer(now) {
+                    Some(step) => {
+                        tracing::warn!(node = %name, state = %r.fsm.state, "node timed out");
+                        r.agent = AgentSession::default();
+                        self.take(&mut r, step)
+                    }
+                    None => continue,
+                }
+            };
+            self.spawn_actions(&name, actions);
+        }
+        lock(&self.timers)
+            .first()
+            .map(|(at, _)| at.saturating_sub(self.now()))
+    }
+
+    /// Adds the node's MACs to the lookup index.
+    fn index_macs(&self, r: &NodeRecord) {
+        let mut index = lock(&self.nodes_by_mac);
+        for mac in r.macs() {
+            let names = index.entry(mac).or_default();
+            if !names.contains(&r.spec.name) {
+                names.push(r.spec.name.clone());
+            }
+        }
+    }
+
+    /// Creates a node in `enroll`, or updates the BMC details of an existing one (so a
+    /// repeated create is harmless).
+    pub fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError> {
+        if spec.name.is_empty() {
+            return Err(ApiError::BadRequest("a node needs a name".into()));
+        }
+        let mut nodes = lock(&self.nodes);
+        if let Some(existing) = nodes.get(&spec.name) {
+            let mut r = lock(existing);
+            if r.spec.address != spec.address
+                || r.spec.credentials.password().expose() != spec.credentials.password().expose()
+                || r.spec.credentials.username() != spec.credentials.username()
+                || r.spec.disable_certificate_verification != spec.disable_certificate_verification
+            {
+                r.driver = None;
+            }
+            r.spec = spec;
+            self.index_macs(&r);
+            return Ok(r.view());
+        }
+        let record = NodeRecord {
+            spec: spec.clone(),
+            fsm: Node::enroll(self.now()),
+            power_on: None,
+            inventory: None,
+            deploy: None,
+            deployed_image: None,
+            deploy_attempts: 0,
+            config_drive: None,
+            driver: None,
+            agent: AgentSession::default(),
+            inspect_in_band: false,
+        };
+        self.feed.push(&spec.name, Some(record.fsm.state));
+        self.index_macs(&record);
+        let view = record.view();
+        nodes.insert(spec.name, Arc::new(Mutex::new(record)));
+        Ok(view)
+    }
+
+    /// A node.
+    pub fn node(&self, name: &str) -> Result<NodeView, ApiError> {
+        let record = self.record(name)?;
+        let view = lock(&record).view();
+        Ok(view)
+    }
+
+    /// The node state changes after position `since` of the change feed, waiting up to
+    /// `timeout` for one; every node's state (`complete`) when `since` is 0 or the changes
+    /// after it are no longer kept. One long poll of this tells a client about all the
+    /// nodes it waits for.
+    pub async fn changes(&self, since: u64, timeout: Duration) -> Changes {
+        let (seq, changes) = self.feed.after(since, timeout).await;
+        match changes {
+            Some(changes) => Changes {
+                seq,
+                changes,
+                complete: false,
+            },
+            None => {
+                let records: Vec<Shared> = lock(&self.nodes).values().cloned().collect();
+                Changes {
+                    seq,
+                    changes: records
+                        .iter()
+                        .map(|r| {
+                            let r = lock(r);
+                            NodeChange {
+                                name: r.spec.name.clone(),
+                                state: Some(r.fsm.state),
+                            }
+                        })
+                        .collect(),
+                    complete: true,
+                }
+            }
+        }
+    }
+
+    /// Every node, by name.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        let mut v: Vec<NodeView> = lock(&self.nodes).values().map(|r| lock(r).view()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Deletes a node that is not in the middle of an operation.
+    pub async fn delete_node(&self, name: &str) -> Result<(), ApiError> {
+        let record = self.record(name)?;
+        let driver = {
+            let r = lock(&record);
+            if !matches!(
+                r.fsm.state,
+                NodeState::Enroll
+                    | NodeState::Manageable
+                    | NodeState::Available
+                    | NodeState::InspectFailed
+                    | NodeState::CleanFailed
+                    | NodeState::DeployFailed
+                    | NodeState::Error
+            ) {
+                return Err(ApiError::InvalidState(format!(
+                    "node {name} is {}; it can be deleted when it is not busy",
+                    r.fsm.state
+                )));
+            }
+            let mut index = lock(&self.nodes_by_mac);
+            for mac in r.macs() {
+                if let Some(names) = index.get_mut(&mac) {
+                    names.retain(|n| n != name);
+                    if names.is_empty() {
+                        index.remove(&mac);
+                    }
+                }
+            }
+            r.driver.clone()
+        };
+        if lock(&self.nodes).remove(name).is_some() {
+            self.feed.push(name, None);
+        }
+        if let Some(d) = driver {
+            if let Err(e) = d.close().await {
+                tracing::debug!(node = %name, error = %e, "closing the BMC session");
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a provisioning verb; the work it starts runs in the background.
+    pub fn provision(self: &Arc<Self>, name: &str, verb: Verb) -> Result<NodeView, ApiError> {
+        let record = self.record(name)?;
+        let event = match &verb {
+            Verb::Manage => NodeEvent::Manage,
+            Verb::Inspect { .. } => NodeEvent::Inspect,
+            Verb::Provide => NodeEvent::Provide,
+            Verb::Deploy(_) => NodeEvent::Deploy,
+            Verb::Undeploy => NodeEvent::Delete,
+            Verb::Abort => NodeEvent::Abort,
+        };
+        let (actions, view) = {
+            let mut r = lock(&record);
+            // Checked before anything of the record changes.
+            if Node::transition_for(r.fsm.state, event).is_none() {
+                return Err(ApiError::InvalidState(format!(
+                    "cannot {} a node in state {}",
+                    event.name(),
+                    r.fsm.state
+                )));
+            }
+            match verb {
+                Verb::Inspect { in_band } => {
+                    r.inspect_in_band = in_band;
+                    r.agent = AgentSession::default();
+                }
+                Verb::Deploy(config) => {
+                    r.deploy = Some(config);
+                    r.deploy_attempts += 1;
+                    r.agent = AgentSession::default();
+                }
+                _ => {}
+            }
+            let actions = self.handle(&mut r, event, None)?;
+            (actions, r.view())
+        };
+        self.spawn_actions(name, actions);
+        Ok(view)
+    }
+
+    /// Powers a node on or off (verified by reading back).
+    pub async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError> {
+        let record = self.record(name)?;
+        let result = async {
+            let driver = self.driver(&record).await?;
+            let _permit = self.bmc_permit(&record).await;
+            let action = if on {
+                PowerAction::On
+            } else {
+                PowerAction::Off
+            };
+            ensure_power_with(
+                driver.as_ref(),
+                action,
+                Deadline::after(self.config.operation_timeout),
+                self.config.poll,
+            )
+            .await
+        }
+        .await;
+        let mut r = lock(&record);
+        match result {
+            Ok(out) => {
+                r.power_on = Some(out.final_state == PowerState::On);
+                Ok(r.view())
+            }
+            Err(e) => Err(ApiError::InvalidState(format!("power change failed: {e}"))),
+        }
+    }
+
+    fn spawn_actions(self: &Arc<Self>, name: &str, actions: Vec<NodeAction>) {
+        if actions.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move { me.run(name, actions).await });
+    }
+
+    /// Runs actions and feeds their outcomes back into the node's machine until nothing
+    /// is left to do.
+    async fn run(self: Arc<Self>, name: String, actions: Vec<NodeAction>) {
+        let mut queue: VecDeque<NodeAction> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let Ok(record) = self.record(&name) else {
+                return;
+            };
+            let Outcome::Event(event, reason) = self.perform(&record, &action).await else {
+                continue;
+            };
+            let mut r = lock(&record);
+            match self.handle(&mut r, event, reason.as_deref()) {
+                Ok(more) => queue.extend(more),
+                // The node moved on meanwhile (aborted, timed out, deleted): drop it.
+                Err(e) => tracing::debug!(node = %name, error = %e, "outcome dropped"),
+            }
+        }
+    }
+
+    async fn perform(&self, record: &Shared, action: &NodeAction) -> Outcome {
+        match action {
+            NodeAction::VerifyBmc => outcome(self.verify(record).await, NodeEvent::Done),
+            NodeAction::StartInspection if lock(record).inspect_in_band => {
+                outcome(self.boot_agent(record).await, NodeEvent::Wait)
+            }
+            NodeAction::StartInspection => outcome(self.inspect(record).await, NodeEvent::Done),
+            NodeAction::StartDeployment => self.deploy(record).await,
+            NodeAction::StartCleaning if lock(record).spec.automated_clean => {
+                outcome(self.boot_agent(record).await, NodeEvent::Wait)
+            }
+            NodeAction::StartCleaning => {
+                let _heavy = self.heavy_permit().await;
+                outcome(self.tear_down(record).await, NodeEvent::Done)
+            }
+            NodeAction::TearDown => outcome(self.tear_down(record).await, NodeEvent::Clean),
+            NodeAction::AbortOperation => {
+                if let Err(e) = self.tear_down(record).await {
+                    tracing::warn!(node = %lock(record).spec.name, error = %e, "tearing down after an abort");
+                }
+                Outcome::Nothing
+            }
+            NodeAction::RecordFailure { .. } => Outcome::Nothing,
+        }
+    }
+
+    async fn driver(&self, record: &Shared) -> Result<Arc<dyn BmcDriver>, BmcError> {
+        let spec = {
+            let r = lock(record);
+            if let Some(d) = &r.driver {
+                return Ok(d.clone());
+            }
+            r.spec.clone()
+        };
+        let mut options = ConnectOptions::default();
+        if spec.disable_certificate_verification {
+            options = options.with_certificate_verification_disabled();
+        }
+        let driver: Arc<dyn BmcDriver> = Arc::from(
+            self.registry
+                .connect(&spec.address, &spec.credentials, &options)
+                .await?,
+        );
+        lock(record).driver = Some(driver.clone());
+        Ok(driver)
+    }
+
+    async fn bmc_permit(&self, record: &Shared) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let endpoint = lock(record).spec.address.host();
+        let sem = lock(&self.per_bmc)
+            .entry(endpoint)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_bmc.max(1))))
+            .clone();
+        sem.acquire_owned().await.ok()
+    }
+
+    async fn heavy_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.heavy.clone().acquire_owned().await.ok()
+    }
+
+    async fn verify(&self, record: &Shared) -> Result<(), BmcError> {
+        let _bmc = self.bmc_permit(record).await;
+        // A fresh connection: credentials may have changed since the last one.
+        lock(record).driver = None;
+        let driver = self.driver(record).await?;
+        let power = executor::verify(driver.as_ref()).await?;
+        lock(record).power_on = Some(power == PowerState::On);
+        Ok(())
+    }
+
+    async fn inspect(&self, record: &Shared) -> Result<(), BmcError> {
+        let _heavy = self.heavy_permit().await;
+        let _bmc = self.bmc_permit(record).await;
+        let driver = self.driver(record).await?;
+        let inventory = executor::inspect(driver.as_ref()).await?;
+        self.set_inventory(record, inventory);
+        Ok(())
+    }
+
+    /// Keeps an inventory and indexes its MACs.
+    fn set_inventory(&self, record: &Shared, inventory: HardwareInventory) {
+        let mut r = lock(record);
+        r.inventory = Some(inventory);
+        self.index_macs(&r);
+    }
+
+    /// Boots the agent (in-band inspection, cleaning).
+    async fn boot_agent(&self, record: &Shared) -> Result<(), BmcError> {
+        let _heavy = self.heavy_permit().await;
+        let _bmc = self.bmc_permit(record).await;
+        let driver = self.driver(record).await?;
+        executor::boot_agent(driver.as_ref(), &self.steps).await?;
+        lock(record).power_on = Some(true);
+        Ok(())
+    }
+
+    async fn deploy(&self, record: &Shared) -> Outcome {
+        let Some(config) = lock(record).deploy.clone() else {
+            return Outcome::Event(NodeEvent::Fail, Some("no deploy configuration".into()));
+        };
+        let _heavy = self.heavy_permit().await;
+        let _bmc = self.bmc_permit(record).await;
+        let driver = match self.driver(record).await {
+            Ok(d) => d,
+            Err(e) => return Outcome::Event(NodeEvent::Fail, Some(e.to_string())),
+        };
+        match executor::start_deploy(driver.as_ref(), &config, &self.steps).await {
+            Ok(started) => {
+                let mut r = lock(record);
+                r.power_on = Some(true);
+                match started {
+                    DeployStarted::LiveIsoBooted => {
+                        r.deployed_image = Some(config.image.url.clone());
+                        Outcome::Event(NodeEvent::Done, None)
+                    }
+                    DeployStarted::AgentBooting => Outcome::Event(NodeEvent::Wait, None),
+                }
+            }
+            Err(e) => Outcome::Event(NodeEvent::Fail, Some(e)),
+        }
+    }
+
+    /// After the agent wrote the image: boot from disk from now on.
+    async fn finish_deploy(&self, record: &Shared) -> Result<(), BmcError> {
+        let _bmc = self.bmc_permit(record).await;
+        let driver = self.driver(record).await?;
+        executor::finish_deploy(driver.as_ref(), &self.steps).await?;
+        let mut r = lock(record);
+        r.power_on = Some(true);
+        r.deployed_image = r.deploy.as_ref().map(|d| d.image.url.clone());
+        Ok(())
+    }
+
+    async fn tear_down(&self, record: &Shared) -> Result<(), BmcError> {
+        let _bmc = self.bmc_permit(record).await;
+        let driver = self.driver(record).await?;
+        executor::tear_down(driver.as_ref(), &self.steps).await?;
+        let mut r = lock(record);
+        r.power_on = Some(false);
+        r.deployed_image = None;
+        r.agent = AgentSession::default();
+        Ok(())
+    }
+
+    /// Agent API: finds the node waiting for an agent on a host with one of these MACs
+    /// and hands out a token for its calls.
+    pub fn agent_lookup(&self, macs: &[String]) -> Result<(String, String), ApiError> {
+        let wanted: Vec<String> = macs.iter().map(|m| m.to_ascii_lowercase()).collect();
+        let candidates: Vec<String> = {
+            let index = lock(&self.nodes_by_mac);
+            wanted
+                .iter()
+                .filter_map(|m| index.get(m))
+                .flatten()
+                .cloned()
+                .collect()
+        };
+        for name in candidates {
+            let Ok(record) = self.record(&name) else {
+                continue;
+            };
+            let mut r = lock(&record);
+            if !matches!(
+                r.fsm.state,
+                NodeState::WaitCallBack | NodeState::InspectWait | NodeState::CleanWait
+            ) || !r.macs().iter().any(|m| wanted.contains(m))
+            {
+                continue;
+            }
+            let token = format!(
+                "agent-{:016x}",
+                self.tokens.fetch_add(1, Ordering::Relaxed) ^ 0x5bd1_e995_7f4a_7c15
+            );
+            // A new agent session: its command is still to be given.
+            r.agent = AgentSession {
+                token: Some(token.clone()),
+                command_sent: false,
+            };
+            return Ok((r.spec.name.clone(), token));
+        }
+        Err(ApiError::NotFound(format!(
+            "no node waiting for an agent with MAC {}",
+            wanted.join(", ")
+        )))
+    }
+
+    fn agent_record(&self, name: &str, token: &str) -> Result<Shared, ApiError> {
+        let record = self.record(name)?;
+        if lock(&record).agent.token.as_deref() != Some(token) {
+            return Err(ApiError::InvalidState("unknown agent token".into()));
+        }
+        Ok(record)
+    }
+
+    /// Agent API: a heartbeat; answers the next command, if any.
+    pub fn agent_heartbeat(
+        &self,
+        name: &str,
+        token: &str,
+    ) -> Result<Option<AgentCommand>, ApiError> {
+        let record = self.agent_record(name, token)?;
+        let mut r = lock(&record);
+        if r.agent.command_sent {
+            return Ok(None);
+        }
+        let command = match r.fsm.state {
+            NodeState::InspectWait => AgentCommand::Inspect,
+            NodeState::CleanWait => AgentCommand::EraseMetadata,
+            NodeState::WaitCallBack => match &r.deploy {
+                Some(d) => AgentCommand::InstallImage {
+                    image: d.image.clone(),
+                    config_drive: d.config_drive.clone(),
+                },
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        r.agent.command_sent = true;
+        Ok(Some(command))
+    }
+
+    /// Agent API: the result of the command.
+    pub fn agent_report(
+        self: &Arc<Self>,
+        name: &str,
+        token: &str,
+        result: AgentResult,
+    ) -> Result<(), ApiError> {
+        let record = self.agent_record(name, token)?;
+        let mut r = lock(&record);
+        r.agent = AgentSession::default();
+        match r.fsm.state {
+            NodeState::InspectWait => {
+                drop(r);
+                let inventory = match (&result.error, result.inventory) {
+                    (None, Some(inv)) => Ok(inv.to_hardware()),
+                    (Some(e), _) => Err(format!("agent: {e}")),
+                    (None, None) => Err("agent sent no inventory".to_string()),
+                };
+                self.finish_in_background(name, |me, record| async move {
+                    me.set_inventory(&record, inventory?);
+                    me.tear_down(&record).await.map_err(|e| e.to_string())
+                });
+                Ok(())
+            }
+            NodeState::CleanWait | NodeState::WaitCallBack => {
+                let deploying = r.fsm.state == NodeState::WaitCallBack;
+                let (event, reason) = match &result.error {
+                    None => (NodeEvent::Resume, None),
+                    Some(e) if deploying => (NodeEvent::Fail, Some(format!("agent: {e}"))),
+                    Some(e) => (NodeEvent::Fail, Some(format!("agent cleaning: {e}"))),
+                };
+                let actions = self.handle(&mut r, event, reason.as_deref())?;
+                if deploying {
+                    r.config_drive = result.config_drive;
+                }
+                drop(r);
+                self.spawn_actions(name, actions);
+                if result.error.is_none() {
+                    self.finish_in_background(name, move |me, record| async move {
+                        if deploying {
+                            me.finish_deploy(&record).await
+                        } else {
+                            me.tear_down(&record).await
+                        }
+                        .map_err(|e| e.to_string())
+                    });
+                }
+                Ok(())
+            }
+            other => Err(ApiError::InvalidState(format!(
+                "node {name} is {other}: no agent result is awaited"
+            ))),
+        }
+    }
+
+    /// Runs `work` on a node in the background and feeds its outcome to the node's
+    /// machine: `done`, or `fail` with the reason. An outcome the machine no longer
+    /// expects (the node moved on) is dropped.
+    fn finish_in_background<F, Fut>(self: &Arc<Self>, name: &str, work: F)
+    where
+        F: FnOnce(Arc<Self>, Shared) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
+        let me = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let Ok(record) = me.record(&name) else {
+                return;
+            };
+            let (event, reason) = match work(me.clone(), record.clone()).await {
+                Ok(()) => (NodeEvent::Done, None),
+                Err(e) => (NodeEvent::Fail, Some(e)),
+            };
+            let actions = {
+                let mut r = lock(&record);
+                match me.handle(&mut r, event, reason.as_deref()) {
+                    Ok(actions) => actions,
+                    Err(e) => {
+                        tracing::debug!(node = %name, error = %e, "outcome dropped");
+                        return;
+                    }
+                }
+            };
+            me.spawn_actions(&name, actions);
+        });
+    }
+}
+
+/// Times waiting nodes out at their deadlines until the conductor is gone.
+async fn run_timers(conductor: Weak<Conductor>, changed: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(c) = conductor.upgrade() else {
+                return;
+            };
+            c.fire_due_timers()
+        };
+        let wait = next.unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bmc_core::{BmcAddress, Credentials};
+
+    fn conductor_with_a_node(name: &str, config: ConductorConfig) -> Arc<Conductor> {
+        let c = Conductor::new(config, Registry::new());
+        let credentials =
+            Credentials::new("admin", "password").unwrap_or_else(|e| unreachable!("{e}"));
+        c.create_node(NodeSpec {
+            name: name.to_string(),
+            address: BmcAddress::parse("redfish+http://127.0.0.1:9/redfish/v1/Systems/1")
+                .unwrap_or_else(|e| unreachable!("{e}")),
+            credentials,
+            disable_certificate_verification: false,
+            boot_mac: Some("52:54:00:00:00:01".to_string()),
+            automated_clean: false,
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        c
+    }
+
+    #[tokio::test]
+    async fn the_change_feed_tells_creations_deletions_and_a_full_list_from_zero() {
+        let c = conductor_with_a_node("ns/a", ConductorConfig::default());
+        let all = c.changes(0, Duration::ZERO).await;
+        assert!(all.complete);
+        assert_eq!(all.changes.len(), 1);
+        assert_eq!(all.changes[0].state, Some(NodeState::Enroll));
+        c.delete_node("ns/a")
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let after = c.changes(all.seq, Duration::from_secs(5)).await;
+        assert!(!after.complete);
+        assert_eq!(
+            after.changes,
+            vec![NodeChange {
+                name: "ns/a".into(),
+                state: None
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_verb_changes_nothing_of_the_node() {
+        let c = conductor_with_a_node("ns/a", ConductorConfig::default());
+        let deploy = DeployConfig {
+            image: provision_fsm::Image::at("http://x/os.qcow2"),
+            config_drive: ConfigDrive::default(),
+            legacy_boot: false,
+        };
+        let refused = c.provision("ns/a", Verb::Deploy(deploy));
+        assert!(
+            matches!(refused, Err(ApiError::InvalidState(_))),
+            "{refused:?}"
+        );
+        let view = c.node("ns/a").unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!((view.state, view.deploy_attempts), (NodeState::Enroll, 0));
+    }
+}

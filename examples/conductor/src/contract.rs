@@ -1,0 +1,186 @@
+//! The admin contract: what a caller (the operator) and the conductor say to each other,
+//! whether in one process ([`InProcess`]) or over HTTP ([`crate::http::HttpConductor`]).
+//! The operator depends on this module and on nothing of the conductor's insides.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use bmc_core::{BmcAddress, Credentials, HardwareInventory};
+use provision_fsm::{Image, NodeState};
+
+use crate::agent_protocol::ConfigDrive;
+use crate::conductor::Conductor;
+use crate::feed::Changes;
+
+/// A node as created through the API.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Unique name (the operator uses `namespace/name` of the host).
+    pub name: String,
+    /// The BMC address, parsed at the API's edge.
+    pub address: BmcAddress,
+    /// BMC credentials.
+    pub credentials: Credentials,
+    /// Skip TLS certificate checks.
+    pub disable_certificate_verification: bool,
+    /// The MAC the host boots from (agent look-ups match it).
+    pub boot_mac: Option<String>,
+    /// Clean by the agent (erase disk metadata) before a host is made available again
+    /// (Metal3's `automatedCleaningMode: metadata`); when false, cleaning only ejects
+    /// media and powers off (`disabled`).
+    pub automated_clean: bool,
+}
+
+/// What to deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployConfig {
+    /// The image: written by the agent, or booted as it is when it is a live ISO.
+    pub image: Image,
+    /// The config drive (user data, network data, metadata) the agent writes.
+    pub config_drive: ConfigDrive,
+    /// Boot in legacy BIOS mode (`bootMode: legacy`) rather than UEFI.
+    #[serde(default)]
+    pub legacy_boot: bool,
+}
+
+/// A provisioning verb of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verb {
+    /// Verify the BMC and manage the node.
+    Manage,
+    /// Inspect the hardware: out of band through the BMC, or in band by booting the
+    /// agent, which reports what it finds.
+    Inspect {
+        /// Boot the agent to inspect.
+        in_band: bool,
+    },
+    /// Clean and make available.
+    Provide,
+    /// Deploy.
+    Deploy(DeployConfig),
+    /// Tear down, clean, make available again.
+    Undeploy,
+    /// Abort a waiting operation.
+    Abort,
+}
+
+/// A node as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Name.
+    pub name: String,
+    /// Provision state (Ironic's name).
+    pub state: NodeState,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Power as last read.
+    pub power_on: Option<bool>,
+    /// The driver in use, once connected.
+    pub driver: Option<String>,
+    /// Inventory from inspection.
+    pub inventory: Option<HardwareInventory>,
+    /// The image deployed (active nodes).
+    pub deployed_image: Option<String>,
+    /// Deploys started, all attempts.
+    pub deploy_attempts: u32,
+    /// The config drive the agent reports it wrote (disk-image deploys).
+    pub config_drive: Option<ConfigDrive>,
+}
+
+/// Why an API call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// No such node.
+    #[error("node {0} not found")]
+    NotFound(String),
+    /// The node's state does not allow the request.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The conductor could not be reached or answered what no conductor answers.
+    #[error("conductor: {0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// The HTTP status that carries this error (the one mapping, both ways:
+    /// [`ApiError::from_status`]).
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::NotFound(_) => 404,
+            ApiError::InvalidState(_) => 409,
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    /// The error an HTTP answer of `status` with `message` stands for.
+    pub fn from_status(status: u16, message: String) -> ApiError {
+        match status {
+            404 => ApiError::NotFound(message),
+            400 | 422 => ApiError::BadRequest(message),
+            409 => ApiError::InvalidState(message),
+            _ => ApiError::Unavailable(message),
+        }
+    }
+
+    /// The message without the variant's prefix.
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::NotFound(m)
+            | ApiError::InvalidState(m)
+            | ApiError::BadRequest(m)
+            | ApiError::Unavailable(m) => m,
+        }
+    }
+}
+
+/// What the operator needs from a conductor.
+#[async_trait]
+pub trait ConductorApi: Send + Sync {
+    /// Creates a node, or updates the BMC details of an existing one.
+    async fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError>;
+    /// Shows a node.
+    async fn node(&self, name: &str) -> Result<NodeView, ApiError>;
+    /// The node state changes after position `since` of the change feed, waiting up to
+    /// `timeout` for one (a long poll); every node's state (`complete`) when `since` is 0
+    /// or too old.
+    async fn changes(&self, since: u64, timeout: Duration) -> Result<Changes, ApiError>;
+    /// Deletes a node.
+    async fn delete_node(&self, name: &str) -> Result<(), ApiError>;
+    /// Applies a provisioning verb; the work it starts runs in the background.
+    async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError>;
+    /// Powers a node on or off (verified by reading back).
+    async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError>;
+}
+
+/// The conductor in this process behind [`ConductorApi`].
+#[derive(Debug, Clone)]
+pub struct InProcess(pub Arc<Conductor>);
+
+#[async_trait]
+impl ConductorApi for InProcess {
+    async fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError> {
+        self.0.create_node(spec)
+    }
+    async fn node(&self, name: &str) -> Result<NodeView, ApiError> {
+        self.0.node(name)
+    }
+    async fn changes(&self, since: u64, timeout: Duration) -> Result<Changes, ApiError> {
+        Ok(self.0.changes(since, timeout).await)
+    }
+    async fn delete_node(&self, name: &str) -> Result<(), ApiError> {
+        self.0.delete_node(name).await
+    }
+    async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError> {
+        self.0.provision(name, verb)
+    }
+    async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError> {
+        self.0.set_power(name, on).await
+    }
+}

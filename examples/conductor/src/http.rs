@@ -1,0 +1,430 @@
+//! The conductor's two APIs over HTTP (modelled on Ironic's): the admin API the operator
+//! calls and the agent API agents call back on, as axum routes; and [`HttpConductor`], the
+//! admin API's client behind [`ConductorApi`].
+//!
+//! | call | HTTP |
+//! |---|---|
+//! | create (or update) a node | `POST /v1/nodes` |
+//! | show / list | `GET /v1/nodes/{name}`, `GET /v1/nodes` |
+//! | node state changes after a position of the feed (long poll) | `GET /v1/changes?since=<seq>&timeout_ms=<ms>` |
+//! | delete | `DELETE /v1/nodes/{name}` |
+//! | provision verb | `PUT /v1/nodes/{name}/states/provision` `{"target": "manage"\|"inspect"\|"provide"\|"active"\|"deleted"\|"abort", "deploy": {…}}` |
+//! | power | `PUT /v1/nodes/{name}/states/power` `{"target": "power on"\|"power off"}` |
+//! | agent look-up by MACs | `GET /v1/lookup?addresses=<mac>,<mac>` (agent API) |
+//! | agent heartbeat, command result | `POST /v1/heartbeat/{node}` (agent API) |
+//!
+//! Node names are `namespace/name`; the slash is escaped (`%2F`) in paths. Errors are
+//! `{"kind": …, "error": …}` with the status of [`ApiError::status`]. Credentials travel
+//! in the create body, so serve the admin API on loopback or behind TLS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::{Deserialize, Serialize};
+
+use bmc_core::{BmcAddress, Credentials};
+
+use crate::agent_protocol::{Heartbeat, HeartbeatReply, Lookup};
+use crate::conductor::Conductor;
+use crate::contract::{ApiError, ConductorApi, DeployConfig, NodeSpec, NodeView, Verb};
+use crate::feed::Changes;
+
+/// `POST /v1/nodes` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateNode {
+    /// Name.
+    pub name: String,
+    /// BMC address.
+    pub address: String,
+    /// BMC user.
+    pub username: String,
+    /// BMC password.
+    pub password: String,
+    /// Skip TLS certificate checks.
+    #[serde(default)]
+    pub disable_certificate_verification: bool,
+    /// Boot MAC.
+    #[serde(default)]
+    pub boot_mac: Option<String>,
+    /// Clean by the agent (`automatedCleaningMode: metadata`, the default).
+    #[serde(default = "yes")]
+    pub automated_clean: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl CreateNode {
+    /// The node spec, with the address parsed and the credentials checked: the API's edge.
+    pub fn into_spec(self) -> Result<NodeSpec, ApiError> {
+        let address =
+            BmcAddress::parse(&self.address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let credentials = Credentials::new(self.username, self.password)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok(NodeSpec {
+            name: self.name,
+            address,
+            credentials,
+            disable_certificate_verification: self.disable_certificate_verification,
+            boot_mac: self.boot_mac,
+            automated_clean: self.automated_clean,
+        })
+    }
+
+    fn from_spec(spec: NodeSpec) -> CreateNode {
+        CreateNode {
+            name: spec.name,
+            address: spec.address.to_string(),
+            username: spec.credentials.username().to_string(),
+            password: spec.credentials.password().expose().to_string(),
+            disable_certificate_verification: spec.disable_certificate_verification,
+            boot_mac: spec.boot_mac,
+            automated_clean: spec.automated_clean,
+        }
+    }
+}
+
+/// `PUT …/states/provision` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvisionTarget {
+    /// `manage`, `inspect`, `provide`, `active`, `deleted`, `abort`.
+    pub target: String,
+    /// For `active`: what to deploy.
+    #[serde(default)]
+    pub deploy: Option<DeployConfig>,
+    /// For `inspect`: `agent` (in band) or `redfish` (out of band, the default).
+    #[serde(default)]
+    pub inspect_interface: Option<String>,
+}
+
+impl ProvisionTarget {
+    /// The verb this body asks for.
+    pub fn verb(self) -> Result<Verb, ApiError> {
+        let in_band = self.inspect_interface.as_deref() == Some("agent");
+        Ok(match (self.target.as_str(), self.deploy) {
+            ("manage", _) => Verb::Manage,
+            ("inspect", _) => Verb::Inspect { in_band },
+            ("provide", _) => Verb::Provide,
+            ("active", Some(d)) => Verb::Deploy(d),
+            ("active", None) => {
+                return Err(ApiError::BadRequest("target active needs a deploy".into()));
+            }
+            ("deleted", _) => Verb::Undeploy,
+            ("abort", _) => Verb::Abort,
+            (other, _) => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown provision target {other:?}"
+                )));
+            }
+        })
+    }
+
+    /// The body that asks for `verb`.
+    pub fn of(verb: &Verb) -> ProvisionTarget {
+        let inspect_interface = match verb {
+            Verb::Inspect { in_band: true } => Some("agent".to_string()),
+            _ => None,
+        };
+        let (target, deploy) = match verb {
+            Verb::Manage => ("manage", None),
+            Verb::Inspect { .. } => ("inspect", None),
+            Verb::Provide => ("provide", None),
+            Verb::Deploy(d) => ("active", Some(d.clone())),
+            Verb::Undeploy => ("deleted", None),
+            Verb::Abort => ("abort", None),
+        };
+        ProvisionTarget {
+            target: target.to_string(),
+            deploy,
+            inspect_interface,
+        }
+    }
+}
+
+/// `PUT …/states/power` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PowerTarget {
+    /// `power on` or `power off`.
+    pub target: String,
+}
+
+/// An error's body.
+#[derive(Debug, Serialize, Deserialize)]
+struct ErrorBody {
+    kind: String,
+    error: String,
+}
+
+/// The one mapping of an API error to an HTTP answer (both APIs).
+fn error_response(e: ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let kind = match &e {
+        ApiError::NotFound(_) => "not found",
+        ApiError::InvalidState(_) => "invalid state",
+        ApiError::BadRequest(_) => "bad request",
+        ApiError::Unavailable(_) => "unavailable",
+    };
+    let body = ErrorBody {
+        kind: kind.to_string(),
+        error: e.message().to_string(),
+    };
+    (status, Json(body)).into_response()
+}
+
+fn reply<T: Serialize>(result: Result<T, ApiError>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn create(State(c): State<Arc<Conductor>>, Json(body): Json<CreateNode>) -> Response {
+    reply(body.into_spec().and_then(|spec| c.create_node(spec)))
+}
+
+async fn list(State(c): State<Arc<Conductor>>) -> Response {
+    reply(Ok(c.nodes()))
+}
+
+async fn show(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
+    reply(c.node(&name))
+}
+
+async fn delete(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
+    match c.delete_node(&name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn provision(
+    State(c): State<Arc<Conductor>>,
+    Path(name): Path<String>,
+    Json(body): Json<ProvisionTarget>,
+) -> Response {
+    reply(body.verb().and_then(|v| c.provision(&name, v)))
+}
+
+async fn power(
+    State(c): State<Arc<Conductor>>,
+    Path(name): Path<String>,
+    Json(body): Json<PowerTarget>,
+) -> Response {
+    let on = match body.target.as_str() {
+        "power on" => true,
+        "power off" => false,
+        other => {
+            return error_response(ApiError::BadRequest(format!(
+                "unknown power target {other:?}"
+            )));
+        }
+    };
+    reply(c.set_power(&name, on).await)
+}
+
+/// The longest a `GET /v1/changes` long poll is held.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// `GET /v1/changes` query.
+#[derive(Debug, Deserialize)]
+struct ChangesQuery {
+    #[serde(default)]
+    since: u64,
+    timeout_ms: Option<u64>,
+}
+
+async fn changes(State(c): State<Arc<Conductor>>, Query(q): Query<ChangesQuery>) -> Response {
+    let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(30_000)).min(MAX_WAIT);
+    reply(Ok(c.changes(q.since, timeout).await))
+}
+
+/// The admin API's routes.
+pub fn admin_routes(conductor: Arc<Conductor>) -> Router {
+    Router::new()
+        .route("/v1/nodes", get(list).post(create))
+        .route("/v1/changes", get(changes))
+        .route("/v1/nodes/{name}", get(show).delete(delete))
+        .route("/v1/nodes/{name}/states/provision", put(provision))
+        .route("/v1/nodes/{name}/states/power", put(power))
+        .with_state(conductor)
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    addresses: String,
+}
+
+async fn lookup(State(c): State<Arc<Conductor>>, Query(q): Query<LookupQuery>) -> Response {
+    let macs: Vec<String> = q.addresses.split(',').map(str::to_string).collect();
+    reply(
+        c.agent_lookup(&macs)
+            .map(|(node, agent_token)| Lookup { node, agent_token }),
+    )
+}
+
+async fn heartbeat(
+    State(c): State<Arc<Conductor>>,
+    Path(node): Path<String>,
+    Json(beat): Json<Heartbeat>,
+) -> Response {
+    reply(match beat.command_result {
+        Some(result) => c
+            .agent_report(&node, &beat.agent_token, result)
+            .map(|()| HeartbeatReply { command: None }),
+        None => c
+            .agent_heartbeat(&node, &beat.agent_token)
+            .map(|command| HeartbeatReply { command }),
+    })
+}
+
+/// The agent API's routes (`/v1/lookup`, `/v1/heartbeat/{node}`).
+pub fn agent_routes(conductor: Arc<Conductor>) -> Router {
+    Router::new()
+        .route("/v1/lookup", get(lookup))
+        .route("/v1/heartbeat/{node}", post(heartbeat))
+        .with_state(conductor)
+}
+
+/// A node name as one path segment.
+pub fn escape(name: &str) -> String {
+    name.replace('%', "%25").replace('/', "%2F")
+}
+
+/// The admin API over HTTP. At most [`HttpConductor::MAX_IN_FLIGHT`] requests are in
+/// flight at once, so thousands of hosts reconciled at once share a few connections.
+#[derive(Debug, Clone)]
+pub struct HttpConductor {
+    base: String,
+    http: reqwest::Client,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl HttpConductor {
+    /// Requests in flight at once.
+    pub const MAX_IN_FLIGHT: usize = 64;
+
+    /// A client for the conductor at `base` (`http://127.0.0.1:6385`).
+    pub fn new(base: &str) -> HttpConductor {
+        HttpConductor {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(Self::MAX_IN_FLIGHT)),
+        }
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Option<T>, ApiError> {
+        let _permit = self.in_flight.acquire().await;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("{} unreachable: {e}", self.base)))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status.is_success() {
+            return response
+                .json::<T>()
+                .await
+                .map(Some)
+                .map_err(|e| ApiError::Unavailable(format!("answer of {}: {e}", self.base)));
+        }
+        let message = response
+            .json::<ErrorBody>()
+            .await
+            .map(|b| b.error)
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        Err(ApiError::from_status(status.as_u16(), message))
+    }
+
+    async fn view(&self, request: reqwest::RequestBuilder) -> Result<NodeView, ApiError> {
+        self.answer::<NodeView>(request)
+            .await?
+            .ok_or_else(|| ApiError::Unavailable("an empty answer".into()))
+    }
+
+    fn node_url(&self, name: &str, rest: &str) -> String {
+        format!("{}/v1/nodes/{}{rest}", self.base, escape(name))
+    }
+}
+
+#[async_trait]
+impl ConductorApi for HttpConductor {
+    async fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError> {
+        let body = CreateNode::from_spec(spec);
+        self.view(
+            self.http
+                .post(format!("{}/v1/nodes", self.base))
+                .json(&body),
+        )
+        .await
+    }
+
+    async fn node(&self, name: &str) -> Result<NodeView, ApiError> {
+        self.view(self.http.get(self.node_url(name, ""))).await
+    }
+
+    async fn changes(&self, since: u64, timeout: Duration) -> Result<Changes, ApiError> {
+        // Not counted against the in-flight limit: a long poll holds its place for long.
+        let url = format!(
+            "{}/v1/changes?since={since}&timeout_ms={}",
+            self.base,
+            timeout.min(MAX_WAIT).as_millis()
+        );
+        let response = self
+            .http
+            .get(url)
+            .timeout(timeout.min(MAX_WAIT) + Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("{} unreachable: {e}", self.base)))?;
+        if !response.status().is_success() {
+            return Err(ApiError::from_status(
+                response.status().as_u16(),
+                format!("change feed: HTTP {}", response.status()),
+            ));
+        }
+        response
+            .json::<Changes>()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("change feed of {}: {e}", self.base)))
+    }
+
+    async fn delete_node(&self, name: &str) -> Result<(), ApiError> {
+        self.answer::<serde_json::Value>(self.http.delete(self.node_url(name, "")))
+            .await
+            .map(|_| ())
+    }
+
+    async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError> {
+        self.view(
+            self.http
+                .put(self.node_url(name, "/states/provision"))
+                .json(&ProvisionTarget::of(&verb)),
+        )
+        .await
+    }
+
+    async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError> {
+        let target = if on { "power on" } else { "power off" };
+        self.view(
+            self.http
+                .put(self.node_url(name, "/states/power"))
+                .json(&PowerTarget {
+                    target: target.to_string(),
+                }),
+        )
+        .await
+    }
+}

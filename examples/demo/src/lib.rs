@@ -1,0 +1,22 @@
+//! The whole Metal3 workflow on a simulated fleet: the conductor and operator crates over
+//! simulated BMCs (bmc-sim serving recorded vendor trees), an image server and simulated
+//! agents. The only crate of the family with bmc-sim as a normal dependency.
+//!
+//! - [`demo`]: what `metal3-demo` runs, as a library so the end-to-end tests run exactly
+//!   the same thing.
+//! - [`fleet`]: the simulated hosts and the image server; [`fleet_process`]: the same in
+//!   processes of their own; [`sim_agent`]: the simulated agent a host starts when it
+//!   boots the agent ISO.
+//!
+//! ```
+//! use metal3_demo::fleet;
+//!
+//! let dell = fleet::vendor("dell").ok_or("no dell")?;
+//! assert!(dell.scheme.starts_with("idrac-virtualmedia"));
+//! # Ok::<(), &str>(())
+//! ```
+
+pub mod demo;
+pub mod fleet;
+pub mod fleet_process;
+pub mod sim_agent;

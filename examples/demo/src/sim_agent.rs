@@ -1,0 +1,117 @@
+//! A simulated ironic-python-agent, started when a simulated host boots the agent ISO:
+//! looks its node up by the host's MACs, heartbeats, and carries out the conductor's
+//! commands (inspect: the recorded tree's hardware; erase metadata; install an image:
+//! download, checksum, and report the config drive written).
+
+use std::time::Duration;
+
+use metal3_conductor::agent_protocol::{
+    AgentCommand, AgentInventory, AgentResult, Heartbeat, HeartbeatReply, Lookup, verify_image,
+};
+use metal3_conductor::http::escape;
+use provision_fsm::Image;
+
+/// Runs one agent's life: look-up, heartbeats until one command is done, its result.
+pub async fn run_simulated_agent(
+    api: String,
+    macs: Vec<String>,
+    hardware: serde_json::Value,
+    http: reqwest::Client,
+) {
+    let lookup = async {
+        for _ in 0..100 {
+            let url = format!("{api}/v1/lookup?addresses={}", macs.join(","));
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().is_success() {
+                    if let Ok(l) = r.json::<Lookup>().await {
+                        return Some(l);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    };
+    let Some(Lookup { node, agent_token }) = lookup.await else {
+        tracing::debug!(?macs, "simulated agent found no node");
+        return;
+    };
+    let beat_url = format!("{api}/v1/heartbeat/{}", escape(&node));
+    for _ in 0..2000 {
+        let reply = http
+            .post(&beat_url)
+            .json(&Heartbeat {
+                agent_token: agent_token.clone(),
+                command_result: None,
+            })
+            .send()
+            .await;
+        let command = match reply {
+            Ok(r) if r.status().is_success() => r
+                .json::<HeartbeatReply>()
+                .await
+                .ok()
+                .and_then(|h| h.command),
+            // The token is gone: the node moved on without this agent.
+            Ok(r) if r.status().is_client_error() => return,
+            _ => None,
+        };
+        let result = match command {
+            Some(AgentCommand::InstallImage {
+                image,
+                config_drive,
+            }) => {
+                let mut result = install(&http, &image).await;
+                if result.error.is_none() {
+                    // The config drive goes on the disk after the image: what was written
+                    // is reported back.
+                    result.config_drive = Some(config_drive);
+                }
+                Some(result)
+            }
+            Some(AgentCommand::EraseMetadata) => Some(AgentResult::default()),
+            Some(AgentCommand::Inspect) => Some(
+                match serde_json::from_value::<AgentInventory>(hardware.clone()) {
+                    Ok(inventory) => AgentResult {
+                        inventory: Some(inventory),
+                        ..AgentResult::default()
+                    },
+                    Err(e) => AgentResult::failed(format!("reading the hardware: {e}")),
+                },
+            ),
+            None => None,
+        };
+        if let Some(result) = result {
+            let _ = http
+                .post(&beat_url)
+                .json(&Heartbeat {
+                    agent_token,
+                    command_result: Some(result),
+                })
+                .send()
+                .await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn install(http: &reqwest::Client, image: &Image) -> AgentResult {
+    let url = &image.url;
+    let response = match http.get(url).send().await {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => return AgentResult::failed(format!("downloading {url}: HTTP {}", r.status())),
+        Err(e) => return AgentResult::failed(format!("downloading {url}: {e}")),
+    };
+    let data = match response.bytes().await {
+        Ok(d) => d,
+        Err(e) => return AgentResult::failed(format!("downloading {url}: {e}")),
+    };
+    if let Err(e) = verify_image(image, &data) {
+        return AgentResult::failed(e);
+    }
+    AgentResult {
+        bytes: data.len() as u64,
+        ..AgentResult::default()
+    }
+}

@@ -1,0 +1,48 @@
+//! `metal3-demo` as a process, with its simulated fleet in a process of its own.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::process::Command;
+
+/// `metal3-demo --separate-simulator`: the simulated fleet runs in a child process, every
+/// host still ends where it should (what each simulated host booted is read back from the
+/// fleet process), and both processes' peak memory is reported.
+#[test]
+fn demo_with_the_fleet_in_its_own_process() {
+    let out = Command::new(env!("CARGO_BIN_EXE_metal3-demo"))
+        .args([
+            "--hosts",
+            "7",
+            "--power-delay-ms",
+            "0",
+            "--separate-simulator",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("every host ended where it should"),
+        "{stdout}"
+    );
+    let memory = stdout
+        .lines()
+        .find(|l| l.starts_with("peak memory: operator+conductor"))
+        .unwrap_or_else(|| panic!("no memory line in {stdout}"));
+    // `… operator+conductor 20.0 MiB (2925.7 KiB per host), simulated fleet 51.7 MiB`
+    let mib: Vec<f64> = memory
+        .split_whitespace()
+        .filter_map(|w| w.trim_start_matches('(').parse::<f64>().ok())
+        .collect();
+    assert_eq!(mib.len(), 3, "{memory}");
+    assert!(mib[0] > 1.0 && mib[2] > 1.0, "{memory}");
+    // Seven hosts' worth of simulated BMCs served requests through the child.
+    let requests: u64 = stdout
+        .lines()
+        .find(|l| l.starts_with("7 hosts:"))
+        .and_then(|l| l.split("; ").find(|p| p.ends_with("per host)")))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(requests > 7 * 20, "{stdout}");
+}

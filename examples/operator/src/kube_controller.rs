@@ -1,0 +1,262 @@
+//! The `kube` feature: [`crate::controller::reconcile`] (one [`Operator::reconcile`] step
+//! per call) run as a kube-rs controller over the real `metal3.io/v1alpha1` BareMetalHost
+//! CRD: kube-runtime schedules the step, as the embedded mode's scheduler does without an
+//! API server.
+//!
+//! Objects are watched as dynamic objects of the CRD's group, version and kind, read into
+//! this crate's [`BareMetalHost`] with upstream's field names (unknown fields are
+//! ignored, so upstream's samples and newer CRD versions load), and reconciled by the
+//! same function the embedded mode is tested with. The controller adds the
+//! `baremetalhost.metal3.io` finalizer, writes `status` through the status subresource
+//! in Metal3's layout, removes the finalizer once the host is deprovisioned and its node
+//! deleted, and requeues with the host machine's wake-up time. Secrets named by
+//! `bmc.credentialsName` and `userData` are read from the host's namespace on each
+//! reconcile.
+//!
+//! Against a cluster (the CRD from baremetal-operator's `config/base/crds` installed):
+//!
+//! ```text
+//! cargo run -p metal3-operator --features kube --bin operator -- \
+//!     --kube --conductor http://CONDUCTOR:6385 --state operator.redb
+//! ```
+//! The kubeconfig is found the usual way (`KUBECONFIG`, `~/.kube/config`, or the
+//! in-cluster service account); `--namespace NS` limits the watch to one namespace.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::controller::{BUSY_POLL, HostObject, Write, reconcile};
+use crate::manifests::{BareMetalHost, ObjectMeta, Secret};
+use crate::operator::Operator;
+
+/// The BareMetalHost resource: `metal3.io/v1alpha1`, plural `baremetalhosts`.
+pub fn bare_metal_hosts() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("metal3.io", "v1alpha1", "BareMetalHost"),
+        "baremetalhosts",
+    )
+}
+
+/// Reads a watched object into the controller's view of it.
+pub fn host_object(obj: &DynamicObject) -> Result<HostObject, String> {
+    let meta = &obj.metadata;
+    let name = meta
+        .name
+        .clone()
+        .ok_or_else(|| "a BareMetalHost without a name".to_string())?;
+    let spec = obj.data.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let spec =
+        serde_json::from_value(spec).map_err(|e| format!("BareMetalHost {name}: spec: {e}"))?;
+    Ok(HostObject {
+        host: BareMetalHost {
+            metadata: ObjectMeta {
+                name,
+                namespace: meta.namespace.clone(),
+                annotations: meta.annotations.clone().unwrap_or_default(),
+                labels: meta.labels.clone().unwrap_or_default(),
+                owner_references: meta
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .map(|o| crate::manifests::OwnerReference {
+                        api_version: o.api_version.clone(),
+                        kind: o.kind.clone(),
+                        name: o.name.clone(),
+                    })
+                    .collect(),
+            },
+            spec,
+        },
+        deleting: meta.deletion_timestamp.is_some(),
+        finalizers: meta.finalizers.clone().unwrap_or_default(),
+        status: obj.data.get("status").cloned(),
+    })
+}
+
+/// A Kubernetes Secret as this crate's [`Secret`] (its data already decoded).
+pub fn secret_from(s: &KubeSecret) -> Secret {
+    let mut string_data: BTreeMap<String, String> = s.string_data.clone().unwrap_or_default();
+    for (k, v) in s.data.iter().flatten() {
+        if let Ok(text) = String::from_utf8(v.0.clone()) {
+            string_data.entry(k.clone()).or_insert(text);
+        }
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: s.metadata.name.clone().unwrap_or_default(),
+            namespace: s.metadata.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        data: BTreeMap::new(),
+        string_data,
+    }
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The object could not be read.
+    #[error("{0}")]
+    Object(String),
+    /// The API server refused a write.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+struct Context {
+    client: Client,
+    operator: Arc<Operator>,
+}
+
+async fn secrets_for(client: &Client, host: &BareMetalHost) -> Vec<Secret> {
+    let ns = host.metadata.namespace();
+    let api: Api<KubeSecret> = Api::namespaced(client.clone(), ns);
+    let mut names = vec![host.spec.bmc.credentials_name.clone()];
+    if let Some(u) = &host.spec.user_data {
+        names.push(u.name.clone());
+    }
+    let mut out = Vec::new();
+    for name in names.into_iter().filter(|n| !n.is_empty()) {
+        // A missing secret is the host's error to report (registration error), not ours.
+        if let Ok(Some(s)) = api.get_opt(&name).await {
+            out.push(secret_from(&s));
+        }
+    }
+    out
+}
+
+async fn reconcile_object(
+    obj: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let object = host_object(&obj).map_err(ControllerError::Object)?;
+    let secrets = secrets_for(&ctx.client, &object.host).await;
+    let decision = reconcile(&ctx.operator, &object, &secrets, BUSY_POLL).await;
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        object.host.metadata.namespace(),
+        &bare_metal_hosts(),
+    );
+    let name = &object.host.metadata.name;
+    let params = PatchParams::default();
+    let mut finalizers = object.finalizers.clone();
+    for write in decision.writes {
+        match write {
+            Write::AddFinalizer | Write::RemoveFinalizer => {
+                if matches!(write, Write::AddFinalizer) {
+                    finalizers.push(crate::controller::FINALIZER.to_string());
+                } else {
+                    finalizers.retain(|f| f != crate::controller::FINALIZER);
+                }
+                let patch = json!({"metadata": {"finalizers": finalizers}});
+                api.patch(name, &params, &Patch::Merge(&patch)).await?;
+            }
+            Write::Status(status) => {
+                let patch = json!({"status": status});
+                api.patch_status(name, &params, &Patch::Merge(&patch))
+                    .await?;
+            }
+        }
+    }
+    Ok(match decision.requeue_after {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+fn error_policy(_obj: Arc<DynamicObject>, error: &ControllerError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller until the watch ends.
+pub async fn run(client: Client, operator: Arc<Operator>, namespace: Option<&str>) {
+    let resource = bare_metal_hosts();
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let context = Arc::new(Context { client, operator });
+    Controller::new_with(api, watcher::Config::default(), resource)
+        .run(reconcile_object, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// baremetal-operator's sample host (config/samples), as the API server returns it.
+    const SAMPLE: &str = r#"{
+        "apiVersion": "metal3.io/v1alpha1",
+        "kind": "BareMetalHost",
+        "metadata": {
+            "name": "example-baremetalhost", "namespace": "metal3",
+            "finalizers": ["baremetalhost.metal3.io"],
+            "deletionTimestamp": "2026-11-24T10:00:00Z",
+            "annotations": {"baremetalhost.metal3.io/paused": ""}
+        },
+        "spec": {
+            "online": true,
+            "bootMACAddress": "00:c2:fc:4b:c6:8a",
+            "bmc": {"address": "redfish-virtualmedia://192.168.122.1:8000/redfish/v1/Systems/1",
+                    "credentialsName": "example-baremetalhost-secret"},
+            "image": {"url": "http://172.22.0.1/images/rhcos.qcow2", "checksum": "abc", "checksumType": "md5"},
+            "customDeploy": {"method": "install_coreos"},
+            "architecture": "x86_64"
+        },
+        "status": {"provisioning": {"state": "provisioned"}, "operationalStatus": "OK"}
+    }"#;
+
+    #[test]
+    fn upstream_objects_read_with_their_deletion_finalizers_and_status() {
+        let obj: DynamicObject =
+            serde_json::from_str(SAMPLE).unwrap_or_else(|e| unreachable!("{e}"));
+        let o = host_object(&obj).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(o.host.metadata.key(), "metal3/example-baremetalhost");
+        assert!(o.deleting && o.host.paused());
+        assert_eq!(o.finalizers, ["baremetalhost.metal3.io"]);
+        assert_eq!(
+            o.host.spec.boot_mac_address.as_deref(),
+            Some("00:c2:fc:4b:c6:8a")
+        );
+        assert_eq!(
+            o.status
+                .as_ref()
+                .map(|s| s["provisioning"]["state"].clone()),
+            Some(json!("provisioned"))
+        );
+        let r = bare_metal_hosts();
+        assert_eq!(
+            (r.group.as_str(), r.plural.as_str()),
+            ("metal3.io", "baremetalhosts")
+        );
+    }
+
+    #[test]
+    fn secrets_come_decoded_and_string_data_wins() {
+        let s: KubeSecret = serde_json::from_value(json!({
+            "metadata": {"name": "bmc", "namespace": "metal3"},
+            "data": {"username": "YWRtaW4=", "password": "cGFzc3dvcmQ="},
+            "stringData": {"username": "root"}
+        }))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let s = secret_from(&s);
+        assert_eq!(s.get("username"), Ok(Some("root".to_string())));
+        assert_eq!(s.get("password"), Ok(Some("password".to_string())));
+    }
+}

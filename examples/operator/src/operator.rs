@@ -1,0 +1,1220 @@
+//! The example operator (baremetal-operator's role): each BareMetalHost is reconciled by
+//! one level-triggered step, [`Operator::reconcile`], as kube-runtime's controllers and
+//! baremetal-operator's provisioner work. A step reads the host's object, its record and
+//! the conductor's node, tells provision-fsm's host machine what it sees (the result of
+//! the action it waits for), commits the record, starts the actions the machine asks for
+//! and returns when to come back. It never waits for the conductor: the next step reads
+//! the node again.
+//!
+//! Who calls the step: [`Operator::run_embedded`] schedules it itself (one step per host
+//! at a time, a delay queue for requeues, woken by the conductor's change feed); the
+//! `kube` controller hands the same function to kube-runtime ([`crate::controller`]).
+//!
+//! Every record (and any address-pool change) is committed before the action it leads to
+//! runs, and every action is idempotent against the conductor (create-or-update, verbs only
+//! from the states they apply to, an active node with the wanted image counts as
+//! provisioned), so a killed operator that restarts carries on without provisioning a host
+//! twice or handing out an address twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use bmc_core::sync::lock;
+use bmc_core::{BmcAddress, Credentials, HardwareInventory};
+use metal3_conductor::agent_protocol::ConfigDrive;
+use metal3_conductor::{ApiError, ConductorApi, DeployConfig, NodeSpec, NodeView, Verb};
+use provision_fsm::{
+    CredentialsState, Host, HostAction, HostEvent, HostSpec, HostState, HostStateKind,
+    InspectionMode, NodeState, Pending, RebootMode, StepContext,
+};
+
+use crate::manifests::{BareMetalHost, IpClaimObject, IpPoolObject, Manifests, Secret};
+use crate::render::network_data;
+use crate::scheduler::Scheduler;
+use crate::store::{Change, Store, StoreError, encode};
+
+/// How the operator runs.
+#[derive(Debug, Clone, Copy)]
+pub struct OperatorConfig {
+    /// How soon a step that could not reach the conductor, or whose action failed to
+    /// start, is tried again.
+    pub poll: Duration,
+    /// How long a host waiting for its node is left alone when no change of the node
+    /// arrives (a safety net under the change feed).
+    pub idle_recheck: Duration,
+    /// Provisioning attempts before giving up (0 = unlimited).
+    pub max_provisioning_retries: u32,
+    /// How inspection runs when a host does not say (Metal3's default: the agent).
+    pub inspection: InspectionMode,
+    /// Steps running at once in embedded mode.
+    pub max_concurrent_steps: usize,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        OperatorConfig {
+            poll: Duration::from_millis(500),
+            idle_recheck: Duration::from_secs(60),
+            max_provisioning_retries: 5,
+            inspection: InspectionMode::Agent,
+            max_concurrent_steps: 512,
+        }
+    }
+}
+
+/// The address a host holds: the claim, its pool, and what ipam gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldAddress {
+    /// The IPPool (`namespace/name`).
+    pub pool: String,
+    /// The claim's owner in ipam: the IPClaim's `namespace/name`, or the host's own key
+    /// for an address taken from its namespace's only pool.
+    pub claim: String,
+    /// The address.
+    pub address: ipam::IpAddress,
+}
+
+/// What the operator keeps per host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// The host machine's state (provisioning state, errors, pending action).
+    pub host: Host,
+    /// Hardware details from inspection.
+    pub hardware: Option<HardwareInventory>,
+    /// The address claimed for the host.
+    pub address: Option<HeldAddress>,
+    /// Seconds spent in each provisioning state, in order of first entry.
+    pub phases: Vec<(String, f64)>,
+    /// When the current state was entered (seconds since the Unix epoch).
+    pub state_since: f64,
+    /// `status.lastUpdated` (seconds since the Unix epoch).
+    pub last_updated: f64,
+    /// When the host machine next wants a step (seconds since the Unix epoch), if it is
+    /// waiting for a time rather than an event.
+    #[serde(default)]
+    pub next_wake: Option<f64>,
+    /// The node's deploy count once this operator's deploy was accepted: a node in
+    /// `deploy failed` with that count failed this deploy, with another an earlier one.
+    #[serde(default)]
+    pub deploy_accepted: Option<u32>,
+    /// The result of an action that finished within a step, for the next step.
+    #[serde(default)]
+    pub next_event: Option<HostEvent>,
+    /// The pending action's request reached the conductor in this run of the operator
+    /// (after a restart it is sent again: every request is idempotent).
+    #[serde(skip)]
+    pub sent: bool,
+}
+
+impl HostRecord {
+    fn new() -> HostRecord {
+        let now = unix_now();
+        HostRecord {
+            host: Host::new(),
+            hardware: None,
+            address: None,
+            phases: Vec::new(),
+            state_since: now,
+            last_updated: now,
+            next_wake: None,
+            deploy_accepted: None,
+            next_event: None,
+            sent: false,
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// What one step decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconciled {
+    /// The host's record after the step; `None` once the host is gone (deleted and
+    /// finalized) or unknown.
+    pub record: Option<HostRecord>,
+    /// Step again after this long (a wake-up time of the host machine, a result to feed,
+    /// a retry); `None`: only when the host's object or its node changes.
+    pub requeue_after: Option<Duration>,
+    /// The host waits for its conductor node to move on (embedded mode is woken by the
+    /// change feed then; a controller without the feed polls).
+    pub waiting_for_node: bool,
+}
+
+impl Reconciled {
+    fn gone() -> Reconciled {
+        Reconciled {
+            record: None,
+            requeue_after: None,
+            waiting_for_node: false,
+        }
+    }
+}
+
+struct Desired {
+    bmh: BareMetalHost,
+    deleting: bool,
+}
+
+/// A request to the conductor that moves the pending action on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Register,
+    Inspect,
+    Provide,
+    Deploy,
+    Undeploy,
+    Abort,
+}
+
+/// What the node says about the action the host waits for.
+enum Seen {
+    /// The action's result.
+    Event(HostEvent),
+    /// Still running.
+    Waiting,
+    /// The next request to send for it.
+    Send(Call),
+    /// An action that finishes within a step lost its result (a restart): do it again.
+    Redo,
+}
+
+/// The operator.
+pub struct Operator {
+    conductor: Arc<dyn ConductorApi>,
+    store: Arc<Store>,
+    /// Saves waiting for the next commit (group commit, see [`Operator::save`]).
+    pending: Arc<Mutex<PendingCommit>>,
+    config: OperatorConfig,
+    desired: Mutex<HashMap<String, Desired>>,
+    records: Mutex<HashMap<String, HostRecord>>,
+    secrets: Mutex<BTreeMap<String, Secret>>,
+    pools: Pools,
+    /// IPClaims by their owner host's key.
+    claims: Mutex<HashMap<String, IpClaimObject>>,
+    scheduler: Arc<Scheduler>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    stopped: std::sync::atomic::AtomicBool,
+    started: tokio::time::Instant,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("hosts", &lock(&self.records).len())
+            .finish()
+    }
+}
+
+/// Host records and pools waiting to be committed together, and who waits for it.
+#[derive(Default)]
+struct PendingCommit {
+    hosts: Vec<(String, Option<Vec<u8>>)>,
+    pools: BTreeSet<String>,
+    waiters: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    /// A committer task is running (it takes what arrives while it commits).
+    committing: bool,
+}
+
+type Pools = Arc<Mutex<HashMap<String, (IpPoolObject, ipam::IpPool)>>>;
+
+/// Commits what is pending, batch after batch, until nothing is: one transaction (one
+/// disk sync) for every save that arrived during the previous one. A pool's state is
+/// encoded once per batch, however many of its claims the batch holds.
+async fn commit_pending(store: Arc<Store>, pending: Arc<Mutex<PendingCommit>>, pools: Pools) {
+    loop {
+        let (hosts, pool_names, waiters) = {
+            let mut p = lock(&pending);
+            if p.waiters.is_empty() {
+                p.committing = false;
+                return;
+            }
+            (
+                std::mem::take(&mut p.hosts),
+                std::mem::take(&mut p.pools),
+                std::mem::take(&mut p.waiters),
+            )
+        };
+        let encoded: Result<Vec<(String, Vec<u8>)>, StoreError> = {
+            let p = lock(&pools);
+            pool_names
+                .into_iter()
+                .filter_map(|name| {
+                    let (_, pool) = p.get(&name)?;
+                    Some(encode(&pool.state()).map(|state| (name, state)))
+                })
+                .collect()
+        };
+        let result = match encoded {
+            Ok(pools) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.commit(Change { hosts, pools }))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+#[derive(Debug)]
+enum CredentialsProblem {
+    Missing,
+    Invalid(String),
+}
+
+impl std::fmt::Display for CredentialsProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialsProblem::Missing => f.write_str("the credentials secret does not exist"),
+            CredentialsProblem::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The node states in which the conductor is still at work on an action.
+fn conductor_busy(state: NodeState) -> bool {
+    matches!(
+        state,
+        NodeState::Verifying
+            | NodeState::Inspecting
+            | NodeState::InspectWait
+            | NodeState::Cleaning
+            | NodeState::CleanWait
+            | NodeState::Deploying
+            | NodeState::WaitCallBack
+            | NodeState::Deleting
+    )
+}
+
+fn failure(node: &NodeView, what: &str) -> String {
+    node.last_error
+        .clone()
+        .unwrap_or_else(|| format!("{what} ended in {}", node.state))
+}
+
+impl Operator {
+    /// Opens the store and loads what a previous run left.
+    pub fn open(
+        conductor: Arc<dyn ConductorApi>,
+        store: Store,
+        config: OperatorConfig,
+    ) -> Result<Arc<Operator>, StoreError> {
+        let records: HashMap<String, HostRecord> = store.hosts()?.into_iter().collect();
+        Ok(Arc::new(Operator {
+            conductor,
+            store: Arc::new(store),
+            pending: Arc::new(Mutex::new(PendingCommit::default())),
+            scheduler: Arc::new(Scheduler::new(config.max_concurrent_steps)),
+            config,
+            desired: Mutex::new(HashMap::new()),
+            records: Mutex::new(records),
+            secrets: Mutex::new(BTreeMap::new()),
+            pools: Arc::new(Mutex::new(HashMap::new())),
+            claims: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            started: tokio::time::Instant::now(),
+        }))
+    }
+
+    /// Takes (new versions of) the objects in `manifests`: Secrets, IPPools (restored
+    /// from the store when it has them), IPClaims (claimed at once when no host owns
+    /// them; a host's own claim is claimed when it is provisioned) and hosts.
+    pub fn apply(self: &Arc<Self>, manifests: &Manifests) -> Result<(), String> {
+        self.put_secrets(manifests.secrets.values().cloned());
+        let saved: HashMap<String, ipam::PoolState> = self
+            .store
+            .pools()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
+        for p in &manifests.pools {
+            let key = p.metadata.key();
+            if lock(&self.pools).contains_key(&key) {
+                continue;
+            }
+            let pool = match saved.get(&key) {
+                Some(state) => ipam::IpPool::restore(&p.spec, state)
+                    .map_err(|e| format!("IPPool {key}: {e}"))?,
+                None => ipam::IpPool::new(&p.spec).map_err(|e| format!("IPPool {key}: {e}"))?,
+            };
+            lock(&self.pools).insert(key, (p.clone(), pool));
+        }
+        for claim in &manifests.claims {
+            if let Some(host) = claim.owner_host() {
+                lock(&self.claims).insert(host, claim.clone());
+                continue;
+            }
+            let pool_key = claim.spec.pool.key(&claim.metadata);
+            let mut pools = lock(&self.pools);
+            let (_, pool) = pools.get_mut(&pool_key).ok_or_else(|| {
+                format!(
+                    "IPClaim {}: IPPool {pool_key} not found",
+                    claim.metadata.key()
+                )
+            })?;
+            pool.claim(&claim.metadata.key())
+                .map_err(|e| format!("IPClaim {}: {e}", claim.metadata.key()))?;
+        }
+        for bmh in &manifests.hosts {
+            self.put_host(bmh.clone());
+        }
+        Ok(())
+    }
+
+    /// Creates or updates a host and asks for a step. Returns whether it was new or
+    /// different.
+    pub fn put_host(&self, bmh: BareMetalHost) -> bool {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        let key = bmh.metadata.key();
+        let changed = {
+            let mut desired = lock(&self.desired);
+            match desired.get_mut(&key) {
+                Some(d) if d.bmh == bmh => false,
+                Some(d) => {
+                    d.bmh = bmh;
+                    true
+                }
+                None => {
+                    desired.insert(
+                        key.clone(),
+                        Desired {
+                            bmh,
+                            deleting: false,
+                        },
+                    );
+                    true
+                }
+            }
+        };
+        if changed {
+            self.scheduler.wake(&key);
+        }
+        changed
+    }
+
+    /// Marks a host deleted (as `kubectl delete` sets the deletion timestamp).
+    pub fn delete_host(&self, key: &str) {
+        if let Some(d) = lock(&self.desired).get_mut(key) {
+            if !d.deleting {
+                d.deleting = true;
+                self.scheduler.wake(key);
+            }
+        }
+    }
+
+    /// Adds or replaces Secrets (the kube controller reads them from the API server).
+    pub fn put_secrets(&self, secrets: impl IntoIterator<Item = Secret>) {
+        let mut map = lock(&self.secrets);
+        for s in secrets {
+            map.insert(s.metadata.key(), s);
+        }
+    }
+
+    /// Schedules the step of every host in this process (embedded mode): one step per
+    /// host at a time, requeues in a delay queue, and a step for a host whenever the
+    /// conductor's change feed says its node changed. Runs until [`Operator::stop`].
+    pub fn run_embedded(self: &Arc<Self>) {
+        let tasks = self.scheduler.clone().start(self.clone());
+        lock(&self.tasks).extend(tasks);
+        for key in lock(&self.desired).keys() {
+            self.scheduler.wake(key);
+        }
+    }
+
+    /// Stops every task at once, wherever it is (as a killed process would), and waits
+    /// until they are gone, so the store can be opened again.
+    pub async fn stop(self: Arc<Self>) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.scheduler.stop().await;
+        // Saves already handed to the committer land before the store is let go.
+        for _ in 0..10_000 {
+            if !lock(&self.pending).committing {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The conductor this operator drives.
+    pub fn conductor(&self) -> &Arc<dyn ConductorApi> {
+        &self.conductor
+    }
+
+    /// Whether the operator knows this host (it was put and not yet finalized).
+    pub fn knows(&self, key: &str) -> bool {
+        lock(&self.desired).contains_key(key)
+    }
+
+    /// The record of a host.
+    pub fn record(&self, key: &str) -> Option<HostRecord> {
+        lock(&self.records).get(key).cloned()
+    }
+
+    /// Every host record, by key.
+    pub fn records(&self) -> BTreeMap<String, HostRecord> {
+        lock(&self.records)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Runs `f` over the host records in place (no copy: for checks that look at every
+    /// host often, where [`Operator::records`] would clone them all each time).
+    pub fn with_records<T>(&self, f: impl FnOnce(&HashMap<String, HostRecord>) -> T) -> T {
+        f(&lock(&self.records))
+    }
+
+    /// Whether the host's object is gone (deleted and finalized).
+    pub fn is_gone(&self, key: &str) -> bool {
+        !lock(&self.records).contains_key(key) && !lock(&self.desired).contains_key(key)
+    }
+
+    /// Hosts in `state`, for progress displays.
+    pub fn count_in(&self, state: HostStateKind) -> usize {
+        lock(&self.records)
+            .values()
+            .filter(|r| r.host.state.kind() == state)
+            .count()
+    }
+
+    /// Time since the operator started (the clock of its state machines).
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn credentials(&self, bmh: &BareMetalHost) -> Result<Credentials, CredentialsProblem> {
+        let secrets = lock(&self.secrets);
+        let secret = secrets
+            .get(&format!(
+                "{}/{}",
+                bmh.metadata.namespace(),
+                bmh.spec.bmc.credentials_name
+            ))
+            .ok_or(CredentialsProblem::Missing)?;
+        let user = secret
+            .get("username")
+            .map_err(CredentialsProblem::Invalid)?;
+        let pass = secret
+            .get("password")
+            .map_err(CredentialsProblem::Invalid)?;
+        match (user, pass) {
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
+                Credentials::new(u, p).map_err(|e| CredentialsProblem::Invalid(e.to_string()))
+            }
+            _ => Err(CredentialsProblem::Invalid(format!(
+                "secret {} needs a username and a password",
+                secret.metadata.key()
+            ))),
+        }
+    }
+
+    fn spec_of(&self, key: &str) -> Option<(HostSpec, BareMetalHost)> {
+        let (bmh, deleting) = {
+            let desired = lock(&self.desired);
+            let d = desired.get(key)?;
+            (d.bmh.clone(), d.deleting)
+        };
+        let credentials = match self.credentials(&bmh) {
+            Ok(_) => CredentialsState::Present {
+                version: "1".to_string(),
+            },
+            Err(CredentialsProblem::Missing) => CredentialsState::Missing,
+            Err(CredentialsProblem::Invalid(why)) => CredentialsState::Invalid(why),
+        };
+        let image = bmh.spec.image.clone().filter(|i| !i.url.is_empty());
+        let inspection = match bmh.metadata.annotations.get(crate::manifests::INSPECT) {
+            Some(v) if v == "disabled" => InspectionMode::Disabled,
+            _ => self.config.inspection,
+        };
+        let spec = HostSpec {
+            has_bmc_details: !bmh.spec.bmc.address.is_empty()
+                || !bmh.spec.bmc.credentials_name.is_empty(),
+            credentials,
+            online: bmh.spec.online,
+            image,
+            externally_provisioned: bmh.spec.externally_provisioned,
+            inspection,
+            inspect_requested: false,
+            preparation: None,
+            paused: bmh.paused(),
+            detached: bmh.detached().then(provision_fsm::Detach::default),
+            reboot: bmh.reboot_requested().then_some(RebootMode::Soft),
+            disable_power_off: false,
+            deleting,
+        };
+        Some((spec, bmh))
+    }
+
+    /// The value of a Secret the host references (`userData`, `networkData`,
+    /// `metaData`), under `key` or `value`.
+    fn referenced(
+        &self,
+        bmh: &BareMetalHost,
+        r: Option<&crate::manifests::SecretRef>,
+        key: &str,
+    ) -> Option<String> {
+        let r = r?;
+        let secrets = lock(&self.secrets);
+        let s = secrets.get(&format!(
+            "{}/{}",
+            r.namespace.as_deref().unwrap_or(bmh.metadata.namespace()),
+            r.name
+        ))?;
+        s.get(key)
+            .ok()
+            .flatten()
+            .or_else(|| s.get("value").ok().flatten())
+    }
+
+    /// JSON or YAML text as a value.
+    fn structured(text: &str) -> Option<Value> {
+        serde_json::from_str(text).ok().or_else(|| {
+            serde_norway::from_str::<serde_norway::Value>(text)
+                .ok()
+                .and_then(|v| serde_json::to_value(v).ok())
+        })
+    }
+
+    /// The config drive: user data from its Secret; `networkData` from the host's Secret
+    /// when it names one, else rendered from the address it holds; `metaData` with the
+    /// host's identity plus what its Secret adds.
+    fn config_drive(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        address: Option<&ipam::IpAddress>,
+        mac: Option<&str>,
+    ) -> ConfigDrive {
+        let network_data = match self.referenced(bmh, bmh.spec.network_data.as_ref(), "networkData")
+        {
+            Some(text) => Self::structured(&text),
+            None => address.map(|a| network_data(a, mac)),
+        };
+        let mut meta = json!({
+            "uuid": key,
+            "name": bmh.metadata.name,
+            "local-hostname": bmh.metadata.name,
+        });
+        if let Some(text) = self.referenced(bmh, bmh.spec.meta_data.as_ref(), "metaData") {
+            if let (Some(Value::Object(extra)), Some(m)) =
+                (Self::structured(&text), meta.as_object_mut())
+            {
+                m.extend(extra);
+            }
+        }
+        ConfigDrive {
+            user_data: self.referenced(bmh, bmh.spec.user_data.as_ref(), "userData"),
+            network_data,
+            meta_data: meta,
+        }
+    }
+
+    /// Commits the host's record (or its removal) with the current state of `pools`, and
+    /// returns once that is on disk. Saves from many hosts share a commit: the first
+    /// starts a committer task that commits whatever has arrived, batch after batch.
+    async fn save(
+        &self,
+        key: &str,
+        record: Option<&HostRecord>,
+        pools: &[String],
+    ) -> Result<(), StoreError> {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut p = lock(&self.pending);
+            p.hosts
+                .push((key.to_string(), record.map(encode).transpose()?));
+            p.pools.extend(pools.iter().cloned());
+            p.waiters.push(done);
+            !std::mem::replace(&mut p.committing, true)
+        };
+        if start {
+            tokio::spawn(commit_pending(
+                self.store.clone(),
+                self.pending.clone(),
+                self.pools.clone(),
+            ));
+        }
+        committed
+            .await
+            .map_err(|_| StoreError::new("the committer stopped"))?
+            .map_err(StoreError::new)?;
+        let mut records = lock(&self.records);
+        match record {
+            Some(r) => {
+                records.insert(key.to_string(), r.clone());
+            }
+            None => {
+                records.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims the host's address (committed before it is used): from the IPClaim the host
+    /// owns, or, with none, from its namespace's only IPPool. `None` when neither exists.
+    async fn claim_address(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        record: &mut HostRecord,
+    ) -> Result<Option<ipam::IpAddress>, String> {
+        if let Some(held) = &record.address {
+            return Ok(Some(held.address.clone()));
+        }
+        let claim = lock(&self.claims).get(key).cloned();
+        let (pool_key, claim_key) = match claim {
+            Some(c) => (c.spec.pool.key(&c.metadata), c.metadata.key()),
+            None => {
+                let prefix = format!("{}/", bmh.metadata.namespace());
+                let pools = lock(&self.pools);
+                let mut in_namespace = pools.keys().filter(|k| k.starts_with(&prefix));
+                match (in_namespace.next(), in_namespace.next()) {
+                    (Some(only), None) => (only.clone(), key.to_string()),
+                    _ => return Ok(None),
+                }
+            }
+        };
+        let address = {
+            let mut pools = lock(&self.pools);
+            let (_, pool) = pools
+                .get_mut(&pool_key)
+                .ok_or_else(|| format!("IPPool {pool_key} not found"))?;
+            pool.claim(&claim_key)
+                .map_err(|e| format!("IPPool {pool_key}: {e}"))?
+        };
+        record.address = Some(HeldAddress {
+            pool: pool_key.clone(),
+            claim: claim_key,
+            address: address.clone(),
+        });
+        self.save(key, Some(record), &[pool_key])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Some(address))
+    }
+
+    /// Gives the host's address back to its pool; the pool to commit, if any.
+    fn release_address(&self, record: &mut HostRecord) -> Option<String> {
+        let held = record.address.take()?;
+        if let Some((_, pool)) = lock(&self.pools).get_mut(&held.pool) {
+            pool.release(&held.claim);
+        }
+        Some(held.pool)
+    }
+
+    /// What the node says about the action the host waits for.
+    fn observe(&self, pending: Pending, record: &HostRecord, node: Option<&NodeView>) -> Seen {
+        use NodeState as N;
+        let image = match &record.host.state {
+            HostState::Provisioning { image } => Some(image),
+            _ => None,
+        };
+        match (pending, node) {
+            (Pending::Register, None) => Seen::Send(Call::Register),
+            (Pending::Register, Some(n)) => match n.state {
+                N::Verifying => Seen::Waiting,
+                N::Enroll if !record.sent => Seen::Send(Call::Register),
+                N::Enroll => Seen::Event(HostEvent::RegistrationFailed(
+                    n.last_error
+                        .clone()
+                        .unwrap_or_else(|| "the BMC could not be verified".into()),
+                )),
+                _ => Seen::Event(HostEvent::Registered {
+                    credentials_version: "1".into(),
+                }),
+            },
+            (Pending::Inspect, None) => {
+                Seen::Event(HostEvent::InspectionFailed("the node is gone".into()))
+            }
+            (Pending::Inspect, Some(n)) => match n.state {
+                N::Inspecting | N::InspectWait => Seen::Waiting,
+                N::Manageable | N::InspectFailed if !record.sent => Seen::Send(Call::Inspect),
+                N::InspectFailed => {
+                    Seen::Event(HostEvent::InspectionFailed(failure(n, "inspection")))
+                }
+                N::Enroll | N::Verifying => Seen::Event(HostEvent::InspectionFailed(format!(
+                    "the node is {}",
+                    n.state
+                ))),
+                _ => Seen::Event(HostEvent::InspectionDone),
+            },
+            (Pending::Provision, None) => {
+                Seen::Event(HostEvent::ProvisioningFailed("the node is gone".into()))
+            }
+            (Pending::Provision, Some(n)) => match n.state {
+                N::Manageable => Seen::Send(Call::Provide),
+                N::Available => Seen::Send(Call::Deploy),
+                N::DeployFailed if record.deploy_accepted != Some(n.deploy_attempts) => {
+                    Seen::Send(Call::Deploy)
+                }
+                N::Active if image.is_some_and(|i| n.deployed_image.as_deref() == Some(&i.url)) => {
+                    Seen::Event(HostEvent::ProvisioningDone)
+                }
+                N::Active => Seen::Event(HostEvent::ProvisioningFailed(format!(
+                    "the node is active with {:?}",
+                    n.deployed_image
+                ))),
+                s if conductor_busy(s) => Seen::Waiting,
+                _ => Seen::Event(HostEvent::ProvisioningFailed(failure(n, "provisioning"))),
+            },
+            (Pending::Deprovision, None) => Seen::Event(HostEvent::DeprovisioningDone),
+            (Pending::Deprovision, Some(n)) => match n.state {
+                N::Active | N::DeployFailed | N::Error => Seen::Send(Call::Undeploy),
+                N::WaitCallBack => Seen::Send(Call::Abort),
+                s if conductor_busy(s) => Seen::Waiting,
+                N::CleanFailed => Seen::Event(HostEvent::DeprovisioningFailed(failure(
+                    n,
+                    "deprovisioning",
+                ))),
+                _ => Seen::Event(HostEvent::DeprovisioningDone),
+            },
+            // Actions finished within a step leave their result in `next_event`; one
+            // without a result after a restart is carried out again.
+            (_, _) if !record.sent => Seen::Redo,
+            _ => Seen::Waiting,
+        }
+    }
+
+    /// One step of the host `key`: see the module's docs. Errors of the conductor or the
+    /// store are logged and retried after [`OperatorConfig::poll`].
+    pub async fn reconcile(&self, key: &str) -> Reconciled {
+        let Some((spec, bmh)) = self.spec_of(key) else {
+            return Reconciled::gone();
+        };
+        let mut record = self.record(key).unwrap_or_else(HostRecord::new);
+        let retry = Reconciled {
+            record: Some(record.clone()),
+            requeue_after: Some(self.config.poll),
+            waiting_for_node: false,
+        };
+        let node = match self.conductor.node(key).await {
+            Ok(n) => Some(n),
+            Err(ApiError::NotFound(_)) => None,
+            Err(e) => {
+                tracing::warn!(host = %key, error = %e, "cannot read the host's node");
+                return retry;
+            }
+        };
+        // What the host waits for, as the node shows it.
+        let mut call = None;
+        let mut redo = false;
+        let event = match (record.next_event.take(), record.host.pending) {
+            (Some(e), _) => e,
+            (None, None) => HostEvent::Reconcile,
+            (None, Some(pending)) => match self.observe(pending, &record, node.as_ref()) {
+                Seen::Event(e) => e,
+                Seen::Waiting => HostEvent::Reconcile,
+                Seen::Send(c) => {
+                    call = Some((pending, c));
+                    HostEvent::Reconcile
+                }
+                Seen::Redo => {
+                    redo = true;
+                    HostEvent::Reconcile
+                }
+            },
+        };
+        if event == HostEvent::InspectionDone {
+            record.hardware = node.as_ref().and_then(|n| n.inventory.clone());
+        }
+        let pending_before = record.host.pending;
+        let ctx = StepContext {
+            now: self.uptime(),
+            capacity_available: true,
+            jitter: 0.5,
+            max_provisioning_retries: self.config.max_provisioning_retries,
+        };
+        let before = record.host.state.kind();
+        let step = record.host.step(&spec, &event, &ctx);
+        record.host = step.host;
+        let now = unix_now();
+        let after = record.host.state.kind();
+        if before != after {
+            let spent = now - record.state_since;
+            match record.phases.iter_mut().find(|(n, _)| n == before.name()) {
+                Some(p) => p.1 += spent,
+                None => record.phases.push((before.name().to_string(), spent)),
+            }
+            record.state_since = now;
+        }
+        record.last_updated = now;
+        record.next_wake = step
+            .wake_at
+            .map(|t| now + t.saturating_sub(self.uptime()).as_secs_f64());
+        let mut actions = step.actions;
+        if record.host.pending != pending_before || !actions.is_empty() {
+            // A new action: its request is still to be sent.
+            record.sent = false;
+            if record.host.pending != Some(Pending::Provision) {
+                record.deploy_accepted = None;
+            }
+        }
+        if redo && record.host.pending == pending_before {
+            if let Some(action) = pending_before.and_then(|p| resume_action(p, &bmh)) {
+                tracing::info!(host = %key, ?action, "carrying out an action again after a restart");
+                actions.push(action);
+            }
+        }
+        let mut pools = Vec::new();
+        if event == HostEvent::DeprovisioningDone {
+            pools.extend(self.release_address(&mut record));
+        }
+        let stored = self.record(key);
+        if !pools.is_empty() || !same_but_time(stored.as_ref(), &record) {
+            if let Err(e) = self.save(key, Some(&record), &pools).await {
+                tracing::error!(host = %key, error = %e, "cannot save the host's status");
+                return retry;
+            }
+        } else if let Some(stored) = stored {
+            // Nothing to commit: the time of the last change stays.
+            record.last_updated = stored.last_updated;
+        }
+
+        // Committed: now act.
+        if let Some((pending, c)) = call.filter(|(p, _)| record.host.pending == Some(*p)) {
+            self.send(key, &bmh, &mut record, node.as_ref(), c, pending)
+                .await;
+        }
+        for action in actions {
+            match self
+                .start(key, &bmh, &mut record, node.as_ref(), action)
+                .await
+            {
+                Started::Done(event) => {
+                    record.next_event = Some(event);
+                    break;
+                }
+                Started::Gone => {
+                    let pool = self.release_address(&mut record);
+                    if let Err(e) = self
+                        .save(key, None, &pool.into_iter().collect::<Vec<_>>())
+                        .await
+                    {
+                        tracing::error!(host = %key, error = %e, "cannot remove the host's record");
+                        return retry;
+                    }
+                    lock(&self.desired).remove(key);
+                    return Reconciled::gone();
+                }
+                Started::Running => {}
+                Started::Retry => {
+                    record.sent = false;
+                }
+            }
+        }
+        let stored = self.record(key);
+        if stored.as_ref() != Some(&record) {
+            if persisted_same(stored.as_ref(), &record) {
+                // Only what is not persisted changed (`sent`).
+                lock(&self.records).insert(key.to_string(), record.clone());
+            } else if let Err(e) = self.save(key, Some(&record), &[]).await {
+                tracing::error!(host = %key, error = %e, "cannot save the host's status");
+                return retry;
+            }
+        }
+        let waiting_for_node = record.next_event.is_none()
+            && record.sent
+            && matches!(
+                record.host.pending,
+                Some(
+                    Pending::Register
+                        | Pending::Inspect
+                        | Pending::Provision
+                        | Pending::Deprovision
+                )
+            );
+        let wake = step.wake_at.map(|t| t.saturating_sub(self.uptime()));
+        let requeue_after = if record.next_event.is_some() {
+            Some(Duration::ZERO)
+        } else if record.host.pending.is_some() && !record.sent {
+            Some(self.config.poll)
+        } else if waiting_for_node {
+            Some(wake.map_or(self.config.idle_recheck, |w| {
+                w.min(self.config.idle_recheck)
+            }))
+        } else {
+            wake
+        };
+        Reconciled {
+            record: Some(record),
+            requeue_after,
+            waiting_for_node,
+        }
+    }
+
+    /// Sends the conductor the request that moves a node-backed action on.
+    async fn send(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        record: &mut HostRecord,
+        node: Option<&NodeView>,
+        call: Call,
+        pending: Pending,
+    ) {
+        let result: Result<(), String> = match call {
+            Call::Register => self.register(key, bmh, node).await,
+            Call::Inspect => self
+                .conductor
+                .provision(
+                    key,
+                    Verb::Inspect {
+                        in_band: self.config.inspection == InspectionMode::Agent,
+                    },
+                )
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Call::Provide => self.verb(key, Verb::Provide).await,
+            Call::Undeploy => self.verb(key, Verb::Undeploy).await,
+            Call::Abort => self.verb(key, Verb::Abort).await,
+            Call::Deploy => self.deploy(key, bmh, record).await,
+        };
+        match result {
+            Ok(()) => record.sent = true,
+            Err(e) => {
+                tracing::warn!(host = %key, ?call, error = %e, "request to the conductor failed");
+                // A refused deploy is the provisioning's failure; anything else is tried
+                // again on the next step.
+                if call == Call::Deploy && pending == Pending::Provision {
+                    record.next_event = Some(HostEvent::ProvisioningFailed(e));
+                } else if call == Call::Register {
+                    record.next_event = Some(HostEvent::RegistrationFailed(e));
+                }
+            }
+        }
+    }
+
+    async fn verb(&self, key: &str, verb: Verb) -> Result<(), String> {
+        self.conductor
+            .provision(key, verb)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Creates (or updates) the node and starts its verification.
+    async fn register(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        node: Option<&NodeView>,
+    ) -> Result<(), String> {
+        let credentials = self.credentials(bmh).map_err(|e| e.to_string())?;
+        let address = BmcAddress::parse(&bmh.spec.bmc.address).map_err(|e| e.to_string())?;
+        let view = self
+            .conductor
+            .create_node(NodeSpec {
+                name: key.to_string(),
+                address,
+                credentials,
+                disable_certificate_verification: bmh.spec.bmc.disable_certificate_verification,
+                boot_mac: bmh.spec.boot_mac_address.clone(),
+                automated_clean: bmh.spec.automated_cleaning_mode.as_deref() != Some("disabled"),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let state = node.map_or(view.state, |n| n.state);
+        if state == NodeState::Enroll || view.state == NodeState::Enroll {
+            self.verb(key, Verb::Manage).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims the address and asks for the deploy.
+    async fn deploy(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        record: &mut HostRecord,
+    ) -> Result<(), String> {
+        let HostState::Provisioning { image } = record.host.state.clone() else {
+            return Err("not provisioning".into());
+        };
+        let address = self.claim_address(key, bmh, record).await?;
+        let mac = bmh.spec.boot_mac_address.clone().or_else(|| {
+            record.hardware.as_ref().and_then(|h| {
+                h.nics
+                    .iter()
+                    .find_map(|n| n.mac.as_ref().map(ToString::to_string))
+            })
+        });
+        let config = DeployConfig {
+            config_drive: self.config_drive(key, bmh, address.as_ref(), mac.as_deref()),
+            image,
+            legacy_boot: bmh
+                .spec
+                .boot_mode
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case("legacy")),
+        };
+        let view = self
+            .conductor
+            .provision(key, Verb::Deploy(config))
+            .await
+            .map_err(|e| e.to_string())?;
+        record.deploy_accepted = Some(view.deploy_attempts);
+        Ok(())
+    }
+
+    /// Starts an action the host machine asked for.
+    async fn start(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        record: &mut HostRecord,
+        node: Option<&NodeView>,
+        action: HostAction,
+    ) -> Started {
+        let pending = record.host.pending;
+        let node_backed = |p: Pending, c: Option<Call>| (p, c);
+        let call = match (&action, pending) {
+            (HostAction::Register { .. }, _) => {
+                Some(node_backed(Pending::Register, Some(Call::Register)))
+            }
+            (HostAction::Inspect { .. }, _) => Some(node_backed(Pending::Inspect, None)),
+            (HostAction::Provision { .. }, _) => Some(node_backed(Pending::Provision, None)),
+            (HostAction::Deprovision, _) => Some(node_backed(Pending::Deprovision, None)),
+            _ => None,
+        };
+        if let Some((p, first)) = call {
+            // The request that fits the node as it is now (the same as the next step
+            // would send).
+            let c = match first {
+                Some(c) => Some(c),
+                None => match self.observe(p, record, node) {
+                    Seen::Send(c) => Some(c),
+                    _ => None,
+                },
+            };
+            match c {
+                Some(c) => self.send(key, bmh, record, node, c, p).await,
+                // Nothing to send: the node already shows the result, read next step.
+                None => record.sent = true,
+            }
+            return match record.next_event.take() {
+                Some(e) => Started::Done(e),
+                None if record.sent => Started::Running,
+                None => Started::Retry,
+            };
+        }
+        let done = |result: Result<NodeView, ApiError>, ok: HostEvent| match result {
+            Ok(_) => Started::Done(ok),
+            Err(e) => Started::Done(HostEvent::PowerFailed(e.to_string())),
+        };
+        match action {
+            HostAction::Prepare { .. } => Started::Done(HostEvent::PreparationDone),
+            HostAction::PowerOn | HostAction::PowerOff => {
+                let on = matches!(action, HostAction::PowerOn);
+                done(
+                    self.conductor.set_power(key, on).await,
+                    HostEvent::PowerChanged { on },
+                )
+            }
+            HostAction::Reboot { .. } => {
+                let cycled = match self.conductor.set_power(key, false).await {
+                    Ok(_) => self.conductor.set_power(key, true).await,
+                    Err(e) => Err(e),
+                };
+                done(cycled, HostEvent::RebootDone)
+            }
+            HostAction::ClearRebootAnnotation | HostAction::ClearInspectAnnotation => {
+                if let Some(d) = lock(&self.desired).get_mut(key) {
+                    d.bmh.metadata.annotations.retain(|k, _| {
+                        !(k == crate::manifests::REBOOT
+                            || k.starts_with("reboot.metal3.io/")
+                            || (matches!(action, HostAction::ClearInspectAnnotation)
+                                && k == crate::manifests::INSPECT))
+                    });
+                }
+                // The machine reads the annotation's absence on its next step.
+                Started::Done(HostEvent::Reconcile)
+            }
+            HostAction::Detach => Started::Done(HostEvent::Detached),
+            HostAction::DeleteNode => match self.conductor.delete_node(key).await {
+                Ok(()) | Err(ApiError::NotFound(_)) => Started::Done(HostEvent::NodeDeleted),
+                Err(e) => {
+                    tracing::warn!(host = %key, error = %e, "node not deleted yet");
+                    Started::Retry
+                }
+            },
+            HostAction::RemoveFinalizer => Started::Gone,
+            HostAction::Register { .. }
+            | HostAction::Inspect { .. }
+            | HostAction::Provision { .. }
+            | HostAction::Deprovision => Started::Running,
+        }
+    }
+}
+
+/// Whether `record` differs from `stored` in its timestamp of the last update only.
+fn same_but_time(stored: Option<&HostRecord>, record: &HostRecord) -> bool {
+    stored.is_some_and(|s| {
+        let mut s = s.clone();
+        s.last_updated = record.last_updated;
+        s == *record
+    })
+}
+
+/// Whether `record` differs from `stored` only in what is not persisted.
+fn persisted_same(stored: Option<&HostRecord>, record: &HostRecord) -> bool {
+    stored.is_some_and(|s| {
+        let mut s = s.clone();
+        s.sent = record.sent;
+        s == *record
+    })
+}
+
+/// How starting an action went.
+enum Started {
+    /// It finished within the step: its result, for the next step.
+    Done(HostEvent),
+    /// It runs on the conductor: the node will show its result.
+    Running,
+    /// It could not start: the next step tries again.
+    Retry,
+    /// The host is gone (its finalizer removed).
+    Gone,
+}
+
+/// The action a pending state stands for, to carry out again after a restart.
+fn resume_action(pending: Pending, bmh: &BareMetalHost) -> Option<HostAction> {
+    Some(match pending {
+        Pending::Power if bmh.spec.online => HostAction::PowerOn,
+        Pending::Power => HostAction::PowerOff,
+        Pending::Reboot => HostAction::Reboot {
+            mode: RebootMode::Soft,
+        },
+        Pending::ClearReboot => HostAction::ClearRebootAnnotation,
+        Pending::Detach => HostAction::Detach,
+        Pending::DeleteNode => HostAction::DeleteNode,
+        Pending::Prepare => HostAction::Prepare { settings: None },
+        Pending::Register | Pending::Inspect | Pending::Provision | Pending::Deprovision => {
+            return None;
+        }
+    })
+}

@@ -1,0 +1,139 @@
+//! Metal3's layouts rendered from the operator's records: a BareMetalHost's `status`
+//! (with `hardware`), and the OpenStack `network_data.json` of an address claimed from
+//! ipam, as CAPM3's Metal3DataTemplate renders it.
+
+use serde_json::{Value, json};
+
+use bmc_core::HardwareInventory;
+
+use crate::operator::HostRecord;
+
+/// RFC 3339 for `status.lastUpdated`.
+pub fn rfc3339(secs: f64) -> String {
+    let s = secs.max(0.0) as i64;
+    let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The `hardware` part of a BareMetalHost status, in Metal3's layout.
+pub fn hardware_details(inv: &HardwareInventory) -> Value {
+    let cpu = inv.cpus.first();
+    json!({
+        "systemVendor": {
+            "manufacturer": inv.system.manufacturer,
+            "productName": inv.system.model,
+            "serialNumber": inv.system.serial_number,
+        },
+        "cpu": {
+            "arch": cpu.and_then(|c| c.architecture.clone()).unwrap_or_default(),
+            "model": cpu.and_then(|c| c.model.clone()).unwrap_or_default(),
+            "count": inv.cpus.iter().map(|c| c.threads.or(c.cores).unwrap_or(1)).sum::<u32>(),
+            "clockMegahertz": cpu.and_then(|c| c.max_speed_mhz).unwrap_or(0),
+        },
+        "ramMebibytes": inv.total_memory_mib.unwrap_or_else(|| inv.memory.iter().filter_map(|m| m.capacity_mib).sum()),
+        "nics": inv.nics.iter().map(|n| json!({
+            "name": n.id,
+            "mac": n.mac.as_ref().map(ToString::to_string).unwrap_or_default(),
+            "speedGbps": n.speed_mbps.map(|s| s / 1000).unwrap_or(0),
+        })).collect::<Vec<_>>(),
+        "storage": inv.disks.iter().map(|d| json!({
+            "name": d.id,
+            "model": d.model,
+            "serialNumber": d.serial_number,
+            "sizeBytes": d.size_bytes.unwrap_or(0),
+            "rotational": matches!(d.kind, bmc_core::DiskKind::Hdd),
+        })).collect::<Vec<_>>(),
+        "firmware": {"bios": {"version": inv.firmware.iter().find(|f| f.component == "BIOS").map(|f| f.version.clone()).unwrap_or_default()}},
+        "hostname": inv.system.hostname,
+    })
+}
+
+/// The OpenStack `network_data.json` for one address on the boot NIC, as CAPM3's
+/// Metal3DataTemplate renders it.
+pub fn network_data(address: &ipam::IpAddress, mac: Option<&str>) -> Value {
+    let (kind, netmask) = match address.address {
+        std::net::IpAddr::V4(_) => {
+            let bits = u32::MAX
+                .checked_shl(32 - u32::from(address.prefix.min(32)))
+                .unwrap_or(0);
+            ("ipv4", std::net::Ipv4Addr::from(bits).to_string())
+        }
+        std::net::IpAddr::V6(_) => ("ipv6", format!("/{}", address.prefix)),
+    };
+    let routes: Vec<Value> = address
+        .gateway
+        .iter()
+        .map(|g| {
+            if kind == "ipv4" {
+                json!({"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": g.to_string()})
+            } else {
+                json!({"network": "::", "netmask": "::", "gateway": g.to_string()})
+            }
+        })
+        .collect();
+    json!({
+        "links": [{"id": "enp1s0", "type": "phy", "ethernet_mac_address": mac.unwrap_or_default()}],
+        "networks": [{
+            "id": "provisioning", "type": kind, "link": "enp1s0",
+            "ip_address": address.address.to_string(), "netmask": netmask, "routes": routes,
+        }],
+        "services": address.dns_servers.iter().map(|d| json!({"type": "dns", "address": d.to_string()})).collect::<Vec<_>>(),
+    })
+}
+
+/// A host's `status` in Metal3's layout.
+pub fn status_json(record: &HostRecord) -> Value {
+    let h = &record.host;
+    let image = match &h.state {
+        provision_fsm::HostState::Provisioning { image }
+        | provision_fsm::HostState::Provisioned { image } => serde_json::to_value(image).ok(),
+        _ => None,
+    };
+    json!({
+        "provisioning": {"state": h.state.kind().name(), "image": image},
+        "operationalStatus": h.operational_status.name(),
+        "errorType": h.error.as_ref().map(|e| e.kind.name()).unwrap_or_default(),
+        "errorMessage": h.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+        "errorCount": h.error_count,
+        "poweredOn": h.powered_on.unwrap_or(false),
+        "hardware": record.hardware.as_ref().map(hardware_details),
+        "lastUpdated": rfc3339(record.last_updated),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_network_data_in_metal3_layout() {
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000.0), "2026-11-18T11:06:40Z");
+        let a = ipam::IpAddress {
+            address: "192.168.0.10".parse().unwrap_or_else(|_| unreachable!()),
+            prefix: 24,
+            gateway: "192.168.0.1".parse().ok(),
+            dns_servers: vec!["8.8.8.8".parse().unwrap_or_else(|_| unreachable!())].into(),
+        };
+        let nd = network_data(&a, Some("52:54:00:00:00:01"));
+        assert_eq!(nd["networks"][0]["netmask"], "255.255.255.0");
+        assert_eq!(nd["networks"][0]["routes"][0]["gateway"], "192.168.0.1");
+        assert_eq!(nd["services"][0]["address"], "8.8.8.8");
+        assert_eq!(nd["links"][0]["ethernet_mac_address"], "52:54:00:00:00:01");
+    }
+}

@@ -1,0 +1,174 @@
+//! The real peers the example tests run against (`shared/peers`): sushy-emulator and the
+//! IPMI simulators, each stopped by its script when dropped, and ipmitool to check them.
+//! Test support only: no production crate depends on it.
+//!
+//! ```
+//! let port = test_peers::free_tcp_port();
+//! assert!(port > 0);
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A free UDP port on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running sushy-emulator with basic auth.
+pub struct SushyPeer {
+    /// The script's working folder (logs, state).
+    pub dir: PathBuf,
+    /// What the script wrote to `peer.env` (URL, systems, CA path).
+    pub env: HashMap<String, String>,
+}
+
+impl SushyPeer {
+    /// Starts an emulator with `systems` systems, over TLS or plain HTTP.
+    pub fn start(dir: &Path, systems: usize, tls: bool, user: &str, password: &str) -> SushyPeer {
+        let out = Command::new("bash")
+            .arg(peers_dir().join("sushy-emulator.sh"))
+            .args(["-d", dir.to_str().unwrap(), "start"])
+            .args([systems.to_string(), free_tcp_port().to_string()])
+            .env("SUSHY_PEER_USER", user)
+            .env("SUSHY_PEER_PASSWORD", password)
+            .env("SUSHY_PEER_TLS", if tls { "1" } else { "0" })
+            .output()
+            .expect("bash runs the peer script");
+        assert!(
+            out.status.success(),
+            "sushy-emulator did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.join("peer.env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        SushyPeer {
+            dir: dir.to_path_buf(),
+            env,
+        }
+    }
+
+    /// `host:port` of the emulator.
+    pub fn host(&self) -> String {
+        self.env["SUSHY_PEER_URL"]
+            .split("://")
+            .nth(1)
+            .unwrap()
+            .to_string()
+    }
+
+    /// The systems' ids.
+    pub fn systems(&self) -> Vec<String> {
+        self.env["SUSHY_PEER_SYSTEMS"]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The Metal3 address of the first system.
+    pub fn address(&self) -> String {
+        let transport = if self.env["SUSHY_PEER_URL"].starts_with("https") {
+            "https"
+        } else {
+            "http"
+        };
+        format!(
+            "redfish-virtualmedia+{transport}://{}/redfish/v1/Systems/{}",
+            self.host(),
+            self.systems()[0]
+        )
+    }
+
+    /// The CA that signed the emulator's certificate (TLS).
+    pub fn ca(&self) -> Option<PathBuf> {
+        self.env.get("SUSHY_PEER_CACERT").map(PathBuf::from)
+    }
+}
+
+impl Drop for SushyPeer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(peers_dir().join("sushy-emulator.sh"))
+            .args(["-d", self.dir.to_str().unwrap(), "stop"])
+            .output();
+    }
+}
+
+/// A running IPMI simulator (`pyghmi` or `openipmi`) with user admin / password.
+pub struct IpmiPeer {
+    dir: PathBuf,
+    /// Its UDP port.
+    pub port: u16,
+}
+
+impl IpmiPeer {
+    /// Starts a simulator of `kind` on a free port.
+    pub fn start(kind: &str, dir: &Path) -> IpmiPeer {
+        let port = free_udp_port();
+        let out = Command::new("bash")
+            .arg(peers_dir().join("ipmi-sim.sh"))
+            .args(["start", "--kind", kind, "--dir", dir.to_str().unwrap()])
+            .args(["--port", &port.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        IpmiPeer {
+            dir: dir.to_path_buf(),
+            port,
+        }
+    }
+
+    /// Runs ipmitool against the simulator; its standard output.
+    pub fn ipmitool(&self, args: &[&str]) -> String {
+        let out = Command::new("ipmitool")
+            .args([
+                "-I",
+                "lanplus",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args(["-U", "admin", "-P", "password"])
+            .args(args)
+            .output()
+            .expect("ipmitool runs");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for IpmiPeer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(peers_dir().join("ipmi-sim.sh"))
+            .args(["stop", "--dir", self.dir.to_str().unwrap()])
+            .output();
+    }
+}
