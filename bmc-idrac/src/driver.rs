@@ -1,4 +1,4 @@
-//! `IdracDriver`: the generic Redfish driver plus what iDRAC does its own way.
+//! Dell's hooks for the one Redfish driver: what iDRAC does its own way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +7,13 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use bmc_core::{
-    BmcAddress, BmcDriver, BmcError, BmcScheme, BootDevice, BootOverride, BootOverrideState,
-    Capabilities, ConnectOptions, Credentials, DriverFactory, HardwareInventory, MediaKind,
-    PowerAction, PowerState, Registry, Result, VirtualMediaSlot,
+    BmcAddress, BmcDriver, BmcError, BmcScheme, BootDevice, BootOverride, Capabilities,
+    ConnectOptions, Credentials, Registry, Result,
 };
-use bmc_redfish::RedfishDriver;
+use bmc_redfish::hooks::{VendorHooks, VendorSupport, register_vendor};
 use bmc_redfish::model::{Collection, find_oem_action};
-use bmc_redfish::quirks::Quirk;
+use bmc_redfish::quirks::{BmcIdentity, Quirk, Vendor};
+use bmc_redfish::{RedfishDriver, RedfishFactory};
 
 use crate::jobs::{Job, JobQueue};
 use crate::messages::{Meaning, explain, meaning_of};
@@ -44,173 +44,110 @@ impl Default for IdracPolicy {
     }
 }
 
-/// A Dell iDRAC 9/10 behind the [`BmcDriver`] trait.
+/// Dell's support for the Redfish driver: it claims every Dell BMC, whatever the address
+/// scheme, and `idrac-redfish`/`idrac-virtualmedia` addresses need one.
 ///
-/// Everything plain Redfish does right on iDRAC goes through [`RedfishDriver`] (which
-/// already honours the iDRAC quirks that need no OEM call). This layer adds:
-/// - booting the virtual CD by a configuration import (`ServerBoot.1#FirstBootDevice
-///   VCD-DVD`), followed to its job's end, falling back to the standard `Cd` override
-///   where the firmware boots the virtual CD with it;
-/// - the Lifecycle Controller's readiness before every configuration change;
+/// What its hooks ([`IdracHooks`]) add to plain Redfish, on every iDRAC (Ironic's idrac
+/// driver does the same):
+/// - the virtual CD booted by a configuration import (`ServerBoot.1#FirstBootDevice
+///   VCD-DVD`), followed to its job's end, falling back to the standard `Cd` override where
+///   the firmware boots the virtual CD with it;
+/// - the Lifecycle Controller's readiness (`DellLCService.GetRemoteServicesAPIStatus`)
+///   before every configuration change;
 /// - the job queue: a running job is waited for (`RAC0679`), a pending one reported
-///   (`LC068`) with the jobs that block, [`IdracDriver::job_queue`] and
-///   [`IdracDriver::clear_job_queue`];
+///   (`LC068`) with the jobs that block ([`job_queue`], [`clear_job_queue`]);
 /// - iDRAC message ids turned into errors that say what to do ([`crate::messages`]).
-pub struct IdracDriver {
-    redfish: RedfishDriver,
-    manager_path: String,
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dell {
+    policy: IdracPolicy,
+}
+
+impl Dell {
+    /// Dell's support with this patience.
+    pub fn with_policy(policy: IdracPolicy) -> Dell {
+        Dell { policy }
+    }
+}
+
+#[async_trait]
+impl VendorSupport for Dell {
+    fn name(&self) -> &'static str {
+        "Dell iDRAC"
+    }
+
+    fn claims(&self, identity: &BmcIdentity) -> bool {
+        identity.vendor == Vendor::Dell
+    }
+
+    fn schemes(&self) -> &'static [BmcScheme] {
+        &[BmcScheme::IdracRedfish, BmcScheme::IdracVirtualMedia]
+    }
+
+    async fn hooks(&self, driver: &RedfishDriver) -> Result<Arc<dyn VendorHooks>> {
+        Ok(Arc::new(IdracHooks::for_driver(driver, self.policy).await?))
+    }
+}
+
+/// The hooks for one iDRAC: its manager and the configuration-import action it
+/// advertises.
+#[derive(Debug)]
+pub struct IdracHooks {
     manager_id: String,
     import_target: Option<String>,
     policy: IdracPolicy,
 }
 
-impl std::fmt::Debug for IdracDriver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdracDriver")
-            .field("redfish", &self.redfish)
-            .field("manager", &self.manager_path)
-            .finish()
-    }
+/// The manager's path, as the BMC lists it.
+fn manager_path(driver: &RedfishDriver) -> Result<String> {
+    let d = driver.discovery();
+    let manager = d
+        .managers
+        .first()
+        .ok_or_else(|| BmcError::not_found("the iDRAC manager (no manager is listed)"))?;
+    Ok(manager
+        .path
+        .clone()
+        .or_else(|| d.manager_paths.first().cloned())
+        .unwrap_or_else(|| format!("/redfish/v1/Managers/{}", manager.id)))
 }
 
-impl IdracDriver {
-    /// Connects: the generic Redfish connect (login, discovery, identity), then the
-    /// manager's OEM actions.
-    pub async fn connect(
-        address: &BmcAddress,
-        credentials: &Credentials,
-        options: &ConnectOptions,
-    ) -> Result<IdracDriver> {
-        let redfish = RedfishDriver::connect(address, credentials, options).await?;
-        IdracDriver::over(redfish).await
-    }
+fn dell_path(driver: &RedfishDriver, rest: &str) -> Result<String> {
+    Ok(format!("{}/Oem/Dell/{rest}", manager_path(driver)?))
+}
 
-    /// Wraps a connected Redfish driver.
-    pub async fn over(redfish: RedfishDriver) -> Result<IdracDriver> {
-        let mut d = redfish.discovery();
+impl IdracHooks {
+    /// Reads what the hooks need from a connected iDRAC: its manager (read now if
+    /// discovery left it for later) and the import action it advertises.
+    pub async fn for_driver(driver: &RedfishDriver, policy: IdracPolicy) -> Result<IdracHooks> {
+        let mut d = driver.discovery();
         if d.managers.is_empty() {
-            d = redfish.discover_everything().await?;
+            d = driver.discover_everything().await?;
         }
         let manager = d
             .managers
             .first()
             .ok_or_else(|| BmcError::not_found("the iDRAC manager (no manager is listed)"))?;
-        let manager_path = manager
-            .path
-            .clone()
-            .or_else(|| d.manager_paths.first().cloned())
-            .unwrap_or_else(|| format!("/redfish/v1/Managers/{}", manager.id));
         let import_target = find_oem_action(&manager.oem_actions, ".ImportSystemConfiguration")
             .map(|a| a.target.clone());
-        tracing::debug!(identity = %redfish.identity(), profile = redfish.quirks().profile, oem_import = import_target.is_some(), "idrac connected");
-        Ok(IdracDriver {
+        tracing::debug!(identity = %driver.identity(), profile = driver.quirks().profile, oem_import = import_target.is_some(), "idrac hooks");
+        Ok(IdracHooks {
             manager_id: manager.id.clone(),
-            manager_path,
             import_target,
-            redfish,
-            policy: IdracPolicy::default(),
+            policy,
         })
     }
 
-    /// Sets how patient the driver is.
-    pub fn with_policy(mut self, policy: IdracPolicy) -> IdracDriver {
-        self.policy = policy;
-        self
-    }
-
-    /// The Redfish driver underneath.
-    pub fn redfish(&self) -> &RedfishDriver {
-        &self.redfish
-    }
-
-    fn dell_path(&self, rest: &str) -> String {
-        format!("{}/Oem/Dell/{rest}", self.manager_path)
-    }
-
-    /// Whether the Lifecycle Controller says it is ready (`GetRemoteServicesAPIStatus`).
-    pub async fn lifecycle_controller_ready(&self) -> Result<bool> {
-        let target =
-            self.dell_path("DellLCService/Actions/DellLCService.GetRemoteServicesAPIStatus");
-        let body = self
-            .redfish
-            .client()
-            .post(&target, &json!({}))
-            .await
-            .map_err(|e| explain(e, "the lifecycle-controller status"))?
-            .body;
-        let ready = |k: &str| body.get(k).and_then(Value::as_str) == Some("Ready");
-        // Older firmware reports only LCStatus; newer ones Status as well.
-        Ok(ready("LCStatus") && (body.get("Status").is_none() || ready("Status")))
-    }
-
-    /// Waits until the Lifecycle Controller is ready, up to the policy's timeout.
-    pub async fn wait_for_lifecycle_controller(&self) -> Result<()> {
-        let start = tokio::time::Instant::now();
-        loop {
-            if self.lifecycle_controller_ready().await? {
-                return Ok(());
-            }
-            if start.elapsed() + self.policy.lc_poll_interval > self.policy.lc_ready_timeout {
-                return Err(BmcError::Busy {
-                    reason: format!(
-                        "the iDRAC Lifecycle Controller is not ready after {:?}",
-                        self.policy.lc_ready_timeout
-                    ),
-                    retry_after: None,
-                });
-            }
-            tokio::time::sleep(self.policy.lc_poll_interval).await;
-        }
-    }
-
-    /// Reads the job queue.
-    pub async fn job_queue(&self) -> Result<JobQueue> {
-        let client = self.redfish.client();
-        let path = self.dell_path("Jobs");
-        let listing = client.get(&path).await?.body;
-        let members = Collection::from_json(&listing)
-            .map_err(|e| BmcError::Protocol {
-                context: format!("GET {path}"),
-                reason: e.to_string(),
-            })?
-            .members;
-        let mut jobs = Vec::with_capacity(members.len());
-        for m in members {
-            // A job deleted between the listing and the read is simply gone.
-            if let Ok(r) = client.get(&m).await {
-                if let Some(job) = Job::from_json(&r.body) {
-                    jobs.push(job);
-                }
-            }
-        }
-        Ok(JobQueue { jobs })
-    }
-
-    /// Deletes every job (`DellJobService.DeleteJobQueue`, `JID_CLEARALL`).
-    pub async fn clear_job_queue(&self) -> Result<()> {
-        let target = self.dell_path("DellJobService/Actions/DellJobService.DeleteJobQueue");
-        self.redfish
-            .client()
-            .post(&target, &json!({"JobID": "JID_CLEARALL"}))
-            .await
-            .map(|_| ())
-            .map_err(|e| explain(e, "clearing the job queue"))
-    }
-
-    /// Lifecycle-controller readiness, where this firmware has the quirk.
-    async fn before_configuration(&self) -> Result<()> {
-        if self.redfish.has_quirk(Quirk::LifecycleControllerReadiness) {
-            self.wait_for_lifecycle_controller().await?;
-        }
-        Ok(())
-    }
-
     /// Imports the boot attributes and follows the job; waits while another job runs.
-    async fn import_boot(&self, target: &str, boot: &BootOverride) -> Result<()> {
+    async fn import_boot(
+        &self,
+        driver: &RedfishDriver,
+        target: &str,
+        boot: &BootOverride,
+    ) -> Result<()> {
         let body = boot_import_body(&self.manager_id, ScpBootDevice::VirtualCd, boot.persistence);
         let mut tries = 0;
         loop {
-            match self.redfish.client().post(target, &body).await {
+            match driver.client().post(target, &body).await {
                 Ok(_) => return Ok(()),
                 Err(e)
                     if meaning_of(&e) == Some(Meaning::JobRunning)
@@ -222,7 +159,7 @@ impl IdracDriver {
                 }
                 Err(e) if meaning_of(&e) == Some(Meaning::PendingConfiguration) => {
                     // Say which jobs block, so the operator can act.
-                    let blocking = match self.job_queue().await {
+                    let blocking = match job_queue(driver).await {
                         Ok(q) => q.pending().map(ToString::to_string).collect::<Vec<_>>(),
                         Err(_) => Vec::new(),
                     };
@@ -241,14 +178,10 @@ impl IdracDriver {
         }
     }
 
-    async fn boot_virtual_cd(&self, boot: &BootOverride) -> Result<()> {
-        let oem = self.import_target.as_deref().filter(|_| {
-            self.redfish
-                .has_quirk(Quirk::VirtualCdBootByConfigurationImport)
-        });
-        let standard_works = !self.redfish.has_quirk(Quirk::CdOverrideBootsPhysicalDrive);
+    async fn boot_virtual_cd(&self, driver: &RedfishDriver, boot: &BootOverride) -> Result<()> {
+        let standard_works = !driver.has_quirk(Quirk::CdOverrideBootsPhysicalDrive);
         if let Some(mode) = boot.mode {
-            let current = self.redfish.boot_override().await?.mode;
+            let current = driver.boot_override().await?.mode;
             if current.is_some_and(|c| c != mode) {
                 return Err(BmcError::InvalidRequest(format!(
                     "iDRAC changes the boot mode through a BIOS job and a reboot; set {mode} \
@@ -257,11 +190,11 @@ impl IdracDriver {
                 )));
             }
         }
-        if let Some(target) = oem {
-            self.before_configuration().await?;
-            match self.import_boot(target, boot).await {
+        if let Some(target) = self.import_target.as_deref() {
+            self.before_configuration(driver).await?;
+            match self.import_boot(driver, target, boot).await {
                 Ok(()) => {
-                    self.redfish.invalidate();
+                    driver.invalidate();
                     return Ok(());
                 }
                 // The import is refused as such (no licence, an action this firmware
@@ -281,108 +214,158 @@ impl IdracDriver {
             return Err(BmcError::unsupported(
                 "booting the virtual CD (this firmware boots the physical drive with the \
                  standard override and offers no configuration import)",
-                format!("idrac on {}", self.redfish.identity()),
+                format!("idrac on {}", driver.identity()),
             ));
         }
-        self.redfish
-            .set_boot_override(boot)
-            .await
-            .map_err(|e| explain(e, "the boot override"))
+        driver.standard_set_boot_override(boot).await
     }
 }
 
 #[async_trait]
-impl BmcDriver for IdracDriver {
-    fn driver_name(&self) -> &str {
+impl VendorHooks for IdracHooks {
+    fn name(&self) -> &str {
         "idrac"
     }
 
-    fn capabilities(&self) -> Capabilities {
-        let mut c = self.redfish.capabilities();
+    fn adjust_capabilities(&self, _driver: &RedfishDriver, c: &mut Capabilities) {
         if self.import_target.is_some() && !c.boot_devices.contains(&BootDevice::Cd) {
             c.boot_devices.push(BootDevice::Cd);
         }
-        c
     }
 
-    async fn power_state(&self) -> Result<PowerState> {
-        self.redfish.power_state().await
+    async fn before_configuration(&self, driver: &RedfishDriver) -> Result<()> {
+        wait_for_lifecycle_controller(driver, &self.policy).await
     }
 
-    async fn power(&self, action: PowerAction) -> Result<()> {
-        self.redfish
-            .power(action)
-            .await
-            .map_err(|e| explain(e, &format!("power {action}")))
-    }
-
-    async fn boot_override(&self) -> Result<BootOverrideState> {
-        self.redfish.boot_override().await
-    }
-
-    async fn set_boot_override(&self, boot: &BootOverride) -> Result<()> {
-        if boot.device == BootDevice::Cd {
-            return self.boot_virtual_cd(boot).await;
-        }
-        self.before_configuration().await?;
-        self.redfish
-            .set_boot_override(boot)
-            .await
-            .map_err(|e| explain(e, "the boot override"))
-    }
-
-    async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>> {
-        self.redfish.virtual_media().await
-    }
-
-    async fn insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
-        self.redfish
-            .insert_media(kind, image_url)
-            .await
-            .map_err(|e| explain(e, "inserting virtual media"))
-    }
-
-    async fn eject_media(&self, kind: &MediaKind) -> Result<()> {
-        self.redfish
-            .eject_media(kind)
-            .await
-            .map_err(|e| explain(e, "ejecting virtual media"))
-    }
-
-    async fn inventory(&self) -> Result<HardwareInventory> {
-        self.redfish
-            .inventory()
-            .await
-            .map_err(|e| explain(e, "the inventory"))
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.redfish.close().await
-    }
-}
-
-/// Builds [`IdracDriver`]s for a [`Registry`].
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IdracFactory;
-
-#[async_trait]
-impl DriverFactory for IdracFactory {
-    async fn connect(
+    async fn set_boot_override(
         &self,
-        address: &BmcAddress,
-        credentials: &Credentials,
-        options: &ConnectOptions,
-    ) -> Result<Box<dyn BmcDriver>> {
-        Ok(Box::new(
-            IdracDriver::connect(address, credentials, options).await?,
-        ))
+        driver: &RedfishDriver,
+        boot: &BootOverride,
+    ) -> Option<Result<()>> {
+        if boot.device != BootDevice::Cd {
+            return None;
+        }
+        Some(self.boot_virtual_cd(driver, boot).await)
+    }
+
+    fn explain(&self, error: BmcError, operation: &str) -> BmcError {
+        explain(error, operation)
     }
 }
 
-/// Registers the iDRAC driver for `idrac-redfish` and `idrac-virtualmedia` (each with
-/// `+http`/`+https`).
+/// Whether the Lifecycle Controller says it is ready (`GetRemoteServicesAPIStatus`).
+pub async fn lifecycle_controller_ready(driver: &RedfishDriver) -> Result<bool> {
+    let target = dell_path(
+        driver,
+        "DellLCService/Actions/DellLCService.GetRemoteServicesAPIStatus",
+    )?;
+    let body = driver
+        .client()
+        .post(&target, &json!({}))
+        .await
+        .map_err(|e| explain(e, "the lifecycle-controller status"))?
+        .body;
+    let ready = |k: &str| body.get(k).and_then(Value::as_str) == Some("Ready");
+    // Older firmware reports only LCStatus; newer ones Status as well.
+    Ok(ready("LCStatus") && (body.get("Status").is_none() || ready("Status")))
+}
+
+/// Waits until the Lifecycle Controller is ready, up to the policy's timeout.
+pub async fn wait_for_lifecycle_controller(
+    driver: &RedfishDriver,
+    policy: &IdracPolicy,
+) -> Result<()> {
+    let start = tokio::time::Instant::now();
+    loop {
+        if lifecycle_controller_ready(driver).await? {
+            return Ok(());
+        }
+        if start.elapsed() + policy.lc_poll_interval > policy.lc_ready_timeout {
+            return Err(BmcError::Busy {
+                reason: format!(
+                    "the iDRAC Lifecycle Controller is not ready after {:?}",
+                    policy.lc_ready_timeout
+                ),
+                retry_after: None,
+            });
+        }
+        tokio::time::sleep(policy.lc_poll_interval).await;
+    }
+}
+
+/// Reads the job queue.
+pub async fn job_queue(driver: &RedfishDriver) -> Result<JobQueue> {
+    let client = driver.client();
+    let path = dell_path(driver, "Jobs")?;
+    let listing = client.get(&path).await?.body;
+    let members = Collection::from_json(&listing)
+        .map_err(|e| BmcError::Protocol {
+            context: format!("GET {path}"),
+            reason: e.to_string(),
+        })?
+        .members;
+    let mut jobs = Vec::with_capacity(members.len());
+    for m in members {
+        // A job deleted between the listing and the read is simply gone.
+        if let Ok(r) = client.get(&m).await {
+            if let Some(job) = Job::from_json(&r.body) {
+                jobs.push(job);
+            }
+        }
+    }
+    Ok(JobQueue { jobs })
+}
+
+/// Deletes every job (`DellJobService.DeleteJobQueue`, `JID_CLEARALL`).
+pub async fn clear_job_queue(driver: &RedfishDriver) -> Result<()> {
+    let target = dell_path(
+        driver,
+        "DellJobService/Actions/DellJobService.DeleteJobQueue",
+    )?;
+    driver
+        .client()
+        .post(&target, &json!({"JobID": "JID_CLEARALL"}))
+        .await
+        .map(|_| ())
+        .map_err(|e| explain(e, "clearing the job queue"))
+}
+
+/// Connects to an iDRAC with Dell's hooks and this patience; a BMC that does not answer as
+/// a Dell is refused.
+pub async fn connect_with_policy(
+    address: &BmcAddress,
+    credentials: &Credentials,
+    options: &ConnectOptions,
+    policy: IdracPolicy,
+) -> Result<RedfishDriver> {
+    let dell: Arc<dyn VendorSupport> = Arc::new(Dell::with_policy(policy));
+    let driver = RedfishDriver::connect_with(address, credentials, options, &[dell]).await?;
+    if driver.driver_name() != "idrac" {
+        return Err(BmcError::InvalidRequest(format!(
+            "the BMC at {} answers as {}, not as a Dell iDRAC",
+            driver.client().base(),
+            driver.identity()
+        )));
+    }
+    Ok(driver)
+}
+
+/// [`connect_with_policy`] with the default patience.
+pub async fn connect(
+    address: &BmcAddress,
+    credentials: &Credentials,
+    options: &ConnectOptions,
+) -> Result<RedfishDriver> {
+    connect_with_policy(address, credentials, options, IdracPolicy::default()).await
+}
+
+/// Registers Dell's hooks for every Redfish connect in the process (so a Dell behind a
+/// generic `redfish*` address gets them too) and the Redfish driver for `idrac-redfish`
+/// and `idrac-virtualmedia` (each with `+http`/`+https`), where a BMC that does not
+/// answer as a Dell is refused.
 pub fn register(registry: &mut Registry) {
-    let factory = Arc::new(IdracFactory);
+    register_vendor(Arc::new(Dell::default()));
+    let factory = Arc::new(RedfishFactory);
     for scheme in [BmcScheme::IdracRedfish, BmcScheme::IdracVirtualMedia] {
         registry.register(scheme, factory.clone());
     }

@@ -1,11 +1,14 @@
 //! Dell iDRAC 9 and 10 over Redfish: what plain Redfish does not cover.
 //!
-//! [`IdracDriver`] is the generic [`bmc_redfish::RedfishDriver`] plus iDRAC's own ways:
-//! the virtual CD is booted by a configuration import (the standard `Cd` override boots
+//! [`Dell`] provides the hooks ([`IdracHooks`]) that the one [`bmc_redfish::RedfishDriver`]
+//! consults on a Dell BMC, whatever its address scheme: the virtual CD is booted by a
+//! configuration import (the standard `Cd` override boots
 //! the *physical* drive on much of its firmware), the Lifecycle Controller must be ready
 //! before configuration changes, configuration runs through a job queue, and its message
 //! ids (`LIC501`, `LC068`, `RAC0679`, …) become errors that say what to do
-//! ([`messages`]). Which firmware needs what is data: [`bmc_redfish::quirks`].
+//! ([`messages`]). [`register`] makes the hooks known to every Redfish connect and serves
+//! `idrac-*` addresses, which need a BMC that answers as a Dell. Which firmware needs what
+//! of the generic driver is data: [`bmc_redfish::quirks`].
 //!
 //! ```no_run
 //! # async fn demo() -> bmc_core::Result<()> {
@@ -49,4 +52,7 @@ pub mod jobs;
 pub mod messages;
 pub mod scp;
 
-pub use driver::{IdracDriver, IdracFactory, IdracPolicy, register};
+pub use driver::{
+    Dell, IdracHooks, IdracPolicy, clear_job_queue, connect, connect_with_policy, job_queue,
+    lifecycle_controller_ready, register, wait_for_lifecycle_controller,
+};

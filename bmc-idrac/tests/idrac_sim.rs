@@ -1,4 +1,4 @@
-//! `IdracDriver` against bmc-sim serving the recorded iDRAC 9 tree (R750, firmware
+//! The Redfish driver with Dell's hooks against bmc-sim serving the recorded iDRAC 9 tree (R750, firmware
 //! 6.00.30.00), as is and edited into older firmware: virtual-CD boot by configuration
 //! import and what it actually booted, the fallbacks, lifecycle-controller readiness, the
 //! job queue, iDRAC message ids, and the registry.
@@ -12,7 +12,7 @@ use bmc_core::{
     BmcAddress, BmcDriver, BmcError, BootDevice, BootMode, BootOverride, BootPersistence,
     ConnectOptions, Credentials, MediaKind, PowerAction, PowerState, Registry,
 };
-use bmc_idrac::{IdracDriver, IdracPolicy};
+use bmc_idrac::IdracPolicy;
 use bmc_redfish::RedfishDriver;
 use bmc_sim::vendor::BootSource;
 use bmc_sim::{Fault, RedfishSim, SimConfig};
@@ -89,16 +89,16 @@ fn address(sim: &RedfishSim, scheme: &str) -> BmcAddress {
     BmcAddress::parse(&format!("{scheme}+http://{}{SYSTEM}", sim.addr())).unwrap()
 }
 
-async fn connect(sim: &RedfishSim) -> IdracDriver {
+async fn connect(sim: &RedfishSim) -> RedfishDriver {
     let creds = Credentials::new("root", "calvin").unwrap();
-    IdracDriver::connect(
+    bmc_idrac::connect_with_policy(
         &address(sim, "idrac-virtualmedia"),
         &creds,
         &ConnectOptions::default(),
+        quick_policy(),
     )
     .await
     .unwrap()
-    .with_policy(quick_policy())
 }
 
 async fn vmedia_boot(d: &dyn BmcDriver) -> bmc_core::Result<bmc_core::verified::VirtualMediaBoot> {
@@ -126,8 +126,8 @@ fn jobs(sim: &RedfishSim) -> Vec<Value> {
 async fn virtual_cd_boot_goes_by_configuration_import_and_boots_the_virtual_cd() {
     let sim = sim(Vec::new()).await;
     let d = connect(&sim).await;
-    assert_eq!(d.redfish().quirks().profile, "dell-idrac9");
-    assert_eq!(d.redfish().identity().generation, Some(9));
+    assert_eq!(d.quirks().profile, "dell-idrac9");
+    assert_eq!(d.identity().generation, Some(9));
     let out = vmedia_boot(&d).await.unwrap();
     assert_eq!(out.slot_id, "1", "firmware 6.x: the System's slot 1");
     assert_eq!(d.power_state().await.unwrap(), PowerState::On);
@@ -155,7 +155,7 @@ async fn virtual_cd_boot_goes_by_configuration_import_and_boots_the_virtual_cd()
 async fn older_firmware_uses_the_manager_cd_slot_and_never_the_physical_drive() {
     let sim = sim(older_firmware()).await;
     let d = connect(&sim).await;
-    assert_eq!(d.redfish().quirks().profile, "dell-idrac9-before-6.00.02");
+    assert_eq!(d.quirks().profile, "dell-idrac9-before-6.00.02");
     let out = vmedia_boot(&d).await.unwrap();
     assert_eq!(out.slot_id, "CD", "before 6.00.02: the Manager's CD slot");
     assert_eq!(
@@ -165,22 +165,24 @@ async fn older_firmware_uses_the_manager_cd_slot_and_never_the_physical_drive() 
             image: ISO.into()
         }]
     );
-    // The generic driver on the same BMC refuses the Cd override rather than boot the
-    // physical drive...
+    // The generic driver without Dell's hooks on the same BMC refuses the Cd override
+    // rather than boot the physical drive...
     let creds = Credentials::new("root", "calvin").unwrap();
-    let generic = RedfishDriver::connect(
+    let generic = RedfishDriver::connect_with(
         &address(&sim, "redfish-virtualmedia"),
         &creds,
         &ConnectOptions::default(),
+        &[],
     )
     .await
     .unwrap();
+    assert_eq!(generic.driver_name(), "redfish");
     let err = generic
         .set_boot_override(&BootOverride::once(BootDevice::Cd))
         .await
         .unwrap_err();
     assert!(matches!(err, BmcError::Unsupported { .. }), "{err}");
-    assert!(err.to_string().contains("idrac-virtualmedia"), "{err}");
+    assert!(err.to_string().contains("bmc-idrac"), "{err}");
     // ...which is what this firmware does with it.
     generic.power(PowerAction::Off).await.unwrap();
     generic
@@ -309,12 +311,12 @@ async fn a_running_job_is_waited_for_and_a_pending_one_reported_with_its_id() {
         "{text}"
     );
 
-    let queue = d.job_queue().await.unwrap();
+    let queue = bmc_idrac::job_queue(&d).await.unwrap();
     assert_eq!(queue.pending().count(), 1);
     assert_eq!(queue.failed().count(), 0);
     assert!(queue.jobs.len() >= 3, "{queue:?}");
-    d.clear_job_queue().await.unwrap();
-    assert!(d.job_queue().await.unwrap().jobs.is_empty());
+    bmc_idrac::clear_job_queue(&d).await.unwrap();
+    assert!(bmc_idrac::job_queue(&d).await.unwrap().jobs.is_empty());
 }
 
 #[tokio::test]
@@ -325,7 +327,7 @@ async fn the_lifecycle_controller_is_waited_for_then_reported_busy() {
     d.set_boot_override(&BootOverride::once(BootDevice::Pxe))
         .await
         .unwrap();
-    assert!(d.lifecycle_controller_ready().await.unwrap());
+    assert!(bmc_idrac::lifecycle_controller_ready(&d).await.unwrap());
     sim.lifecycle_controller_busy_for(1000);
     let err = d
         .set_boot_override(&BootOverride {
@@ -343,7 +345,7 @@ async fn the_lifecycle_controller_is_waited_for_then_reported_busy() {
 async fn recorded_error_bodies_become_errors_with_the_idrac_ids() {
     let sim = sim(Vec::new()).await;
     let d = connect(&sim).await;
-    let client = d.redfish().client();
+    let client = d.client();
     let licence = client
         .get("/redfish/v1/AccountService/ExternalAccountProviders")
         .await
@@ -412,4 +414,70 @@ async fn registered_for_both_idrac_schemes_with_power_boot_and_inventory() {
         .await
         .unwrap_err();
     assert!(matches!(err, BmcError::InvalidRequest(_)), "{err}");
+}
+
+/// The Dell hooks are chosen by the BMC's identity: the R750 behind a generic
+/// `redfish-virtualmedia` address boots the virtual CD by configuration import too.
+#[tokio::test]
+async fn a_dell_behind_a_generic_redfish_address_gets_the_dell_hooks() {
+    let sim = sim(older_firmware()).await;
+    let mut registry = Registry::new();
+    bmc_redfish::register(&mut registry);
+    bmc_idrac::register(&mut registry);
+    let creds = Credentials::new("root", "calvin").unwrap();
+    let bmc = registry
+        .connect(
+            &address(&sim, "redfish-virtualmedia"),
+            &creds,
+            &ConnectOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bmc.driver_name(), "idrac");
+    // This firmware boots the physical drive with the standard `Cd` override, which the
+    // generic driver alone refuses: with the hooks the boot goes by import.
+    vmedia_boot(bmc.as_ref()).await.unwrap();
+    let imports = jobs(&sim)
+        .into_iter()
+        .filter(|j| j["JobType"] == "ImportConfiguration")
+        .count();
+    assert_eq!(imports, 1);
+    assert_eq!(
+        sim.boots(SYSTEM),
+        [BootSource::VirtualCd {
+            slot: "/redfish/v1/managers/idrac.embedded.1/virtualmedia/cd".into(),
+            image: ISO.into()
+        }]
+    );
+    bmc.close().await.unwrap();
+}
+
+/// An `idrac-*` address whose BMC answers as another vendor is refused, naming both.
+#[tokio::test]
+async fn an_idrac_address_to_a_bmc_that_is_not_a_dell_is_refused() {
+    let hpe = RedfishSim::start(SimConfig {
+        tree: Some(tree_dir().join("../hpe-proliant-dl385-gen10plus-v2-ilo5-fw2.72")),
+        credentials: Some(("root".into(), "calvin".into())),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut registry = Registry::new();
+    bmc_idrac::register(&mut registry);
+    let creds = Credentials::new("root", "calvin").unwrap();
+    let address = BmcAddress::parse(&format!(
+        "idrac-virtualmedia+http://{}/redfish/v1/Systems/1",
+        hpe.addr()
+    ))
+    .unwrap();
+    let err = registry
+        .connect(&address, &creds, &ConnectOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BmcError::InvalidRequest(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("not as a Dell iDRAC") && text.contains("HPE"),
+        "{text}"
+    );
 }

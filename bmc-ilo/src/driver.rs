@@ -1,4 +1,4 @@
-//! `IloDriver`: the generic Redfish driver plus what iLO does its own way.
+//! HPE's hooks for the one Redfish driver: what iLO does its own way.
 
 use std::sync::Arc;
 
@@ -6,87 +6,83 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use bmc_core::{
-    BmcAddress, BmcDriver, BmcError, BmcScheme, BootDevice, BootOverride, BootOverrideState,
-    BootPersistence, Capabilities, ConnectOptions, Credentials, DriverFactory, HardwareInventory,
-    MediaKind, PowerAction, PowerState, Registry, Result, VirtualMediaSlot,
+    BmcAddress, BmcDriver, BmcError, BmcScheme, BootDevice, BootOverride, BootPersistence,
+    ConnectOptions, Credentials, MediaKind, PowerAction, PowerState, Registry, Result,
 };
-use bmc_redfish::RedfishDriver;
+use bmc_redfish::hooks::{VendorHooks, VendorSupport, register_vendor};
 use bmc_redfish::model::find_oem_action;
-use bmc_redfish::quirks::Quirk;
+use bmc_redfish::quirks::{BmcIdentity, Vendor};
+use bmc_redfish::{RedfishDriver, RedfishFactory};
 
 use crate::messages::explain;
 
-/// An HPE iLO 5 or 6 behind the [`BmcDriver`] trait.
+/// HPE's support for the Redfish driver: it claims every HPE BMC, whatever the address
+/// scheme, and `ilo5-redfish`/`ilo5-virtualmedia` addresses need one.
 ///
-/// Plain Redfish does most of the work through [`RedfishDriver`], which already honours
-/// the iLO quirks that need no OEM call (eject before insert, no eject of an empty slot,
-/// `On` only when off, the iLO not-ready message ids retried). This layer adds:
+/// The generic driver already honours the iLO quirks that need no OEM call (eject before
+/// insert, no eject of an empty slot, `On` only when off, the iLO not-ready message ids
+/// retried). The hooks ([`IloHooks`]) add, on every iLO (as proliantutils does):
 /// - `Oem.Hpe.BootOnNextServerReset` on the CD slot with a one-time CD boot, so the
 ///   virtual CD boots at the next reset as iLO intends;
 /// - the OEM `HpeiLOVirtualMedia` insert and eject where the standard action fails;
 /// - soft power off by a press of the power button, only when the host is on;
 /// - iLO message ids turned into errors that say what to do ([`crate::messages`]).
-pub struct IloDriver {
-    redfish: RedfishDriver,
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hpe;
 
-impl std::fmt::Debug for IloDriver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IloDriver")
-            .field("redfish", &self.redfish)
-            .finish()
+#[async_trait]
+impl VendorSupport for Hpe {
+    fn name(&self) -> &'static str {
+        "HPE iLO"
+    }
+
+    fn claims(&self, identity: &BmcIdentity) -> bool {
+        identity.vendor == Vendor::Hpe
+    }
+
+    fn schemes(&self) -> &'static [BmcScheme] {
+        &[BmcScheme::Ilo5Redfish, BmcScheme::Ilo5VirtualMedia]
+    }
+
+    async fn hooks(&self, driver: &RedfishDriver) -> Result<Arc<dyn VendorHooks>> {
+        tracing::debug!(identity = %driver.identity(), profile = driver.quirks().profile, "ilo hooks");
+        Ok(Arc::new(IloHooks))
     }
 }
 
-impl IloDriver {
-    /// Connects through the generic Redfish connect (login, discovery, identity).
-    pub async fn connect(
-        address: &BmcAddress,
-        credentials: &Credentials,
-        options: &ConnectOptions,
-    ) -> Result<IloDriver> {
-        Ok(IloDriver::over(
-            RedfishDriver::connect(address, credentials, options).await?,
-        ))
-    }
+/// The hooks for one iLO. They follow the OEM action targets the BMC advertises on the
+/// system and its slots.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IloHooks;
 
-    /// Wraps a connected Redfish driver.
-    pub fn over(redfish: RedfishDriver) -> IloDriver {
-        tracing::debug!(identity = %redfish.identity(), profile = redfish.quirks().profile, "ilo connected");
-        IloDriver { redfish }
-    }
-
-    /// The Redfish driver underneath.
-    pub fn redfish(&self) -> &RedfishDriver {
-        &self.redfish
-    }
-
+impl IloHooks {
     /// Posts the slot's OEM virtual-media action (`InsertVirtualMedia`/`EjectVirtualMedia`).
     async fn oem_media(
         &self,
+        driver: &RedfishDriver,
         kind: &MediaKind,
         action: &str,
         body: serde_json::Value,
     ) -> Option<Result<()>> {
-        let slot = self.redfish.slot_for(kind).await.ok()?;
+        let slot = driver.slot_for(kind).await.ok()?;
         let target = find_oem_action(&slot.media.oem_actions, action)?
             .target
             .clone();
-        self.redfish.invalidate();
-        let result = self.redfish.client().post(&target, &body).await.map(|_| ());
-        self.redfish.invalidate();
+        driver.invalidate();
+        let result = driver.client().post(&target, &body).await.map(|_| ());
+        driver.invalidate();
         Some(result)
     }
 
     /// Sets `Oem.Hpe.BootOnNextServerReset` on the CD slot when it holds media.
-    async fn boot_cd_on_next_reset(&self) -> Result<()> {
-        let slot = self.redfish.slot_for(&MediaKind::Cd).await?;
-        let current = self.redfish.read_slot(&slot).await?;
+    async fn boot_cd_on_next_reset(&self, driver: &RedfishDriver) -> Result<()> {
+        let slot = driver.slot_for(&MediaKind::Cd).await?;
+        let current = driver.read_slot(&slot).await?;
         if !current.media.is_inserted() || current.media.boot_on_next_server_reset.is_none() {
             return Ok(());
         }
-        self.redfish.invalidate();
-        self.redfish
+        driver.invalidate();
+        driver
             .client()
             .patch(
                 &slot.path,
@@ -94,8 +90,8 @@ impl IloDriver {
                 current.media.etag.as_deref(),
             )
             .await?;
-        self.redfish.invalidate();
-        let after = self.redfish.read_slot(&slot).await?;
+        driver.invalidate();
+        let after = driver.read_slot(&slot).await?;
         if after.media.boot_on_next_server_reset != Some(true) {
             return Err(BmcError::NotApplied {
                 operation: format!("BootOnNextServerReset on slot {}", slot.media.id),
@@ -108,155 +104,115 @@ impl IloDriver {
 }
 
 #[async_trait]
-impl BmcDriver for IloDriver {
-    fn driver_name(&self) -> &str {
+impl VendorHooks for IloHooks {
+    fn name(&self) -> &str {
         "ilo"
     }
 
-    fn capabilities(&self) -> Capabilities {
-        self.redfish.capabilities()
-    }
-
-    async fn power_state(&self) -> Result<PowerState> {
-        self.redfish.power_state().await
-    }
-
-    async fn power(&self, action: PowerAction) -> Result<()> {
-        let button = find_oem_action(
-            &self.redfish.discovery().system.oem_actions,
-            "#HpeComputerSystemExt.PowerButton",
-        )
-        .map(|a| a.target.clone());
-        match button {
-            Some(target)
-                if action == PowerAction::SoftOff
-                    && self.redfish.has_quirk(Quirk::SoftOffByPowerButton) =>
-            {
-                self.redfish.invalidate();
-                // A press toggles: only when the host is on.
-                if matches!(
-                    self.redfish.power_state().await?,
-                    PowerState::Off | PowerState::PoweringOff
-                ) {
-                    return Ok(());
-                }
-                let result = self
-                    .redfish
-                    .client()
-                    .post(&target, &json!({"PushType": "Press"}))
-                    .await
-                    .map(|_| ());
-                self.redfish.invalidate();
-                result.map_err(|e| explain(e, "soft power off"))
-            }
-            _ => self
-                .redfish
-                .power(action)
-                .await
-                .map_err(|e| explain(e, &format!("power {action}"))),
+    async fn power(&self, driver: &RedfishDriver, action: PowerAction) -> Option<Result<()>> {
+        if action != PowerAction::SoftOff {
+            return None;
         }
-    }
-
-    async fn boot_override(&self) -> Result<BootOverrideState> {
-        self.redfish.boot_override().await
-    }
-
-    async fn set_boot_override(&self, boot: &BootOverride) -> Result<()> {
-        self.redfish
-            .set_boot_override(boot)
+        let target = find_oem_action(
+            &driver.discovery().system.oem_actions,
+            "#HpeComputerSystemExt.PowerButton",
+        )?
+        .target
+        .clone();
+        driver.invalidate();
+        // A press toggles: only when the host is on.
+        match driver.power_state().await {
+            Ok(PowerState::Off | PowerState::PoweringOff) => return Some(Ok(())),
+            Ok(_) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        let result = driver
+            .client()
+            .post(&target, &json!({"PushType": "Press"}))
             .await
-            .map_err(|e| explain(e, "the boot override"))?;
-        if boot.device == BootDevice::Cd
-            && boot.persistence == BootPersistence::Once
-            && self.redfish.has_quirk(Quirk::BootOnNextServerReset)
-        {
-            self.boot_cd_on_next_reset()
+            .map(|_| ());
+        driver.invalidate();
+        Some(result)
+    }
+
+    async fn after_boot_override(&self, driver: &RedfishDriver, boot: &BootOverride) -> Result<()> {
+        if boot.device == BootDevice::Cd && boot.persistence == BootPersistence::Once {
+            self.boot_cd_on_next_reset(driver)
                 .await
                 .map_err(|e| explain(e, "BootOnNextServerReset"))?;
         }
         Ok(())
     }
 
-    async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>> {
-        self.redfish.virtual_media().await
-    }
-
-    async fn insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
-        match self.redfish.insert_media(kind, image_url).await {
-            Ok(()) => Ok(()),
-            Err(e @ (BmcError::Rejected { .. } | BmcError::NotFound { .. }))
-                if self.redfish.has_quirk(Quirk::OemVirtualMediaActions) =>
-            {
-                tracing::debug!(error = %e, "standard InsertMedia failed; trying the iLO OEM action");
-                match self
-                    .oem_media(
-                        kind,
-                        "#HpeiLOVirtualMedia.InsertVirtualMedia",
-                        json!({"Image": image_url}),
-                    )
-                    .await
-                {
-                    Some(result) => result.map_err(|e| explain(e, "inserting virtual media")),
-                    None => Err(explain(e, "inserting virtual media")),
-                }
-            }
-            Err(e) => Err(explain(e, "inserting virtual media")),
-        }
-    }
-
-    async fn eject_media(&self, kind: &MediaKind) -> Result<()> {
-        match self.redfish.eject_media(kind).await {
-            Ok(()) => Ok(()),
-            Err(e @ (BmcError::Rejected { .. } | BmcError::NotFound { .. }))
-                if self.redfish.has_quirk(Quirk::OemVirtualMediaActions) =>
-            {
-                tracing::debug!(error = %e, "standard EjectMedia failed; trying the iLO OEM action");
-                match self
-                    .oem_media(kind, "#HpeiLOVirtualMedia.EjectVirtualMedia", json!({}))
-                    .await
-                {
-                    Some(result) => result.map_err(|e| explain(e, "ejecting virtual media")),
-                    None => Err(explain(e, "ejecting virtual media")),
-                }
-            }
-            Err(e) => Err(explain(e, "ejecting virtual media")),
-        }
-    }
-
-    async fn inventory(&self) -> Result<HardwareInventory> {
-        self.redfish
-            .inventory()
-            .await
-            .map_err(|e| explain(e, "the inventory"))
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.redfish.close().await
-    }
-}
-
-/// Builds [`IloDriver`]s for a [`Registry`].
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IloFactory;
-
-#[async_trait]
-impl DriverFactory for IloFactory {
-    async fn connect(
+    async fn insert_media_fallback(
         &self,
-        address: &BmcAddress,
-        credentials: &Credentials,
-        options: &ConnectOptions,
-    ) -> Result<Box<dyn BmcDriver>> {
-        Ok(Box::new(
-            IloDriver::connect(address, credentials, options).await?,
-        ))
+        driver: &RedfishDriver,
+        kind: &MediaKind,
+        image_url: &str,
+        error: &BmcError,
+    ) -> Option<Result<()>> {
+        if !matches!(error, BmcError::Rejected { .. } | BmcError::NotFound { .. }) {
+            return None;
+        }
+        tracing::debug!(%error, "standard InsertMedia failed; trying the iLO OEM action");
+        self.oem_media(
+            driver,
+            kind,
+            "#HpeiLOVirtualMedia.InsertVirtualMedia",
+            json!({"Image": image_url}),
+        )
+        .await
+    }
+
+    async fn eject_media_fallback(
+        &self,
+        driver: &RedfishDriver,
+        kind: &MediaKind,
+        error: &BmcError,
+    ) -> Option<Result<()>> {
+        if !matches!(error, BmcError::Rejected { .. } | BmcError::NotFound { .. }) {
+            return None;
+        }
+        tracing::debug!(%error, "standard EjectMedia failed; trying the iLO OEM action");
+        self.oem_media(
+            driver,
+            kind,
+            "#HpeiLOVirtualMedia.EjectVirtualMedia",
+            json!({}),
+        )
+        .await
+    }
+
+    fn explain(&self, error: BmcError, operation: &str) -> BmcError {
+        explain(error, operation)
     }
 }
 
-/// Registers the iLO driver for `ilo5-redfish` and `ilo5-virtualmedia` (each with
-/// `+http`/`+https`), which plain Redfish would otherwise serve as aliases.
+/// Connects to an iLO with HPE's hooks; a BMC that does not answer as an HPE is refused.
+pub async fn connect(
+    address: &BmcAddress,
+    credentials: &Credentials,
+    options: &ConnectOptions,
+) -> Result<RedfishDriver> {
+    let hpe: Arc<dyn VendorSupport> = Arc::new(Hpe);
+    let driver = RedfishDriver::connect_with(address, credentials, options, &[hpe]).await?;
+    if driver.driver_name() != "ilo" {
+        return Err(BmcError::InvalidRequest(format!(
+            "the BMC at {} answers as {}, not as an HPE iLO",
+            driver.client().base(),
+            driver.identity()
+        )));
+    }
+    Ok(driver)
+}
+
+/// Registers HPE's hooks for every Redfish connect in the process (so an HPE behind a
+/// generic `redfish*` address gets them too) and the Redfish driver for `ilo5-redfish`
+/// and `ilo5-virtualmedia` (each with `+http`/`+https`), where a BMC that does not answer
+/// as an HPE is refused.
 pub fn register(registry: &mut Registry) {
-    let factory = Arc::new(IloFactory);
+    register_vendor(Arc::new(Hpe));
+    let factory = Arc::new(RedfishFactory);
     for scheme in [BmcScheme::Ilo5Redfish, BmcScheme::Ilo5VirtualMedia] {
         registry.register(scheme, factory.clone());
     }

@@ -1,12 +1,14 @@
 //! HPE iLO 5 and 6 over Redfish: what plain Redfish does not cover.
 //!
-//! [`IloDriver`] is the generic [`bmc_redfish::RedfishDriver`] plus iLO's own ways: the
-//! CD slot (`Managers/1/VirtualMedia/2`) gets `Oem.Hpe.BootOnNextServerReset` with a
+//! [`Hpe`] provides the hooks ([`IloHooks`]) that the one [`bmc_redfish::RedfishDriver`]
+//! consults on an HPE BMC, whatever its address scheme: the CD slot (`Managers/1/VirtualMedia/2`) gets `Oem.Hpe.BootOnNextServerReset` with a
 //! one-time CD boot, the OEM `HpeiLOVirtualMedia` insert/eject stand in where the
 //! standard actions fail, soft power off is a press of the power button (only when the
 //! host is on), and iLO message ids become errors that say what to do ([`messages`]).
 //! Trailing-slash and lower-case links and weak ETags are handled by the generic client;
-//! which firmware needs what is data: [`bmc_redfish::quirks`].
+//! which firmware needs what of the generic driver is data: [`bmc_redfish::quirks`].
+//! [`register`] makes the hooks known to every Redfish connect and serves `ilo5-*`
+//! addresses, which need a BMC that answers as an HPE.
 //!
 //! ```no_run
 //! # async fn demo() -> bmc_core::Result<()> {
@@ -36,4 +38,4 @@
 mod driver;
 pub mod messages;
 
-pub use driver::{IloDriver, IloFactory, register};
+pub use driver::{Hpe, IloHooks, connect, register};

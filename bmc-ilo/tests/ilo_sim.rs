@@ -1,4 +1,4 @@
-//! `IloDriver` against bmc-sim serving the recorded iLO 5 tree (DL385 Gen10 Plus v2,
+//! The Redfish driver with HPE's hooks against bmc-sim serving the recorded iLO 5 tree (DL385 Gen10 Plus v2,
 //! firmware 2.72): virtual-media boot with BootOnNextServerReset, the OEM insert/eject
 //! fallbacks, the power button, the iLO not-ready retries, recorded error bodies and the
 //! registry.
@@ -12,7 +12,7 @@ use bmc_core::{
     BmcAddress, BmcDriver, BmcError, BootDevice, BootMode, BootOverride, BootPersistence,
     ConnectOptions, Credentials, MediaKind, PowerAction, PowerState, Registry,
 };
-use bmc_ilo::IloDriver;
+use bmc_redfish::RedfishDriver;
 use bmc_sim::vendor::BootSource;
 use bmc_sim::{Fault, RedfishSim, SimConfig};
 
@@ -42,9 +42,9 @@ fn address(sim: &RedfishSim, scheme: &str) -> BmcAddress {
     BmcAddress::parse(&format!("{scheme}+http://{}{SYSTEM}", sim.addr())).unwrap()
 }
 
-async fn connect(sim: &RedfishSim) -> IloDriver {
+async fn connect(sim: &RedfishSim) -> RedfishDriver {
     let creds = Credentials::new("Administrator", "s3cret").unwrap();
-    IloDriver::connect(
+    bmc_ilo::connect(
         &address(sim, "ilo5-virtualmedia"),
         &creds,
         &ConnectOptions::default(),
@@ -53,7 +53,7 @@ async fn connect(sim: &RedfishSim) -> IloDriver {
     .unwrap()
 }
 
-async fn wait_for(d: &IloDriver, state: PowerState) {
+async fn wait_for(d: &RedfishDriver, state: PowerState) {
     for _ in 0..100 {
         if d.power_state().await.unwrap() == state {
             return;
@@ -71,7 +71,7 @@ fn boot_next(sim: &RedfishSim) -> serde_json::Value {
 async fn virtual_cd_boot_uses_slot_2_and_boot_on_next_server_reset() {
     let sim = sim().await;
     let d = connect(&sim).await;
-    assert_eq!(d.redfish().quirks().profile, "hpe-ilo5");
+    assert_eq!(d.quirks().profile, "hpe-ilo5");
     d.power(PowerAction::Off).await.unwrap();
     wait_for(&d, PowerState::Off).await;
     d.insert_media(&MediaKind::Cd, ISO).await.unwrap();
@@ -192,7 +192,6 @@ async fn recorded_ilo_error_bodies_keep_their_message_ids() {
     let sim = sim().await;
     let d = connect(&sim).await;
     let err = d
-        .redfish()
         .client()
         .get("/redfish/v1/Systems/1/USBDevices/1")
         .await
@@ -203,7 +202,6 @@ async fn recorded_ilo_error_bodies_keep_their_message_ids() {
         "not found: /redfish/v1/Systems/1/USBDevices/1 (Base.1.4.ResourceMissingAtURI: Invalid URI)"
     );
     let err = d
-        .redfish()
         .client()
         .get("/redfish/v1/SessionService/Sessions0000000066be767add7686c8/")
         .await
@@ -242,4 +240,31 @@ async fn registered_for_both_ilo_schemes_with_power_boot_and_inventory() {
         );
         bmc.close().await.unwrap();
     }
+}
+
+/// The HPE hooks are chosen by the BMC's identity: the DL385 behind a generic
+/// `redfish-virtualmedia` address gets `BootOnNextServerReset` on its CD slot too.
+#[tokio::test]
+async fn an_hpe_behind_a_generic_redfish_address_gets_the_ilo_hooks() {
+    let sim = sim().await;
+    let mut registry = Registry::new();
+    bmc_redfish::register(&mut registry);
+    bmc_ilo::register(&mut registry);
+    let creds = Credentials::new("Administrator", "s3cret").unwrap();
+    let bmc = registry
+        .connect(
+            &address(&sim, "redfish-virtualmedia"),
+            &creds,
+            &ConnectOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bmc.driver_name(), "ilo");
+    bmc.power(PowerAction::Off).await.unwrap();
+    bmc.insert_media(&MediaKind::Cd, ISO).await.unwrap();
+    bmc.set_boot_override(&BootOverride::once(BootDevice::Cd))
+        .await
+        .unwrap();
+    assert_eq!(boot_next(&sim), true, "set by the iLO hooks");
+    bmc.close().await.unwrap();
 }

@@ -18,6 +18,7 @@ use bmc_core::{
 
 use crate::client::{AuthMode, ClientSettings, RedfishClient};
 use crate::discovery::{Discovery, Slot, complete_slots, discover, read_managers};
+use crate::hooks::{StandardHooks, VendorHooks, VendorSupport, choose, registered_vendors};
 use crate::model::{
     Collection, ComputerSystem, Drive, EthernetInterface, Memory, Processor, SimpleStorage,
     Storage, VirtualMedia,
@@ -35,7 +36,8 @@ const SYSTEM_FRESH: Duration = Duration::from_millis(250);
 /// Reads of a slot after an eject before giving up on it reading empty (about 6 s).
 const EJECT_SETTLE_READS: u32 = 8;
 
-/// A Redfish BMC behind the [`BmcDriver`] trait.
+/// A Redfish BMC behind the [`BmcDriver`] trait: the one driver for every Redfish BMC,
+/// with the vendor's hooks ([`crate::hooks`]) consulted where its firmware differs.
 ///
 /// Requests are kept few: discovery reads only what the first operations need (see
 /// [`Discovery`]), a slot or system just read is not read again within a moment
@@ -48,7 +50,7 @@ pub struct RedfishDriver {
     system_cache: Mutex<Option<(Instant, ComputerSystem)>>,
     identity: BmcIdentity,
     quirks: QuirkSet,
-    name: String,
+    hooks: Arc<dyn VendorHooks>,
 }
 
 impl std::fmt::Debug for RedfishDriver {
@@ -58,6 +60,7 @@ impl std::fmt::Debug for RedfishDriver {
             .field("system", &self.discovery().system_path)
             .field("identity", &self.identity.to_string())
             .field("quirks", &self.quirks.profile)
+            .field("hooks", &self.hooks.name())
             .finish()
     }
 }
@@ -137,12 +140,25 @@ fn protocol_error(path: &str, e: crate::model::ModelError) -> BmcError {
 }
 
 impl RedfishDriver {
-    /// Connects: logs in (validating the credentials) and discovers the system named by
-    /// the address, its managers and virtual-media slots.
+    /// Connects: logs in (validating the credentials), discovers the system named by the
+    /// address, its managers and virtual-media slots, and takes the hooks of the
+    /// registered vendor ([`crate::hooks::register_vendor`]) that the BMC's identity (or
+    /// the address scheme) names.
     pub async fn connect(
         address: &BmcAddress,
         credentials: &Credentials,
         options: &ConnectOptions,
+    ) -> Result<RedfishDriver> {
+        RedfishDriver::connect_with(address, credentials, options, &registered_vendors()).await
+    }
+
+    /// [`RedfishDriver::connect`] choosing among these vendors instead of the registered
+    /// ones.
+    pub async fn connect_with(
+        address: &BmcAddress,
+        credentials: &Credentials,
+        options: &ConnectOptions,
+        vendors: &[Arc<dyn VendorSupport>],
     ) -> Result<RedfishDriver> {
         let endpoint = address.redfish_endpoint().ok_or_else(|| {
             BmcError::unsupported(format!("{} addresses", address.scheme()), "redfish")
@@ -157,13 +173,31 @@ impl RedfishDriver {
             ..ClientSettings::default()
         };
         let client = RedfishClient::new(&endpoint, credentials.clone(), settings)?;
-        RedfishDriver::with_client(client, address.redfish_system_id().as_deref()).await
+        RedfishDriver::over(
+            client,
+            address.redfish_system_id().as_deref(),
+            Some(address),
+            vendors,
+        )
+        .await
     }
 
-    /// Builds a driver over an existing client (custom settings, tests).
+    /// Builds a driver over an existing client (custom settings, tests), with the hooks
+    /// of the registered vendor that claims the BMC.
     pub async fn with_client(
         client: RedfishClient,
         system_path: Option<&str>,
+    ) -> Result<RedfishDriver> {
+        RedfishDriver::over(client, system_path, None, &registered_vendors()).await
+    }
+
+    /// Builds a driver over an existing client, choosing hooks among `vendors` (an
+    /// address's scheme may require one).
+    pub async fn over(
+        client: RedfishClient,
+        system_path: Option<&str>,
+        address: Option<&BmcAddress>,
+        vendors: &[Arc<dyn VendorSupport>],
     ) -> Result<RedfishDriver> {
         client.login().await?;
         let mut discovery = discover(&client, system_path).await?;
@@ -201,15 +235,30 @@ impl RedfishDriver {
             .map(|s| (s.path.clone(), (now, s.media.clone())))
             .collect();
         let system = (now, discovery.system.clone());
-        Ok(RedfishDriver {
+        let vendor = choose(vendors, address, &identity, client.base())?.cloned();
+        let mut driver = RedfishDriver {
             client,
             discovery: RwLock::new(Arc::new(discovery)),
             slot_cache: Mutex::new(slots),
             system_cache: Mutex::new(Some(system)),
             identity,
             quirks,
-            name: "redfish".to_string(),
-        })
+            hooks: Arc::new(StandardHooks),
+        };
+        if let Some(vendor) = vendor {
+            driver.hooks = vendor.hooks(&driver).await?;
+            tracing::debug!(
+                vendor = vendor.name(),
+                hooks = driver.hooks.name(),
+                "vendor hooks"
+            );
+        }
+        Ok(driver)
+    }
+
+    /// The vendor hooks in use ([`StandardHooks`] for a BMC no registered vendor claims).
+    pub fn hooks(&self) -> &dyn VendorHooks {
+        self.hooks.as_ref()
     }
 
     /// Who made the BMC and which firmware it runs, as detected at connect.
@@ -415,10 +464,127 @@ impl RedfishDriver {
 #[async_trait]
 impl BmcDriver for RedfishDriver {
     fn driver_name(&self) -> &str {
-        &self.name
+        self.hooks.name()
     }
 
     fn capabilities(&self) -> Capabilities {
+        let mut c = self.standard_capabilities();
+        self.hooks.adjust_capabilities(self, &mut c);
+        c
+    }
+
+    #[tracing::instrument(name = "redfish.power_state", skip_all, fields(bmc = %self.client.base()))]
+    async fn power_state(&self) -> Result<PowerState> {
+        Ok(power_state(self.system().await?.power_state.as_deref()))
+    }
+
+    #[tracing::instrument(name = "redfish.power", skip_all, fields(bmc = %self.client.base(), hooks = self.hooks.name()))]
+    async fn power(&self, action: PowerAction) -> Result<()> {
+        let result = match self.hooks.power(self, action).await {
+            Some(r) => r,
+            None => self.standard_power(action).await,
+        };
+        result.map_err(|e| self.hooks.explain(e, &format!("power {action}")))
+    }
+
+    #[tracing::instrument(name = "redfish.boot_override", skip_all, fields(bmc = %self.client.base()))]
+    async fn boot_override(&self) -> Result<BootOverrideState> {
+        let boot = self.system().await?.boot;
+        let enabled = boot.enabled.as_deref();
+        let active = !matches!(enabled, Some("Disabled"));
+        Ok(BootOverrideState {
+            device: if active {
+                boot.target.as_deref().and_then(boot_device)
+            } else {
+                None
+            },
+            persistence: match enabled {
+                Some("Once") => Some(BootPersistence::Once),
+                Some("Continuous") => Some(BootPersistence::Persistent),
+                _ => None,
+            },
+            mode: match boot.mode.as_deref() {
+                Some("UEFI") => Some(BootMode::Uefi),
+                Some("Legacy") => Some(BootMode::Legacy),
+                _ => None,
+            },
+        })
+    }
+
+    #[tracing::instrument(name = "redfish.set_boot_override", skip_all, fields(bmc = %self.client.base(), hooks = self.hooks.name()))]
+    async fn set_boot_override(&self, boot: &BootOverride) -> Result<()> {
+        if let Some(r) = self.hooks.set_boot_override(self, boot).await {
+            return r.map_err(|e| self.hooks.explain(e, "the boot override"));
+        }
+        let result = async {
+            self.hooks.before_configuration(self).await?;
+            self.standard_set_boot_override(boot).await?;
+            self.hooks.after_boot_override(self, boot).await
+        }
+        .await;
+        result.map_err(|e| self.hooks.explain(e, "the boot override"))
+    }
+
+    #[tracing::instrument(name = "redfish.virtual_media", skip_all, fields(bmc = %self.client.base()))]
+    /// The slots this driver uses: the CD slot, and the USB slot once it has been looked
+    /// for. [`RedfishDriver::discover_everything`] reads every slot the BMC lists.
+    async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>> {
+        let d = self.discovery();
+        let mut out = Vec::new();
+        for slot in [d.cd(), d.usb()].into_iter().flatten() {
+            if out.iter().any(|s: &VirtualMediaSlot| s.id == slot.media.id) {
+                continue;
+            }
+            out.push(slot_state(&self.read_slot(slot).await?));
+        }
+        Ok(out)
+    }
+
+    #[tracing::instrument(name = "redfish.insert_media", skip_all, fields(bmc = %self.client.base(), hooks = self.hooks.name()))]
+    async fn insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
+        let result = match self.standard_insert_media(kind, image_url).await {
+            Err(e) => match self
+                .hooks
+                .insert_media_fallback(self, kind, image_url, &e)
+                .await
+            {
+                Some(r) => r,
+                None => Err(e),
+            },
+            ok => ok,
+        };
+        result.map_err(|e| self.hooks.explain(e, "inserting virtual media"))
+    }
+
+    #[tracing::instrument(name = "redfish.eject_media", skip_all, fields(bmc = %self.client.base(), hooks = self.hooks.name()))]
+    async fn eject_media(&self, kind: &MediaKind) -> Result<()> {
+        let result = match self.standard_eject_media(kind).await {
+            Err(e) => match self.hooks.eject_media_fallback(self, kind, &e).await {
+                Some(r) => r,
+                None => Err(e),
+            },
+            ok => ok,
+        };
+        result.map_err(|e| self.hooks.explain(e, "ejecting virtual media"))
+    }
+
+    #[tracing::instrument(name = "redfish.inventory", skip_all, fields(bmc = %self.client.base()))]
+    async fn inventory(&self) -> Result<HardwareInventory> {
+        self.standard_inventory()
+            .await
+            .map_err(|e| self.hooks.explain(e, "the inventory"))
+    }
+
+    #[tracing::instrument(name = "redfish.close", skip_all, fields(bmc = %self.client.base()))]
+    async fn close(&self) -> Result<()> {
+        self.client.close().await
+    }
+}
+
+/// The standard Redfish steps, which the vendor hooks fall back on or build upon.
+impl RedfishDriver {
+    /// What plain Redfish says the BMC can do.
+    pub fn standard_capabilities(&self) -> Capabilities {
         let d = self.discovery();
         let allowed = |action: PowerAction| {
             d.system.reset.is_some()
@@ -477,13 +643,8 @@ impl BmcDriver for RedfishDriver {
         }
     }
 
-    #[tracing::instrument(name = "redfish.power_state", skip_all, fields(bmc = %self.client.base()))]
-    async fn power_state(&self) -> Result<PowerState> {
-        Ok(power_state(self.system().await?.power_state.as_deref()))
-    }
-
-    #[tracing::instrument(name = "redfish.power", skip_all, fields(bmc = %self.client.base()))]
-    async fn power(&self, action: PowerAction) -> Result<()> {
+    /// A power action by `ComputerSystem.Reset` (the first `ResetType` the BMC allows).
+    pub async fn standard_power(&self, action: PowerAction) -> Result<()> {
         let d = self.discovery();
         let reset = d
             .system
@@ -532,37 +693,14 @@ impl BmcDriver for RedfishDriver {
         }
     }
 
-    #[tracing::instrument(name = "redfish.boot_override", skip_all, fields(bmc = %self.client.base()))]
-    async fn boot_override(&self) -> Result<BootOverrideState> {
-        let boot = self.system().await?.boot;
-        let enabled = boot.enabled.as_deref();
-        let active = !matches!(enabled, Some("Disabled"));
-        Ok(BootOverrideState {
-            device: if active {
-                boot.target.as_deref().and_then(boot_device)
-            } else {
-                None
-            },
-            persistence: match enabled {
-                Some("Once") => Some(BootPersistence::Once),
-                Some("Continuous") => Some(BootPersistence::Persistent),
-                _ => None,
-            },
-            mode: match boot.mode.as_deref() {
-                Some("UEFI") => Some(BootMode::Uefi),
-                Some("Legacy") => Some(BootMode::Legacy),
-                _ => None,
-            },
-        })
-    }
-
-    #[tracing::instrument(name = "redfish.set_boot_override", skip_all, fields(bmc = %self.client.base()))]
-    async fn set_boot_override(&self, boot: &BootOverride) -> Result<()> {
+    /// A boot override by PATCH of `Boot` (with If-Match after a 428).
+    pub async fn standard_set_boot_override(&self, boot: &BootOverride) -> Result<()> {
         let d = self.discovery();
         if boot.device == BootDevice::Cd && self.has_quirk(Quirk::CdOverrideBootsPhysicalDrive) {
             return Err(BmcError::unsupported(
                 "booting the virtual CD by BootSourceOverrideTarget Cd (this firmware boots \
-                 the physical drive with it; use an idrac-virtualmedia:// address)",
+                 the physical drive with it; register bmc-idrac, whose hooks boot it by \
+                 configuration import)",
                 format!("redfish on {}", self.identity),
             ));
         }
@@ -616,23 +754,8 @@ impl BmcDriver for RedfishDriver {
         }
     }
 
-    #[tracing::instrument(name = "redfish.virtual_media", skip_all, fields(bmc = %self.client.base()))]
-    /// The slots this driver uses: the CD slot, and the USB slot once it has been looked
-    /// for. [`RedfishDriver::discover_everything`] reads every slot the BMC lists.
-    async fn virtual_media(&self) -> Result<Vec<VirtualMediaSlot>> {
-        let d = self.discovery();
-        let mut out = Vec::new();
-        for slot in [d.cd(), d.usb()].into_iter().flatten() {
-            if out.iter().any(|s: &VirtualMediaSlot| s.id == slot.media.id) {
-                continue;
-            }
-            out.push(slot_state(&self.read_slot(slot).await?));
-        }
-        Ok(out)
-    }
-
-    #[tracing::instrument(name = "redfish.insert_media", skip_all, fields(bmc = %self.client.base()))]
-    async fn insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
+    /// `InsertMedia` (or a PATCH of the slot where it has no action).
+    pub async fn standard_insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
         let slot = self.slot_for(kind).await?;
         if self.has_quirk(Quirk::EjectBeforeInsert) {
             self.eject_and_wait(kind, &slot).await?;
@@ -680,8 +803,8 @@ impl BmcDriver for RedfishDriver {
         self.client.post(&insert.target, &body).await.map(|_| ())
     }
 
-    #[tracing::instrument(name = "redfish.eject_media", skip_all, fields(bmc = %self.client.base()))]
-    async fn eject_media(&self, kind: &MediaKind) -> Result<()> {
+    /// `EjectMedia` (or a PATCH of the slot where it has no action).
+    pub async fn standard_eject_media(&self, kind: &MediaKind) -> Result<()> {
         let slot = self.slot_for(kind).await?;
         if self.has_quirk(Quirk::NoEjectWhenEmpty)
             && !self.read_slot(&slot).await?.media.is_inserted()
@@ -716,8 +839,8 @@ impl BmcDriver for RedfishDriver {
         }
     }
 
-    #[tracing::instrument(name = "redfish.inventory", skip_all, fields(bmc = %self.client.base()))]
-    async fn inventory(&self) -> Result<HardwareInventory> {
+    /// The inventory from the system and its collections.
+    pub async fn standard_inventory(&self) -> Result<HardwareInventory> {
         let system = self.system().await?;
         if self.discovery().managers.is_empty() {
             let mut d = (*self.discovery()).clone();
@@ -826,11 +949,6 @@ impl BmcDriver for RedfishDriver {
             disks,
             firmware,
         })
-    }
-
-    #[tracing::instrument(name = "redfish.close", skip_all, fields(bmc = %self.client.base()))]
-    async fn close(&self) -> Result<()> {
-        self.client.close().await
     }
 }
 

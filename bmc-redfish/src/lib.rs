@@ -7,9 +7,12 @@
 //! - [`model`]: tolerant models that survive nulls, wrong types and unknown enum values.
 //! - [`discovery`]: the system (from the address or the only one), its managers and every
 //!   virtual-media slot, with the CD and USB slots chosen by `MediaTypes`.
-//! - [`RedfishDriver`]: the whole `BmcDriver` trait over a cached discovery; [`register`]
-//!   adds it to a `bmc_core::Registry` for `redfish`, `redfish-virtualmedia` and
-//!   `redfish-uefihttp` (with `+http`/`+https`).
+//! - [`RedfishDriver`]: the whole `BmcDriver` trait over a cached discovery, the one
+//!   driver for every Redfish BMC; [`register`] adds it to a `bmc_core::Registry` for
+//!   `redfish`, `redfish-virtualmedia` and `redfish-uefihttp` (with `+http`/`+https`).
+//! - [`hooks`]: what a vendor does its own way (bmc-idrac, bmc-ilo provide Dell's and
+//!   HPE's), consulted by the driver with the standard behaviour as the default and
+//!   chosen by the BMC's identity, whatever the address scheme.
 //!
 //! ```no_run
 //! # async fn demo() -> bmc_core::Result<()> {
@@ -45,6 +48,7 @@
 pub mod client;
 pub mod discovery;
 mod driver;
+pub mod hooks;
 mod json;
 pub mod model;
 pub mod path;

@@ -244,21 +244,20 @@ impl fmt::Display for BmcIdentity {
     }
 }
 
-/// One way a BMC deviates from plain Redfish. Each variant says which firmware needs it
-/// and why; who honours it is said too ("driver" = the generic [`crate::RedfishDriver`]).
+/// One way a BMC deviates from plain Redfish that the generic [`crate::RedfishDriver`]
+/// honours itself. Each variant says which firmware needs it and why. What only a
+/// vendor's hooks do (iDRAC's configuration import, Lifecycle Controller readiness and
+/// job queue; iLO's `BootOnNextServerReset`, OEM media actions and power button) lives
+/// with those hooks, in bmc-idrac and bmc-ilo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Quirk {
     /// iDRAC 8, iDRAC 9 before firmware 6.00.02 and iDRAC 10: `BootSourceOverrideTarget:
     /// Cd` boots the *physical* optical drive, not the virtual CD
     /// (dell/iDRAC-Redfish-Scripting#90). The driver refuses a `Cd` override there rather
-    /// than boot the wrong device; bmc-idrac boots the virtual CD the OEM way.
+    /// than boot the wrong device; bmc-idrac boots the virtual CD the OEM way
+    /// when its hooks are registered.
     CdOverrideBootsPhysicalDrive,
-    /// iDRAC 9 and 10: the OEM one-time boot `VCD-DVD`, set by importing a system
-    /// configuration (`EID_674_Manager.ImportSystemConfiguration`), is the dependable way
-    /// to boot the virtual CD on every firmware; Ironic's idrac driver always uses it.
-    /// Honoured by bmc-idrac.
-    VirtualCdBootByConfigurationImport,
     /// iDRAC 10: virtual media boots only from slot `1`
     /// (dell/iDRAC-Redfish-Scripting#324). The driver picks no other slot.
     OnlyVirtualMediaSlotOne,
@@ -266,29 +265,9 @@ pub enum Quirk {
     /// stale `Inserted` after an eject (iDRAC ejects asynchronously, Ironic story
     /// 2008504). The driver ejects first and waits until the slot reads empty.
     EjectBeforeInsert,
-    /// iDRAC: configuration changes fail while the Lifecycle Controller is busy (just
-    /// after a reboot, during POST); `DellLCService.GetRemoteServicesAPIStatus` says when
-    /// it is ready. Honoured by bmc-idrac.
-    LifecycleControllerReadiness,
-    /// iDRAC: configuration changes become jobs; a scheduled or running configuration
-    /// job blocks the next one (`LC068`, `RAC0679`). Honoured by bmc-idrac, which reads
-    /// the job queue first and reports what blocks.
-    JobQueue,
-    /// iLO 5 and 6: a virtual CD is booted at the next reset when its slot has
-    /// `Oem.Hpe.BootOnNextServerReset` set (proliantutils `set_vm_status`); the standard
-    /// override alone is not always honoured. Honoured by bmc-ilo.
-    BootOnNextServerReset,
-    /// iLO 5: the standard `InsertMedia`/`EjectMedia` can fail where the OEM
-    /// `HpeiLOVirtualMedia` actions work; proliantutils falls back to them. Honoured by
-    /// bmc-ilo.
-    OemVirtualMediaActions,
     /// iLO: ejecting an empty slot fails (bmc-toolbox/bmclib#410). The driver reads
     /// `Inserted` first and does not eject an empty slot.
     NoEjectWhenEmpty,
-    /// iLO: soft power off is a press of the power button
-    /// (`HpeComputerSystemExt.PowerButton`, `Press`), as proliantutils does it. A press
-    /// toggles power, so it is sent only when the host is on. Honoured by bmc-ilo.
-    SoftOffByPowerButton,
     /// iLO: `ResetType: On` on a host that is already on answers
     /// `InvalidOperationForSystemState`, which also reads as "not ready" and would be
     /// retried. The driver reads the power state first and does nothing when it is on.
@@ -300,15 +279,9 @@ impl Quirk {
     pub fn name(self) -> &'static str {
         match self {
             Quirk::CdOverrideBootsPhysicalDrive => "cd-override-boots-physical-drive",
-            Quirk::VirtualCdBootByConfigurationImport => "virtual-cd-boot-by-configuration-import",
             Quirk::OnlyVirtualMediaSlotOne => "only-virtual-media-slot-one",
             Quirk::EjectBeforeInsert => "eject-before-insert",
-            Quirk::LifecycleControllerReadiness => "lifecycle-controller-readiness",
-            Quirk::JobQueue => "job-queue",
-            Quirk::BootOnNextServerReset => "boot-on-next-server-reset",
-            Quirk::OemVirtualMediaActions => "oem-virtual-media-actions",
             Quirk::NoEjectWhenEmpty => "no-eject-when-empty",
-            Quirk::SoftOffByPowerButton => "soft-off-by-power-button",
             Quirk::PowerOnOnlyWhenOff => "power-on-only-when-off",
         }
     }
@@ -369,33 +342,19 @@ impl VendorProfile {
     }
 }
 
-const IDRAC_COMMON: &[Quirk] = &[
-    Quirk::VirtualCdBootByConfigurationImport,
-    Quirk::EjectBeforeInsert,
-    Quirk::LifecycleControllerReadiness,
-    Quirk::JobQueue,
-];
+const IDRAC_COMMON: &[Quirk] = &[Quirk::EjectBeforeInsert];
 const IDRAC_PHYSICAL_CD: &[Quirk] = &[
     Quirk::CdOverrideBootsPhysicalDrive,
-    Quirk::VirtualCdBootByConfigurationImport,
     Quirk::EjectBeforeInsert,
-    Quirk::LifecycleControllerReadiness,
-    Quirk::JobQueue,
 ];
 const IDRAC10: &[Quirk] = &[
     Quirk::CdOverrideBootsPhysicalDrive,
-    Quirk::VirtualCdBootByConfigurationImport,
     Quirk::OnlyVirtualMediaSlotOne,
     Quirk::EjectBeforeInsert,
-    Quirk::LifecycleControllerReadiness,
-    Quirk::JobQueue,
 ];
 const ILO: &[Quirk] = &[
-    Quirk::BootOnNextServerReset,
-    Quirk::OemVirtualMediaActions,
     Quirk::EjectBeforeInsert,
     Quirk::NoEjectWhenEmpty,
-    Quirk::SoftOffByPowerButton,
     Quirk::PowerOnOnlyWhenOff,
 ];
 /// iDRAC `SYS518` "iDRAC not ready". (`RAC0679`, a job running, takes minutes rather
