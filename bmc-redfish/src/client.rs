@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use bmc_core::{BmcError, BmcMessage, ConnectOptions, Credentials};
 
-use crate::discovery::{Fetch, SERVICE_ROOT};
+use crate::fetch::{Fetch, SERVICE_ROOT};
 use crate::model::{ErrorBody, ServiceRoot, Task};
 use crate::path::normalize;
 use crate::quirks::QuirkSet;

@@ -3,23 +3,14 @@
 
 use std::collections::HashSet;
 
-use async_trait::async_trait;
 use serde_json::Value;
 
 use bmc_core::BmcError;
 
+pub use crate::fetch::{Fetch, SERVICE_ROOT};
+
 use crate::model::{ActionInfo, Collection, ComputerSystem, Manager, ServiceRoot, VirtualMedia};
 use crate::path::{identity, normalize};
-
-/// The service root's path.
-pub const SERVICE_ROOT: &str = "/redfish/v1";
-
-/// Reads a resource. The HTTP client implements it; tests implement it over fixture trees.
-#[async_trait]
-pub trait Fetch: Send + Sync {
-    /// `GET path`, parsed as JSON.
-    async fn get_json(&self, path: &str) -> Result<Value, BmcError>;
-}
 
 /// Where a virtual-media slot was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,23 +7,21 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use bmc_core::{
-    BmcAddress, BmcDriver, BmcError, BmcScheme, BootDevice, BootMode, BootOverride,
-    BootOverrideState, BootPersistence, Capabilities, ConnectOptions, Cpu, Credentials, Disk,
-    DiskKind, DriverFactory, FirmwareVersion, HardwareInventory, MediaKind, MemoryModule, Nic,
-    PowerAction, PowerState, Registry, Result, SystemIdentity, VirtualMediaSlot,
+    BmcAddress, BmcDriver, BmcError, BmcScheme, BootDevice, BootOverride, BootOverrideState,
+    Capabilities, ConnectOptions, Credentials, DriverFactory, HardwareInventory, MediaKind,
+    PowerAction, PowerState, Registry, Result, VirtualMediaSlot,
 };
 
 use crate::client::{AuthMode, ClientSettings, RedfishClient};
 use crate::discovery::{Discovery, Slot, complete_slots, discover, read_managers};
 use crate::hooks::{StandardHooks, VendorHooks, VendorSupport, choose, registered_vendors};
-use crate::model::{
-    Collection, ComputerSystem, Drive, EthernetInterface, Memory, Processor, SimpleStorage,
-    Storage, VirtualMedia,
-};
+use crate::ladders;
+use crate::model::{ComputerSystem, VirtualMedia};
 use crate::quirks::{BmcIdentity, Quirk, QuirkSet};
+use crate::vocabulary::{self, power_state, reset_candidates, slot_state};
 
 /// How long a slot read stays good for the next read of the same slot. Writes through
 /// this driver drop it at once. It spares the re-read right after discovery and between
@@ -62,73 +60,6 @@ impl std::fmt::Debug for RedfishDriver {
             .field("quirks", &self.quirks.profile)
             .field("hooks", &self.hooks.name())
             .finish()
-    }
-}
-
-/// The `ResetType`s to try for an action, best first.
-fn reset_candidates(action: PowerAction) -> &'static [&'static str] {
-    match action {
-        PowerAction::On => &["On", "ForceOn"],
-        PowerAction::Off => &["ForceOff"],
-        PowerAction::SoftOff => &["GracefulShutdown", "PushPowerButton"],
-        PowerAction::Reset => &["ForceRestart", "GracefulRestart", "PowerCycle"],
-        PowerAction::PowerCycle => &["PowerCycle", "ForceRestart"],
-    }
-}
-
-fn boot_target(device: &BootDevice) -> &str {
-    match device {
-        BootDevice::Pxe => "Pxe",
-        BootDevice::Disk => "Hdd",
-        BootDevice::Cd => "Cd",
-        BootDevice::BiosSetup => "BiosSetup",
-        BootDevice::UefiHttp => "UefiHttp",
-        BootDevice::Other(s) => s,
-        _ => "None",
-    }
-}
-
-fn boot_device(target: &str) -> Option<BootDevice> {
-    match target {
-        "None" => None,
-        "Pxe" => Some(BootDevice::Pxe),
-        "Hdd" => Some(BootDevice::Disk),
-        "Cd" | "UsbCd" => Some(BootDevice::Cd),
-        "BiosSetup" => Some(BootDevice::BiosSetup),
-        "UefiHttp" => Some(BootDevice::UefiHttp),
-        other => Some(BootDevice::Other(other.to_string())),
-    }
-}
-
-fn power_state(s: Option<&str>) -> PowerState {
-    match s {
-        Some("On") => PowerState::On,
-        Some("Off") => PowerState::Off,
-        Some("PoweringOn") => PowerState::PoweringOn,
-        Some("PoweringOff") => PowerState::PoweringOff,
-        Some(other) => PowerState::Other(other.to_string()),
-        None => PowerState::Other("unknown".to_string()),
-    }
-}
-
-fn media_kinds(m: &VirtualMedia) -> Vec<MediaKind> {
-    let mut kinds = Vec::new();
-    if m.takes_cd() {
-        kinds.push(MediaKind::Cd);
-    }
-    if m.takes_usb() {
-        kinds.push(MediaKind::Usb);
-    }
-    kinds
-}
-
-fn slot_state(slot: &Slot) -> VirtualMediaSlot {
-    VirtualMediaSlot {
-        id: slot.media.id.clone(),
-        kinds: media_kinds(&slot.media),
-        inserted: slot.media.is_inserted(),
-        image: slot.media.image.clone(),
-        write_protected: slot.media.write_protected,
     }
 }
 
@@ -430,35 +361,6 @@ impl RedfishDriver {
             observed: "media still inserted".to_string(),
         })
     }
-
-    async fn members<T>(
-        &self,
-        collection: Option<&String>,
-        read: fn(&Value) -> std::result::Result<T, crate::model::ModelError>,
-    ) -> Vec<T> {
-        let Some(path) = collection else {
-            return Vec::new();
-        };
-        let members = match self
-            .client
-            .get(path)
-            .await
-            .map(|r| Collection::from_json(&r.body))
-        {
-            Ok(Ok(c)) => c.members,
-            _ => return Vec::new(),
-        };
-        let mut out = Vec::with_capacity(members.len());
-        for m in members {
-            // One unreadable member must not hide the rest.
-            if let Ok(r) = self.client.get(&m).await {
-                if let Ok(item) = read(&r.body) {
-                    out.push(item);
-                }
-            }
-        }
-        out
-    }
 }
 
 #[async_trait]
@@ -489,26 +391,7 @@ impl BmcDriver for RedfishDriver {
 
     #[tracing::instrument(name = "redfish.boot_override", skip_all, fields(bmc = %self.client.base()))]
     async fn boot_override(&self) -> Result<BootOverrideState> {
-        let boot = self.system().await?.boot;
-        let enabled = boot.enabled.as_deref();
-        let active = !matches!(enabled, Some("Disabled"));
-        Ok(BootOverrideState {
-            device: if active {
-                boot.target.as_deref().and_then(boot_device)
-            } else {
-                None
-            },
-            persistence: match enabled {
-                Some("Once") => Some(BootPersistence::Once),
-                Some("Continuous") => Some(BootPersistence::Persistent),
-                _ => None,
-            },
-            mode: match boot.mode.as_deref() {
-                Some("UEFI") => Some(BootMode::Uefi),
-                Some("Legacy") => Some(BootMode::Legacy),
-                _ => None,
-            },
-        })
+        Ok(vocabulary::boot_override_state(&self.system().await?.boot))
     }
 
     #[tracing::instrument(name = "redfish.set_boot_override", skip_all, fields(bmc = %self.client.base(), hooks = self.hooks.name()))]
@@ -585,62 +468,7 @@ impl BmcDriver for RedfishDriver {
 impl RedfishDriver {
     /// What plain Redfish says the BMC can do.
     pub fn standard_capabilities(&self) -> Capabilities {
-        let d = self.discovery();
-        let allowed = |action: PowerAction| {
-            d.system.reset.is_some()
-                && (d.reset_types.is_empty()
-                    || reset_candidates(action)
-                        .iter()
-                        .any(|c| d.reset_types.iter().any(|t| t == c)))
-        };
-        let power_actions = [
-            PowerAction::On,
-            PowerAction::Off,
-            PowerAction::SoftOff,
-            PowerAction::Reset,
-            PowerAction::PowerCycle,
-        ]
-        .into_iter()
-        .filter(|a| allowed(*a))
-        .collect();
-        let boot = &d.system.boot;
-        let boot_devices = if !boot.present {
-            Vec::new()
-        } else if boot.target_allowable.is_empty() {
-            vec![
-                BootDevice::Pxe,
-                BootDevice::Disk,
-                BootDevice::Cd,
-                BootDevice::BiosSetup,
-            ]
-        } else {
-            boot.target_allowable
-                .iter()
-                .filter_map(|t| boot_device(t))
-                .filter(|b| !matches!(b, BootDevice::Other(_)))
-                .collect()
-        };
-        let mut virtual_media = Vec::new();
-        if d.cd().is_some() {
-            virtual_media.push(MediaKind::Cd);
-        }
-        // A USB slot may still be among the slots not read yet.
-        if d.usb().is_some() || !d.unread_slots.is_empty() {
-            virtual_media.push(MediaKind::Usb);
-        }
-        Capabilities {
-            power_actions,
-            boot_devices,
-            boot_modes: if boot.mode.is_some() || !boot.mode_allowable.is_empty() {
-                vec![BootMode::Uefi, BootMode::Legacy]
-            } else {
-                Vec::new()
-            },
-            persistent_boot: boot.enabled_allowable.is_empty()
-                || boot.enabled_allowable.iter().any(|e| e == "Continuous"),
-            virtual_media,
-            inventory: true,
-        }
+        vocabulary::capabilities(&self.discovery())
     }
 
     /// A power action by `ComputerSystem.Reset` (the first `ResetType` the BMC allows).
@@ -704,46 +532,25 @@ impl RedfishDriver {
                 format!("redfish on {}", self.identity),
             ));
         }
-        let target = boot_target(&boot.device);
-        let allowed = &d.system.boot.target_allowable;
-        if !allowed.is_empty() && !allowed.iter().any(|t| t == target) {
-            return Err(BmcError::InvalidRequest(format!(
-                "boot target {target} is not one the BMC allows ({})",
-                allowed.join(", ")
-            )));
-        }
-        let mut body = json!({
-            "BootSourceOverrideTarget": target,
-            "BootSourceOverrideEnabled": match boot.persistence {
-                BootPersistence::Once => "Once",
-                BootPersistence::Persistent => "Continuous",
+        let patch = ladders::boot_patch(
+            boot,
+            &d.system.boot.target_allowable,
+            d.system.boot.mode.as_deref(),
+        )
+        .map_err(
+            |ladders::BootPatchError::TargetNotAllowed { target, allowed }| {
+                BmcError::InvalidRequest(format!(
+                    "boot target {target} is not one the BMC allows ({})",
+                    allowed.join(", ")
+                ))
             },
-        });
-        match boot.mode {
-            Some(mode) => {
-                body["BootSourceOverrideMode"] = json!(match mode {
-                    BootMode::Uefi => "UEFI",
-                    BootMode::Legacy => "Legacy",
-                });
-            }
-            // Some firmware (Supermicro) falls back to its default mode unless the mode is
-            // sent with every boot change: send back the one it reports.
-            None => {
-                if let Some(current) = &d.system.boot.mode {
-                    body["BootSourceOverrideMode"] = json!(current);
-                }
-            }
-        }
+        )?;
         let path = d.system_path.clone();
-        let patch = json!({ "Boot": body });
         self.forget_system();
         let result = self.client.patch(&path, &patch, None).await;
         self.forget_system();
         match result {
-            // 428: this BMC insists on If-Match; fetch the ETag and try again.
-            Err(BmcError::Rejected {
-                status: Some(428), ..
-            }) => {
+            Err(e) if ladders::wants_if_match(&e) => {
                 let etag = self.client.get(&path).await?.etag;
                 self.client
                     .patch(&path, &patch, etag.as_deref())
@@ -763,41 +570,27 @@ impl RedfishDriver {
         self.forget_slot(&slot.path);
         let Some(insert) = slot.media.insert.clone() else {
             // No action (Lenovo XCC, DMTF mockup): PATCH the slot.
-            let body = json!({"Image": image_url, "Inserted": true, "WriteProtected": true});
             return self
                 .client
-                .patch(&slot.path, &body, slot.media.etag.as_deref())
+                .patch(
+                    &slot.path,
+                    &ladders::insert_media_patch(image_url),
+                    slot.media.etag.as_deref(),
+                )
                 .await
                 .map(|_| ());
         };
-        // Inserted/WriteProtected are left out: their defaults are what we want, and
-        // Supermicro rejects them.
-        let mut body = json!({ "Image": image_url });
-        for _ in 0..3 {
+        let mut body = ladders::insert_media_body(image_url);
+        for _ in 0..ladders::INSERT_RUNGS {
             match self.client.post(&insert.target, &body).await {
                 Ok(_) => {
                     self.forget_slot(&slot.path);
                     return Ok(());
                 }
-                Err(e) => {
-                    let text = e.to_string();
-                    if text.contains("TransferProtocolType")
-                        && body.get("TransferProtocolType").is_none()
-                    {
-                        let proto = if image_url.starts_with("https") {
-                            "HTTPS"
-                        } else {
-                            "HTTP"
-                        };
-                        body["TransferProtocolType"] = json!(proto);
-                    } else if text.contains("TransferMethod")
-                        && body.get("TransferMethod").is_none()
-                    {
-                        body["TransferMethod"] = json!("Stream");
-                    } else {
-                        return Err(e);
-                    }
-                }
+                Err(e) => match ladders::next_insert_media_body(&body, &e.to_string()) {
+                    Some(next) => body = next,
+                    None => return Err(e),
+                },
             }
         }
         self.client.post(&insert.target, &body).await.map(|_| ())
@@ -818,13 +611,15 @@ impl RedfishDriver {
                 .post(&eject.target, &json!({}))
                 .await
                 .map(|_| ()),
-            None => {
-                let body = json!({"Image": null, "Inserted": false});
-                self.client
-                    .patch(&slot.path, &body, slot.media.etag.as_deref())
-                    .await
-                    .map(|_| ())
-            }
+            None => self
+                .client
+                .patch(
+                    &slot.path,
+                    &ladders::eject_media_patch(),
+                    slot.media.etag.as_deref(),
+                )
+                .await
+                .map(|_| ()),
         };
         match result {
             Ok(()) => Ok(()),
@@ -847,124 +642,9 @@ impl RedfishDriver {
             read_managers(&self.client, &mut d).await;
             self.store(d);
         }
-        let d = self.discovery();
-        let cpus = self
-            .members(system.processors.as_ref(), Processor::from_json)
-            .await
-            .into_iter()
-            .filter(|p| p.state.as_deref() != Some("Absent"))
-            .filter(|p| p.processor_type.as_deref().is_none_or(|t| t == "CPU"))
-            .map(|p| Cpu {
-                id: p.id,
-                model: p.model,
-                architecture: p.architecture,
-                cores: p.cores.and_then(|c| u32::try_from(c).ok()),
-                threads: p.threads.and_then(|c| u32::try_from(c).ok()),
-                max_speed_mhz: p.max_speed_mhz.and_then(|c| u32::try_from(c).ok()),
-            })
-            .collect();
-        let memory = self
-            .members(system.memory.as_ref(), Memory::from_json)
-            .await
-            .into_iter()
-            .filter(|m| m.state.as_deref() != Some("Absent") && m.capacity_mib.unwrap_or(0) > 0)
-            .map(|m| MemoryModule {
-                id: m.id,
-                capacity_mib: m.capacity_mib,
-                memory_type: m.device_type,
-                speed_mhz: m.speed_mhz.and_then(|c| u32::try_from(c).ok()),
-            })
-            .collect();
-        let nics = self
-            .members(
-                system.ethernet_interfaces.as_ref(),
-                EthernetInterface::from_json,
-            )
-            .await
-            .into_iter()
-            .map(|n| Nic {
-                mac: n.mac.as_deref().and_then(|m| m.parse().ok()),
-                id: n.id,
-                speed_mbps: n.speed_mbps.and_then(|c| u32::try_from(c).ok()),
-                link_up: n.link_status.map(|s| s == "LinkUp"),
-            })
-            .collect();
-        let mut disks = Vec::new();
-        for storage in self
-            .members(system.storage.as_ref(), Storage::from_json)
-            .await
-        {
-            for path in storage.drives {
-                if let Ok(r) = self.client.get(&path).await {
-                    if let Ok(drive) = Drive::from_json(&r.body) {
-                        disks.push(disk(drive));
-                    }
-                }
-            }
-        }
-        if disks.is_empty() {
-            for ss in self
-                .members(system.simple_storage.as_ref(), SimpleStorage::from_json)
-                .await
-            {
-                for (name, model, size) in ss.devices {
-                    disks.push(Disk {
-                        id: name,
-                        model,
-                        serial_number: None,
-                        size_bytes: size,
-                        kind: DiskKind::Unknown,
-                    });
-                }
-            }
-        }
-        let mut firmware = Vec::new();
-        if let Some(v) = &system.bios_version {
-            firmware.push(FirmwareVersion {
-                component: "BIOS".to_string(),
-                version: v.clone(),
-            });
-        }
-        for m in &d.managers {
-            if let Some(v) = &m.firmware_version {
-                firmware.push(FirmwareVersion {
-                    component: format!("BMC {}", m.id),
-                    version: v.clone(),
-                });
-            }
-        }
-        Ok(HardwareInventory {
-            system: SystemIdentity {
-                manufacturer: system.manufacturer,
-                model: system.model,
-                serial_number: system.serial_number,
-                sku: system.sku,
-                uuid: system.uuid,
-                hostname: system.hostname,
-            },
-            cpus,
-            memory,
-            total_memory_mib: system.total_memory_gib.map(|g| (g * 1024.0).round() as u64),
-            nics,
-            disks,
-            firmware,
-        })
-    }
-}
-
-fn disk(d: Drive) -> Disk {
-    let kind = match (d.protocol.as_deref(), d.media_type.as_deref()) {
-        (Some(p), _) if p.eq_ignore_ascii_case("NVMe") => DiskKind::Nvme,
-        (_, Some("SSD")) => DiskKind::Ssd,
-        (_, Some("HDD")) => DiskKind::Hdd,
-        _ => DiskKind::Unknown,
-    };
-    Disk {
-        id: d.name.unwrap_or(d.id),
-        model: d.model,
-        serial_number: d.serial_number,
-        size_bytes: d.capacity_bytes,
-        kind,
+        let managers = self.discovery().managers.clone();
+        let parts = crate::inventory::read_parts(&self.client, system, &managers).await;
+        Ok(crate::inventory::to_inventory(parts))
     }
 }
 

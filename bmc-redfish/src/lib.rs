@@ -48,10 +48,14 @@
 pub mod client;
 pub mod discovery;
 mod driver;
+pub mod fetch;
 pub mod hooks;
+pub mod inventory;
 mod json;
+pub mod ladders;
 pub mod model;
 pub mod path;
 pub mod quirks;
+pub mod vocabulary;
 
 pub use driver::{RedfishDriver, RedfishFactory, register};

@@ -3,10 +3,11 @@
 //! [`BmcIdentity`] is detected once per connection from the service root (or the system,
 //! when the root was not read) and the manager. [`QuirkSet::for_identity`] looks the
 //! identity up in [`PROFILES`]: each [`VendorProfile`] names the firmware it matches and
-//! the [`Quirk`]s it has. The generic [`crate::RedfishDriver`] honours the quirks that need
-//! only standard Redfish; the vendor crates (`bmc-idrac`, `bmc-ilo`) honour the ones that
-//! need OEM actions. Supporting the next vendor means adding a profile here (and, only if
-//! it needs OEM actions, a thin vendor crate), not editing the driver.
+//! the [`Quirk`]s it has, each of which the generic [`crate::RedfishDriver`] honours. What
+//! needs OEM actions is a vendor's hooks ([`crate::hooks`], provided by `bmc-idrac` and
+//! `bmc-ilo`), with the vendor-only quirks beside them. Supporting the next vendor means
+//! adding a profile here (and, only if it needs OEM actions, hooks in a vendor crate), not
+//! editing the driver.
 //!
 //! ```
 //! use bmc_redfish::quirks::{BmcIdentity, Quirk, QuirkSet, Vendor};
@@ -19,7 +20,7 @@
 //! assert_eq!(identity.generation, Some(5));
 //! let quirks = QuirkSet::for_identity(&identity);
 //! assert_eq!(quirks.profile, "hpe-ilo5");
-//! assert!(quirks.has(Quirk::BootOnNextServerReset));
+//! assert!(quirks.has(Quirk::NoEjectWhenEmpty));
 //! assert!(!quirks.has(Quirk::CdOverrideBootsPhysicalDrive));
 //! ```
 
