@@ -38,6 +38,7 @@ pub mod address;
 mod credentials;
 mod driver;
 mod error;
+pub mod memory;
 mod registry;
 pub mod sync;
 mod types;

@@ -1,15 +1,13 @@
 //! The registry maps schemes to driver factories and hands out `Box<dyn BmcDriver>`.
 #![allow(clippy::unwrap_used)] // test helpers: a poisoned lock is a failed test
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
+use bmc_core::memory::MemoryBmc;
 use bmc_core::{
     BmcAddress, BmcDriver, BmcError, BmcScheme, ConnectOptions, Credentials, DriverFactory,
     PowerState, Registry,
 };
-use common::FakeBmc;
 
 /// Records what it was asked to connect to, and refuses one password as a BMC would.
 #[derive(Default)]
@@ -34,7 +32,7 @@ impl DriverFactory for FakeFactory {
                 reason: "401 Unauthorized".into(),
             });
         }
-        Ok(Box::new(FakeBmc::new(PowerState::Off)))
+        Ok(Box::new(MemoryBmc::new(PowerState::Off)))
     }
 }
 

@@ -1,10 +1,9 @@
 //! The verified operations, against the in-memory BMC in `common`. Time is paused, so the
 //! polling waits cost nothing.
 
-mod common;
-
 use std::time::Duration;
 
+use bmc_core::memory::MemoryBmc;
 use bmc_core::verified::{
     Deadline, PollPolicy, boot_from_virtual_media, ensure_power, ensure_power_with,
 };
@@ -12,7 +11,6 @@ use bmc_core::{
     BmcDriver, BmcError, BootDevice, BootMode, BootPersistence, Capabilities, MediaKind,
     PowerAction, PowerState,
 };
-use common::FakeBmc;
 
 const ISO: &str = "http://10.0.0.1/images/agent.iso";
 
@@ -22,7 +20,7 @@ fn minutes(n: u64) -> Deadline {
 
 #[tokio::test(start_paused = true)]
 async fn power_on_when_already_on_is_success_without_acting() {
-    let bmc = FakeBmc::new(PowerState::On);
+    let bmc = MemoryBmc::new(PowerState::On);
     let out = ensure_power(&bmc, PowerAction::On, minutes(1))
         .await
         .unwrap();
@@ -33,7 +31,7 @@ async fn power_on_when_already_on_is_success_without_acting() {
 
 #[tokio::test(start_paused = true)]
 async fn power_on_acts_then_polls_until_the_bmc_reports_on() {
-    let bmc = FakeBmc::new(PowerState::Off).with(|s| s.transition_reads = 3);
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.transition_reads = 3);
     let started = tokio::time::Instant::now();
     let out = ensure_power(&bmc, PowerAction::On, minutes(1))
         .await
@@ -49,7 +47,7 @@ async fn power_on_acts_then_polls_until_the_bmc_reports_on() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_power_change_is_a_clear_timeout() {
-    let bmc = FakeBmc::new(PowerState::Off).with(|s| s.drop_power = true);
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.drop_power = true);
     let err = ensure_power(
         &bmc,
         PowerAction::On,
@@ -80,7 +78,7 @@ async fn a_dropped_power_change_is_a_clear_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn busy_bmc_is_retried_until_it_accepts() {
-    let bmc = FakeBmc::new(PowerState::On).with(|s| {
+    let bmc = MemoryBmc::new(PowerState::On).with(|s| {
         s.busy_power_calls = 2;
         s.transition_reads = 1;
     });
@@ -99,7 +97,7 @@ async fn busy_bmc_is_retried_until_it_accepts() {
 
 #[tokio::test(start_paused = true)]
 async fn authentication_failure_is_returned_at_once_never_retried() {
-    let bmc = FakeBmc::new(PowerState::Off).with(|s| s.fail_power_with_auth = true);
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.fail_power_with_auth = true);
     let err = ensure_power(&bmc, PowerAction::On, minutes(5))
         .await
         .unwrap_err();
@@ -112,7 +110,8 @@ async fn authentication_failure_is_returned_at_once_never_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn a_host_powering_on_is_waited_for_not_pushed_again() {
-    let bmc = FakeBmc::new(PowerState::PoweringOn).with(|s| s.pending = Some((PowerState::On, 3)));
+    let bmc =
+        MemoryBmc::new(PowerState::PoweringOn).with(|s| s.pending = Some((PowerState::On, 3)));
     let out = ensure_power(&bmc, PowerAction::On, minutes(1))
         .await
         .unwrap();
@@ -126,7 +125,7 @@ async fn a_host_powering_on_is_waited_for_not_pushed_again() {
 
 #[tokio::test(start_paused = true)]
 async fn reset_always_acts() {
-    let bmc = FakeBmc::new(PowerState::On).with(|s| s.transition_reads = 0);
+    let bmc = MemoryBmc::new(PowerState::On).with(|s| s.transition_reads = 0);
     let out = ensure_power(&bmc, PowerAction::Reset, minutes(1))
         .await
         .unwrap();
@@ -136,7 +135,7 @@ async fn reset_always_acts() {
 
 #[tokio::test(start_paused = true)]
 async fn soft_off_when_off_does_nothing_and_custom_policy_is_honoured() {
-    let bmc = FakeBmc::new(PowerState::Off);
+    let bmc = MemoryBmc::new(PowerState::Off);
     let out = ensure_power_with(
         &bmc,
         PowerAction::SoftOff,
@@ -150,7 +149,7 @@ async fn soft_off_when_off_does_nothing_and_custom_policy_is_honoured() {
     .unwrap();
     assert!(!out.acted);
 
-    let bmc = FakeBmc::new(PowerState::On).with(|s| s.transition_reads = 5);
+    let bmc = MemoryBmc::new(PowerState::On).with(|s| s.transition_reads = 5);
     let started = tokio::time::Instant::now();
     ensure_power_with(
         &bmc,
@@ -168,7 +167,7 @@ async fn soft_off_when_off_does_nothing_and_custom_policy_is_honoured() {
 
 #[tokio::test(start_paused = true)]
 async fn virtual_media_boot_from_off_ejects_inserts_sets_boot_and_powers_on() {
-    let bmc = FakeBmc::new(PowerState::Off).with(|s| {
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| {
         s.slots[1].inserted = true;
         s.slots[1].image = Some("http://old/old.iso".into());
     });
@@ -206,7 +205,7 @@ async fn virtual_media_boot_from_off_ejects_inserts_sets_boot_and_powers_on() {
 
 #[tokio::test(start_paused = true)]
 async fn virtual_media_boot_when_on_resets_and_skips_eject_when_empty() {
-    let bmc = FakeBmc::new(PowerState::On);
+    let bmc = MemoryBmc::new(PowerState::On);
     let out = boot_from_virtual_media(&bmc, ISO, BootMode::Legacy, minutes(5))
         .await
         .unwrap();
@@ -218,7 +217,7 @@ async fn virtual_media_boot_when_on_resets_and_skips_eject_when_empty() {
 
 #[tokio::test(start_paused = true)]
 async fn virtual_media_boot_detects_a_dropped_insert() {
-    let bmc = FakeBmc::new(PowerState::Off).with(|s| s.drop_media = true);
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.drop_media = true);
     let err = boot_from_virtual_media(&bmc, ISO, BootMode::Uefi, minutes(5))
         .await
         .unwrap_err();
@@ -243,7 +242,7 @@ async fn virtual_media_boot_detects_a_dropped_insert() {
 
 #[tokio::test(start_paused = true)]
 async fn virtual_media_boot_detects_a_dropped_boot_override() {
-    let bmc = FakeBmc::new(PowerState::Off).with(|s| s.drop_boot = true);
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.drop_boot = true);
     let err = boot_from_virtual_media(&bmc, ISO, BootMode::Uefi, minutes(5))
         .await
         .unwrap_err();
@@ -260,7 +259,7 @@ async fn virtual_media_boot_detects_a_dropped_boot_override() {
 
 #[tokio::test(start_paused = true)]
 async fn virtual_media_boot_needs_the_capability_and_a_url() {
-    let mut bmc = FakeBmc::new(PowerState::Off);
+    let mut bmc = MemoryBmc::new(PowerState::Off);
     bmc.caps.virtual_media = vec![MediaKind::Usb];
     let err = boot_from_virtual_media(&bmc, ISO, BootMode::Uefi, minutes(5))
         .await
@@ -268,7 +267,7 @@ async fn virtual_media_boot_needs_the_capability_and_a_url() {
     assert!(matches!(err, BmcError::Unsupported { .. }), "{err:?}");
     assert!(bmc.calls().is_empty());
 
-    let bmc = FakeBmc::new(PowerState::Off);
+    let bmc = MemoryBmc::new(PowerState::Off);
     let err = boot_from_virtual_media(&bmc, " ", BootMode::Uefi, minutes(5))
         .await
         .unwrap_err();
@@ -326,7 +325,7 @@ async fn unimplemented_methods_are_typed_unsupported_errors() {
 #[tokio::test(start_paused = true)]
 async fn a_bmc_that_keeps_overrides_continuous_still_boots_from_cd() {
     // sushy-emulator (and some firmware) report every override as Continuous.
-    let bmc = FakeBmc::new(PowerState::Off);
+    let bmc = MemoryBmc::new(PowerState::Off);
     let out = boot_from_virtual_media(&bmc, ISO, BootMode::Uefi, minutes(5)).await;
     assert!(out.is_ok());
     let mut state = bmc.state.lock().unwrap().boot.clone();

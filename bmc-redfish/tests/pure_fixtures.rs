@@ -21,7 +21,10 @@ async fn every_tree_maps_to_bmc_core_and_reads_a_full_inventory() {
         assert!(caps.can_power(PowerAction::On), "{tree}: {caps:?}");
         assert!(caps.can_power(PowerAction::Off), "{tree}: {caps:?}");
         assert!(caps.can_insert(&MediaKind::Cd), "{tree}: {caps:?}");
-        assert!(caps.boot_devices.contains(&BootDevice::Pxe), "{tree}: {caps:?}");
+        assert!(
+            caps.boot_devices.contains(&BootDevice::Pxe),
+            "{tree}: {caps:?}"
+        );
         let state = vocabulary::boot_override_state(&d.system.boot);
         assert!(state.mode.is_some(), "{tree}: {state:?}");
 
@@ -40,7 +43,9 @@ async fn every_tree_maps_to_bmc_core_and_reads_a_full_inventory() {
             inv.firmware
         );
         assert!(
-            inv.cpus.iter().all(|c| c.threads.is_some() || c.cores.is_some()),
+            inv.cpus
+                .iter()
+                .all(|c| c.threads.is_some() || c.cores.is_some()),
             "{tree}: {:?}",
             inv.cpus
         );
@@ -76,7 +81,9 @@ async fn the_recorded_vendors_inventories_say_what_their_hardware_is() {
         let d = discover(&fetch, None).await.unwrap();
         let mut d2 = d.clone();
         complete(&fetch, &mut d2).await;
-        inventory::to_inventory(inventory::read_parts(&fetch, d2.system.clone(), &d2.managers).await)
+        inventory::to_inventory(
+            inventory::read_parts(&fetch, d2.system.clone(), &d2.managers).await,
+        )
     };
     let dell = read(TREES[1]).await;
     assert_eq!(dell.system.manufacturer.as_deref(), Some("Dell Inc."));

@@ -888,6 +888,142 @@ mod tests {
         );
     }
 
+    use bmc_core::BmcScheme;
+    use bmc_core::memory::MemoryBmc;
+
+    fn lab(bmc: &MemoryBmc, config: ConductorConfig) -> Arc<Conductor> {
+        let mut registry = Registry::new();
+        registry.register(BmcScheme::RedfishVirtualMedia, bmc.factory());
+        let c = Conductor::new(config, registry);
+        c.create_node(NodeSpec {
+            name: "lab/node-0".into(),
+            address: BmcAddress::parse("redfish-virtualmedia://192.0.2.10/redfish/v1/Systems/1")
+                .unwrap_or_else(|e| unreachable!("{e}")),
+            credentials: Credentials::new("admin", "password")
+                .unwrap_or_else(|e| unreachable!("{e}")),
+            disable_certificate_verification: false,
+            boot_mac: None,
+            automated_clean: false,
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        c
+    }
+
+    fn quick() -> ConductorConfig {
+        ConductorConfig {
+            poll: PollPolicy {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(5),
+            },
+            agent_image_url: "http://192.0.2.1/agent.iso".into(),
+            ..ConductorConfig::default()
+        }
+    }
+
+    async fn until(c: &Conductor, state: NodeState) -> NodeView {
+        for _ in 0..2000 {
+            let view = c.node("lab/node-0").unwrap_or_else(|e| unreachable!("{e}"));
+            if view.state == state {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        unreachable!("never reached {state}: {:?}", c.node("lab/node-0"))
+    }
+
+    #[tokio::test]
+    async fn a_node_goes_through_its_lifecycle_on_an_in_memory_bmc() {
+        let inventory = HardwareInventory {
+            total_memory_mib: Some(65_536),
+            ..HardwareInventory::default()
+        };
+        let bmc = MemoryBmc::new(PowerState::Off).with_inventory(inventory);
+        let c = lab(&bmc, quick());
+        c.provision("lab/node-0", Verb::Manage)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        until(&c, NodeState::Manageable).await;
+        c.provision("lab/node-0", Verb::Inspect { in_band: false })
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let view = until(&c, NodeState::Manageable).await;
+        assert_eq!(
+            view.inventory.and_then(|i| i.total_memory_mib),
+            Some(65_536)
+        );
+        c.provision("lab/node-0", Verb::Provide)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        until(&c, NodeState::Available).await;
+        let image = provision_fsm::Image {
+            format: Some(provision_fsm::ImageFormat::LiveIso),
+            ..provision_fsm::Image::at("http://192.0.2.1/live.iso")
+        };
+        c.provision(
+            "lab/node-0",
+            Verb::Deploy(DeployConfig {
+                image,
+                config_drive: ConfigDrive::default(),
+                legacy_boot: false,
+            }),
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let view = until(&c, NodeState::Active).await;
+        assert_eq!(
+            view.deployed_image.as_deref(),
+            Some("http://192.0.2.1/live.iso")
+        );
+        assert_eq!(bmc.power_now(), PowerState::On);
+        let calls = bmc.calls();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c == "insert_media cd http://192.0.2.1/live.iso")
+                && calls.iter().any(|c| c.starts_with("set_boot_override cd")),
+            "{calls:?}"
+        );
+        c.provision("lab/node-0", Verb::Undeploy)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        until(&c, NodeState::Available).await;
+        assert_eq!(bmc.power_now(), PowerState::Off);
+        let slots = lock(&bmc.state).slots.clone();
+        assert!(slots.iter().all(|s| !s.inserted), "{slots:?}");
+    }
+
+    /// The node machine's own deadline times a waiting node out: no polling loop, the
+    /// timer task sleeps until it. Time is paused, so the 30 minutes pass at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_node_waiting_for_its_agent_times_out_at_its_deadline() {
+        let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.transition_reads = 0);
+        let c = lab(&bmc, quick());
+        c.provision("lab/node-0", Verb::Manage)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        until(&c, NodeState::Manageable).await;
+        c.provision("lab/node-0", Verb::Inspect { in_band: true })
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        until(&c, NodeState::InspectWait).await;
+        assert_eq!(bmc.power_now(), PowerState::On, "the agent was booted");
+        // Ironic's 30 minutes: still waiting just before, failed just after.
+        tokio::time::sleep(Duration::from_secs(1790)).await;
+        let view = c.node("lab/node-0").unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(view.state, NodeState::InspectWait);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let view = c.node("lab/node-0").unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(view.state, NodeState::InspectFailed);
+        let error = view.last_error.unwrap_or_default();
+        assert!(
+            error.contains("timeout reached while in inspect wait"),
+            "{error}"
+        );
+        // The timeout's abort tore the host down.
+        for _ in 0..100 {
+            if bmc.power_now() == PowerState::Off {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(bmc.power_now(), PowerState::Off);
+        // An agent that calls now is refused: nothing waits for it.
+        assert!(c.agent_lookup(&["52:54:00:00:00:01".into()]).is_err());
+    }
+
     #[tokio::test]
     async fn a_refused_verb_changes_nothing_of_the_node() {
         let c = conductor_with_a_node("ns/a", ConductorConfig::default());

@@ -1,41 +1,75 @@
-//! An in-memory BMC for testing what bmc-core builds on the `BmcDriver` trait: power takes
-//! a number of reads to change, writes can be dropped (the BMC says OK and forgets), and
-//! errors can be injected. Every call is recorded.
+//! An in-memory BMC behind the [`BmcDriver`] trait, for testing what is built on the
+//! trait (as nv-redfish's `bmc-mock` serves its users): power takes a number of reads to
+//! change, writes can be dropped (the BMC says OK and forgets), errors can be injected,
+//! and every call is recorded. Clones share one BMC; [`MemoryBmc::factory`] hands it to a
+//! [`Registry`](crate::Registry).
+//!
+//! ```
+//! use bmc_core::memory::MemoryBmc;
+//! use bmc_core::{BmcDriver, PowerAction, PowerState};
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+//! runtime.block_on(async {
+//!     let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.transition_reads = 0);
+//!     bmc.power(PowerAction::On).await?;
+//!     assert_eq!(bmc.power_state().await?, PowerState::On);
+//!     assert_eq!(bmc.calls().len(), 2);
+//!     Ok::<(), bmc_core::BmcError>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-#![allow(dead_code, clippy::unwrap_used)]
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use std::sync::{Arc, Mutex};
+use async_trait::async_trait;
 
-use bmc_core::{
-    BmcDriver, BmcError, BootDevice, BootMode, BootOverride, BootOverrideState, Capabilities,
-    HardwareInventory, MediaKind, PowerAction, PowerState, Result, VirtualMediaSlot,
+use crate::sync::lock;
+use crate::{
+    BmcAddress, BmcDriver, BmcError, BootDevice, BootMode, BootOverride, BootOverrideState,
+    Capabilities, ConnectOptions, Credentials, DriverFactory, HardwareInventory, MediaKind,
+    PowerAction, PowerState, Result, VirtualMediaSlot,
 };
 
+/// What the in-memory BMC holds; change it through [`MemoryBmc::with`].
 #[derive(Debug)]
 pub struct State {
+    /// The power state reported.
     pub power: PowerState,
     /// A power change in progress: the state it reaches and the reads left until then.
     pub pending: Option<(PowerState, u32)>,
     /// How many power-state reads a transition takes.
     pub transition_reads: u32,
+    /// Power actions answer OK and change nothing.
     pub drop_power: bool,
+    /// Boot overrides answer OK and change nothing.
     pub drop_boot: bool,
+    /// Media inserts answer OK and change nothing.
     pub drop_media: bool,
     /// The next this-many power actions answer "busy".
     pub busy_power_calls: u32,
-    /// The next power action fails with this (not retryable) error.
+    /// Power actions fail with an authentication error (not retryable).
     pub fail_power_with_auth: bool,
+    /// The boot override reported.
     pub boot: BootOverrideState,
+    /// The virtual-media slots.
     pub slots: Vec<VirtualMediaSlot>,
+    /// The inventory answered; `None`: inventory is unsupported.
+    pub inventory: Option<HardwareInventory>,
+    /// Every call, in order (`power_state`, `insert_media CD http://…`, …).
     pub calls: Vec<String>,
 }
 
-#[derive(Clone)]
-pub struct FakeBmc {
+/// An in-memory BMC; clones share it.
+#[derive(Debug, Clone)]
+pub struct MemoryBmc {
+    /// Its state.
     pub state: Arc<Mutex<State>>,
+    /// What it says it can do.
     pub caps: Capabilities,
 }
 
+/// Every power action, PXE, disk and CD boot, both boot modes, persistent boot, CD and USB
+/// media; no inventory.
 pub fn full_capabilities() -> Capabilities {
     Capabilities {
         power_actions: vec![
@@ -53,9 +87,10 @@ pub fn full_capabilities() -> Capabilities {
     }
 }
 
-impl FakeBmc {
-    pub fn new(power: PowerState) -> FakeBmc {
-        FakeBmc {
+impl MemoryBmc {
+    /// A BMC in this power state, with a CD and a USB slot, both empty.
+    pub fn new(power: PowerState) -> MemoryBmc {
+        MemoryBmc {
             state: Arc::new(Mutex::new(State {
                 power,
                 pending: None,
@@ -82,36 +117,67 @@ impl FakeBmc {
                         write_protected: Some(true),
                     },
                 ],
+                inventory: None,
                 calls: Vec::new(),
             })),
             caps: full_capabilities(),
         }
     }
 
-    pub fn with<F: FnOnce(&mut State)>(self, f: F) -> FakeBmc {
-        f(&mut self.state.lock().unwrap());
+    /// Changes its state (a builder step).
+    pub fn with<F: FnOnce(&mut State)>(self, f: F) -> MemoryBmc {
+        f(&mut lock(&self.state));
         self
     }
 
+    /// With this inventory (and the capability to report it).
+    pub fn with_inventory(mut self, inventory: HardwareInventory) -> MemoryBmc {
+        self.caps.inventory = true;
+        self.with(|s| s.inventory = Some(inventory))
+    }
+
+    /// The calls so far.
     pub fn calls(&self) -> Vec<String> {
-        self.state.lock().unwrap().calls.clone()
+        lock(&self.state).calls.clone()
     }
 
+    /// The power state now, without counting as a read.
     pub fn power_now(&self) -> PowerState {
-        self.state.lock().unwrap().power.clone()
+        lock(&self.state).power.clone()
     }
 
-    fn log(&self, call: String) -> std::sync::MutexGuard<'_, State> {
-        let mut s = self.state.lock().unwrap();
+    /// A factory that hands out this BMC (sharing its state) for every address.
+    pub fn factory(&self) -> Arc<dyn DriverFactory> {
+        Arc::new(MemoryFactory(self.clone()))
+    }
+
+    fn log(&self, call: String) -> MutexGuard<'_, State> {
+        let mut s = lock(&self.state);
         s.calls.push(call);
         s
     }
 }
 
-#[bmc_core::async_trait]
-impl BmcDriver for FakeBmc {
+/// [`MemoryBmc::factory`].
+#[derive(Debug)]
+struct MemoryFactory(MemoryBmc);
+
+#[async_trait]
+impl DriverFactory for MemoryFactory {
+    async fn connect(
+        &self,
+        _address: &BmcAddress,
+        _credentials: &Credentials,
+        _options: &ConnectOptions,
+    ) -> Result<Box<dyn BmcDriver>> {
+        Ok(Box::new(self.0.clone()))
+    }
+}
+
+#[async_trait]
+impl BmcDriver for MemoryBmc {
     fn driver_name(&self) -> &str {
-        "fake"
+        "memory"
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -187,7 +253,7 @@ impl BmcDriver for FakeBmc {
             return Err(BmcError::Rejected {
                 operation: "insert media".into(),
                 status: Some(400),
-                messages: vec![bmc_core::BmcMessage {
+                messages: vec![crate::BmcMessage {
                     id: "Base.1.8.ResourceInUse".into(),
                     text: "media already inserted".into(),
                 }],
@@ -210,6 +276,7 @@ impl BmcDriver for FakeBmc {
     }
 
     async fn inventory(&self) -> Result<HardwareInventory> {
-        Err(self.unsupported("inventory"))
+        let inventory = self.log("inventory".into()).inventory.clone();
+        inventory.ok_or_else(|| self.unsupported("inventory"))
     }
 }
