@@ -902,7 +902,7 @@ mod tests {
             credentials: Credentials::new("admin", "password")
                 .unwrap_or_else(|e| unreachable!("{e}")),
             disable_certificate_verification: false,
-            boot_mac: None,
+            boot_mac: Some("52:54:00:00:00:01".into()),
             automated_clean: false,
         })
         .unwrap_or_else(|e| unreachable!("{e}"));
@@ -1000,6 +1000,9 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::InspectWait).await;
         assert_eq!(bmc.power_now(), PowerState::On, "the agent was booted");
+        // An agent calling now would be answered...
+        let lookup = c.agent_lookup(&["52:54:00:00:00:01".into()]);
+        assert!(lookup.is_ok(), "{lookup:?}");
         // Ironic's 30 minutes: still waiting just before, failed just after.
         tokio::time::sleep(Duration::from_secs(1790)).await;
         let view = c.node("lab/node-0").unwrap_or_else(|e| unreachable!("{e}"));
@@ -1020,7 +1023,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(bmc.power_now(), PowerState::Off);
-        // An agent that calls now is refused: nothing waits for it.
+        // ...after the timeout it is refused: nothing waits for it.
         assert!(c.agent_lookup(&["52:54:00:00:00:01".into()]).is_err());
     }
 
