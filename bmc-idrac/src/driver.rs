@@ -1,6 +1,6 @@
 //! Dell's hooks for the one Redfish driver: what iDRAC does its own way.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,7 +11,7 @@ use bmc_core::{
     ConnectOptions, Credentials, Registry, Result,
 };
 use bmc_redfish::hooks::{VendorHooks, VendorSupport, register_vendor};
-use bmc_redfish::model::{Collection, find_oem_action};
+use bmc_redfish::model::{Collection, all_actions, find_oem_action};
 use bmc_redfish::quirks::{BmcIdentity, Quirk, Vendor};
 use bmc_redfish::{RedfishDriver, RedfishFactory};
 
@@ -95,25 +95,36 @@ pub struct IdracHooks {
     manager_id: String,
     import_target: Option<String>,
     policy: IdracPolicy,
+    lc_status_target: OnceLock<String>,
 }
 
-/// The manager's path, as the BMC lists it.
-fn manager_path(driver: &RedfishDriver) -> Result<String> {
+/// The path of the iDRAC service `name` (`DellLCService`, `DellJobService`, `Jobs`) as
+/// the manager advertises it in `Links.Oem.Dell`.
+fn dell_link(driver: &RedfishDriver, name: &str) -> Result<String> {
     let d = driver.discovery();
     let manager = d
         .managers
         .first()
         .ok_or_else(|| BmcError::not_found("the iDRAC manager (no manager is listed)"))?;
-    Ok(manager
-        .path
-        .clone()
-        .or_else(|| d.manager_paths.first().cloned())
-        .unwrap_or_else(|| format!("/redfish/v1/Managers/{}", manager.id)))
+    manager.oem_link(name).map(str::to_string).ok_or_else(|| {
+        BmcError::not_found(format!(
+            "the iDRAC's {name} (manager {} does not advertise it in Links.Oem)",
+            manager.id
+        ))
+    })
 }
 
-fn dell_path(driver: &RedfishDriver, rest: &str) -> Result<String> {
-    Ok(format!("{}/Oem/Dell/{rest}", manager_path(driver)?))
+/// The target of `action` (`#DellLCService.GetRemoteServicesAPIStatus`) as the service
+/// `service` advertises it.
+async fn dell_action(driver: &RedfishDriver, service: &str, action: &str) -> Result<String> {
+    let path = dell_link(driver, service)?;
+    let body = driver.client().get(&path).await?.body;
+    find_oem_action(&all_actions(&body), action)
+        .map(|a| a.target.clone())
+        .ok_or_else(|| BmcError::not_found(format!("{action} (not advertised by {path})")))
 }
+
+const LC_STATUS: &str = "#DellLCService.GetRemoteServicesAPIStatus";
 
 impl IdracHooks {
     /// Reads what the hooks need from a connected iDRAC: its manager (read now if
@@ -134,7 +145,17 @@ impl IdracHooks {
             manager_id: manager.id.clone(),
             import_target,
             policy,
+            lc_status_target: OnceLock::new(),
         })
+    }
+
+    /// The Lifecycle Controller's status action, read once from `DellLCService`.
+    async fn lc_status_target(&self, driver: &RedfishDriver) -> Result<String> {
+        if let Some(t) = self.lc_status_target.get() {
+            return Ok(t.clone());
+        }
+        let target = dell_action(driver, "DellLCService", LC_STATUS).await?;
+        Ok(self.lc_status_target.get_or_init(|| target).clone())
     }
 
     /// Imports the boot attributes and follows the job; waits while another job runs.
@@ -234,7 +255,8 @@ impl VendorHooks for IdracHooks {
     }
 
     async fn before_configuration(&self, driver: &RedfishDriver) -> Result<()> {
-        wait_for_lifecycle_controller(driver, &self.policy).await
+        let target = self.lc_status_target(driver).await?;
+        wait_for_lifecycle_controller_at(driver, &target, &self.policy).await
     }
 
     async fn set_boot_override(
@@ -253,15 +275,17 @@ impl VendorHooks for IdracHooks {
     }
 }
 
-/// Whether the Lifecycle Controller says it is ready (`GetRemoteServicesAPIStatus`).
+/// Whether the Lifecycle Controller says it is ready (`GetRemoteServicesAPIStatus`, at
+/// the target `DellLCService` advertises).
 pub async fn lifecycle_controller_ready(driver: &RedfishDriver) -> Result<bool> {
-    let target = dell_path(
-        driver,
-        "DellLCService/Actions/DellLCService.GetRemoteServicesAPIStatus",
-    )?;
+    let target = dell_action(driver, "DellLCService", LC_STATUS).await?;
+    lifecycle_controller_ready_at(driver, &target).await
+}
+
+async fn lifecycle_controller_ready_at(driver: &RedfishDriver, target: &str) -> Result<bool> {
     let body = driver
         .client()
-        .post(&target, &json!({}))
+        .post(target, &json!({}))
         .await
         .map_err(|e| explain(e, "the lifecycle-controller status"))?
         .body;
@@ -275,9 +299,18 @@ pub async fn wait_for_lifecycle_controller(
     driver: &RedfishDriver,
     policy: &IdracPolicy,
 ) -> Result<()> {
+    let target = dell_action(driver, "DellLCService", LC_STATUS).await?;
+    wait_for_lifecycle_controller_at(driver, &target, policy).await
+}
+
+async fn wait_for_lifecycle_controller_at(
+    driver: &RedfishDriver,
+    target: &str,
+    policy: &IdracPolicy,
+) -> Result<()> {
     let start = tokio::time::Instant::now();
     loop {
-        if lifecycle_controller_ready(driver).await? {
+        if lifecycle_controller_ready_at(driver, target).await? {
             return Ok(());
         }
         if start.elapsed() + policy.lc_poll_interval > policy.lc_ready_timeout {
@@ -296,7 +329,7 @@ pub async fn wait_for_lifecycle_controller(
 /// Reads the job queue.
 pub async fn job_queue(driver: &RedfishDriver) -> Result<JobQueue> {
     let client = driver.client();
-    let path = dell_path(driver, "Jobs")?;
+    let path = dell_link(driver, "Jobs")?;
     let listing = client.get(&path).await?.body;
     let members = Collection::from_json(&listing)
         .map_err(|e| BmcError::Protocol {
@@ -318,10 +351,7 @@ pub async fn job_queue(driver: &RedfishDriver) -> Result<JobQueue> {
 
 /// Deletes every job (`DellJobService.DeleteJobQueue`, `JID_CLEARALL`).
 pub async fn clear_job_queue(driver: &RedfishDriver) -> Result<()> {
-    let target = dell_path(
-        driver,
-        "DellJobService/Actions/DellJobService.DeleteJobQueue",
-    )?;
+    let target = dell_action(driver, "DellJobService", "#DellJobService.DeleteJobQueue").await?;
     driver
         .client()
         .post(&target, &json!({"JobID": "JID_CLEARALL"}))

@@ -481,3 +481,29 @@ async fn an_idrac_address_to_a_bmc_that_is_not_a_dell_is_refused() {
         "{text}"
     );
 }
+
+/// The hooks follow the links the iDRAC advertises, not paths of their own: a manager
+/// that does not advertise `DellLCService` gets an error naming what is missing (and no
+/// request to a guessed path).
+#[tokio::test]
+async fn the_lifecycle_controller_is_found_by_the_link_the_manager_advertises() {
+    let mut manager = read_tree(MANAGER);
+    manager["Links"]["Oem"]["Dell"]
+        .as_object_mut()
+        .unwrap()
+        .remove("DellLCService");
+    let sim = sim(vec![(MANAGER.into(), manager)]).await;
+    let d = connect(&sim).await;
+    let before = sim.requests();
+    let err = d
+        .set_boot_override(&BootOverride::once(BootDevice::Pxe))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BmcError::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("DellLCService"), "{err}");
+    assert_eq!(sim.requests(), before, "nothing was sent to a guessed path");
+    // With the link, readiness is read at the action target DellLCService advertises.
+    let sim = self::sim(Vec::new()).await;
+    let d = connect(&sim).await;
+    assert!(bmc_idrac::lifecycle_controller_ready(&d).await.unwrap());
+}

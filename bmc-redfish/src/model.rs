@@ -188,6 +188,52 @@ fn oem_actions(v: &Value) -> Vec<OemAction> {
     out
 }
 
+/// Every action a resource advertises under `Actions` (a vendor service such as Dell's
+/// `DellLCService` puts its own actions there, not under `Actions.Oem`), with the vendor
+/// actions of [`OemAction`]'s two places.
+pub fn all_actions(v: &Value) -> Vec<OemAction> {
+    let mut out: Vec<OemAction> = at(v, &["Actions"])
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| name.as_str() != "Oem")
+        .filter_map(|(name, a)| {
+            let target = a
+                .get("target")
+                .and_then(Value::as_str)
+                .and_then(crate::path::normalize)?;
+            Some(OemAction {
+                name: name.clone(),
+                target,
+            })
+        })
+        .collect();
+    out.extend(oem_actions(v));
+    out
+}
+
+/// Every single-object vendor link of `Links.Oem.<Vendor>` (`DellLCService`,
+/// `Jobs`, …) as `(name, path)`.
+fn oem_links(v: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (_, links) in at(v, &["Links", "Oem"])
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        for (name, target) in links.as_object().into_iter().flatten() {
+            if let Some(path) = target
+                .get("@odata.id")
+                .and_then(Value::as_str)
+                .and_then(crate::path::normalize)
+            {
+                out.push((name.clone(), path));
+            }
+        }
+    }
+    out
+}
+
 /// The target of the vendor action whose name ends with `suffix` (`.ImportSystemConfiguration`
 /// matches Dell's versioned key).
 pub fn find_oem_action<'a>(actions: &'a [OemAction], suffix: &str) -> Option<&'a OemAction> {
@@ -374,9 +420,19 @@ pub struct Manager {
     pub oem_vendors: Vec<String>,
     /// Vendor actions (Dell's `ImportSystemConfiguration`, …).
     pub oem_actions: Vec<OemAction>,
+    /// Vendor links of `Links.Oem` as `(name, path)` (Dell's `DellLCService`, `Jobs`, …).
+    pub oem_links: Vec<(String, String)>,
 }
 
 impl Manager {
+    /// The path of the vendor link `name` the manager advertises.
+    pub fn oem_link(&self, name: &str) -> Option<&str> {
+        self.oem_links
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.as_str())
+    }
+
     /// Reads a Manager.
     pub fn from_json(v: &Value) -> Result<Manager, ModelError> {
         let v = object(v, "Manager")?;
@@ -391,6 +447,7 @@ impl Manager {
             reset: Action::read(v, "#Manager.Reset", "ResetType"),
             oem_vendors: oem_keys(v),
             oem_actions: oem_actions(v),
+            oem_links: oem_links(v),
         })
     }
 }
