@@ -28,7 +28,7 @@ use bmc_core::{
 use provision_fsm::{Node, NodeAction, NodeEvent, NodeState, NodeStep, NodeTimeouts};
 
 use crate::agent_protocol::{AgentCommand, AgentResult, ConfigDrive};
-use crate::contract::{ApiError, DeployConfig, NodeSpec, NodeView, Verb};
+use crate::contract::{ApiError, DeployConfig, NodeSpec, NodeView, PowerRequest, Verb};
 use crate::executor::{self, DeployStarted, StepSettings};
 use crate::feed::{Changes, Feed, NodeChange};
 
@@ -73,6 +73,9 @@ struct NodeRecord {
     spec: NodeSpec,
     fsm: Node,
     power_on: Option<bool>,
+    target_power: Option<PowerRequest>,
+    power_error: Option<String>,
+    power_requests: u64,
     inventory: Option<HardwareInventory>,
     deploy: Option<DeployConfig>,
     deployed_image: Option<String>,
@@ -101,6 +104,9 @@ impl NodeRecord {
             state: self.fsm.state,
             last_error: self.fsm.last_error.clone(),
             power_on: self.power_on,
+            target_power: self.target_power,
+            power_error: self.power_error.clone(),
+            power_requests: self.power_requests,
             driver: self.driver.as_ref().map(|d| d.driver_name().to_string()),
             inventory: self.inventory.clone(),
             deployed_image: self.deployed_image.clone(),
@@ -316,6 +322,9 @@ impl Conductor {
             spec: spec.clone(),
             fsm: Node::enroll(self.now()),
             power_on: None,
+            target_power: None,
+            power_error: None,
+            power_requests: 0,
             inventory: None,
             deploy: None,
             deployed_image: None,
@@ -460,34 +469,69 @@ impl Conductor {
         Ok(view)
     }
 
-    /// Powers a node on or off (verified by reading back).
-    pub async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError> {
+    /// Starts a power change, verified by reading back, in the background; answers at
+    /// once with the change under way (`target_power`). A change asked while one runs is
+    /// refused. When it ends the change feed tells of the node, with `power_error` set if
+    /// it failed.
+    pub fn set_power(
+        self: &Arc<Self>,
+        name: &str,
+        power: PowerRequest,
+    ) -> Result<NodeView, ApiError> {
         let record = self.record(name)?;
-        let result = async {
-            let driver = self.driver(&record).await?;
-            let _permit = self.bmc_permit(&record).await;
-            let action = if on {
-                PowerAction::On
-            } else {
-                PowerAction::Off
+        let view = {
+            let mut r = lock(&record);
+            if let Some(running) = r.target_power {
+                return Err(ApiError::InvalidState(format!(
+                    "node {name} is already changing power ({})",
+                    running.target()
+                )));
+            }
+            r.target_power = Some(power);
+            r.power_error = None;
+            r.power_requests += 1;
+            r.view()
+        };
+        let me = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let result = me.change_power(&record, power).await;
+            let state = {
+                let mut r = lock(&record);
+                r.target_power = None;
+                match result {
+                    Ok(on) => r.power_on = Some(on),
+                    Err(e) => r.power_error = Some(format!("power change failed: {e}")),
+                }
+                r.fsm.state
             };
-            ensure_power_with(
+            // Not a provision state change, but whoever waits for the node must hear.
+            me.feed.push(&name, Some(state));
+        });
+        Ok(view)
+    }
+
+    /// Carries out a power change; whether the host is on after it.
+    async fn change_power(&self, record: &Shared, power: PowerRequest) -> Result<bool, BmcError> {
+        let driver = self.driver(record).await?;
+        let _permit = self.bmc_permit(record).await;
+        let actions: &[PowerAction] = match power {
+            PowerRequest::On => &[PowerAction::On],
+            PowerRequest::Off => &[PowerAction::Off],
+            PowerRequest::Reboot => &[PowerAction::Off, PowerAction::On],
+        };
+        let mut on = lock(record).power_on.unwrap_or(false);
+        for action in actions {
+            let out = ensure_power_with(
                 driver.as_ref(),
-                action,
+                *action,
                 Deadline::after(self.config.operation_timeout),
                 self.config.poll,
             )
-            .await
+            .await?;
+            on = out.final_state == PowerState::On;
         }
-        .await;
-        let mut r = lock(&record);
-        match result {
-            Ok(out) => {
-                r.power_on = Some(out.final_state == PowerState::On);
-                Ok(r.view())
-            }
-            Err(e) => Err(ApiError::InvalidState(format!("power change failed: {e}"))),
-        }
+        Ok(on)
     }
 
     fn spawn_actions(self: &Arc<Self>, name: &str, actions: Vec<NodeAction>) {

@@ -67,6 +67,38 @@ pub enum Verb {
     Abort,
 }
 
+/// A power change asked of a node (Ironic's `power on`, `power off`, `rebooting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowerRequest {
+    /// Power on.
+    On,
+    /// Power off.
+    Off,
+    /// Power off, then on.
+    Reboot,
+}
+
+impl PowerRequest {
+    /// Ironic's name of the target.
+    pub fn target(self) -> &'static str {
+        match self {
+            PowerRequest::On => "power on",
+            PowerRequest::Off => "power off",
+            PowerRequest::Reboot => "rebooting",
+        }
+    }
+
+    /// The request Ironic's target names.
+    pub fn from_target(target: &str) -> Option<PowerRequest> {
+        match target {
+            "power on" => Some(PowerRequest::On),
+            "power off" => Some(PowerRequest::Off),
+            "rebooting" | "reboot" => Some(PowerRequest::Reboot),
+            _ => None,
+        }
+    }
+}
+
 /// A node as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeView {
@@ -78,6 +110,16 @@ pub struct NodeView {
     pub last_error: Option<String>,
     /// Power as last read.
     pub power_on: Option<bool>,
+    /// A power change under way (Ironic's `target_power_state`).
+    #[serde(default)]
+    pub target_power: Option<PowerRequest>,
+    /// Why the last power change failed; cleared by the next one.
+    #[serde(default)]
+    pub power_error: Option<String>,
+    /// Power changes asked of this node so far: a caller that asked one knows it is done
+    /// when no change is under way and the count has reached its own.
+    #[serde(default)]
+    pub power_requests: u64,
     /// The driver in use, once connected.
     pub driver: Option<String>,
     /// Inventory from inspection.
@@ -155,8 +197,9 @@ pub trait ConductorApi: Send + Sync {
     async fn delete_node(&self, name: &str) -> Result<(), ApiError>;
     /// Applies a provisioning verb; the work it starts runs in the background.
     async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError>;
-    /// Powers a node on or off (verified by reading back).
-    async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError>;
+    /// Starts a power change (verified by reading back, in the background): the answer
+    /// shows it under way in `target_power`; the change feed tells when it is done.
+    async fn set_power(&self, name: &str, power: PowerRequest) -> Result<NodeView, ApiError>;
 }
 
 /// The conductor in this process behind [`ConductorApi`].
@@ -180,7 +223,7 @@ impl ConductorApi for InProcess {
     async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError> {
         self.0.provision(name, verb)
     }
-    async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError> {
-        self.0.set_power(name, on).await
+    async fn set_power(&self, name: &str, power: PowerRequest) -> Result<NodeView, ApiError> {
+        self.0.set_power(name, power)
     }
 }

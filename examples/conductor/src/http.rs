@@ -9,7 +9,7 @@
 //! | node state changes after a position of the feed (long poll) | `GET /v1/changes?since=<seq>&timeout_ms=<ms>` |
 //! | delete | `DELETE /v1/nodes/{name}` |
 //! | provision verb | `PUT /v1/nodes/{name}/states/provision` `{"target": "manage"\|"inspect"\|"provide"\|"active"\|"deleted"\|"abort", "deploy": {…}}` |
-//! | power | `PUT /v1/nodes/{name}/states/power` `{"target": "power on"\|"power off"}` |
+//! | power (answered 202, done in the background) | `PUT /v1/nodes/{name}/states/power` `{"target": "power on"\|"power off"\|"rebooting"}` |
 //! | agent look-up by MACs | `GET /v1/lookup?addresses=<mac>,<mac>` (agent API) |
 //! | agent heartbeat, command result | `POST /v1/heartbeat/{node}` (agent API) |
 //!
@@ -33,7 +33,9 @@ use bmc_core::{BmcAddress, Credentials};
 
 use crate::agent_protocol::{Heartbeat, HeartbeatReply, Lookup};
 use crate::conductor::Conductor;
-use crate::contract::{ApiError, ConductorApi, DeployConfig, NodeSpec, NodeView, Verb};
+use crate::contract::{
+    ApiError, ConductorApi, DeployConfig, NodeSpec, NodeView, PowerRequest, Verb,
+};
 use crate::feed::Changes;
 
 /// `POST /v1/nodes` body.
@@ -218,16 +220,17 @@ async fn power(
     Path(name): Path<String>,
     Json(body): Json<PowerTarget>,
 ) -> Response {
-    let on = match body.target.as_str() {
-        "power on" => true,
-        "power off" => false,
-        other => {
-            return error_response(ApiError::BadRequest(format!(
-                "unknown power target {other:?}"
-            )));
-        }
+    let Some(power) = PowerRequest::from_target(&body.target) else {
+        return error_response(ApiError::BadRequest(format!(
+            "unknown power target {:?}",
+            body.target
+        )));
     };
-    reply(c.set_power(&name, on).await)
+    match c.set_power(&name, power) {
+        // Accepted: the change runs in the background (Ironic answers 202 too).
+        Ok(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
+        Err(e) => error_response(e),
+    }
 }
 
 /// The longest a `GET /v1/changes` long poll is held.
@@ -416,13 +419,12 @@ impl ConductorApi for HttpConductor {
         .await
     }
 
-    async fn set_power(&self, name: &str, on: bool) -> Result<NodeView, ApiError> {
-        let target = if on { "power on" } else { "power off" };
+    async fn set_power(&self, name: &str, power: PowerRequest) -> Result<NodeView, ApiError> {
         self.view(
             self.http
                 .put(self.node_url(name, "/states/power"))
                 .json(&PowerTarget {
-                    target: target.to_string(),
+                    target: power.target().to_string(),
                 }),
         )
         .await

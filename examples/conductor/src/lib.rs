@@ -58,5 +58,7 @@ pub mod http;
 pub mod service;
 
 pub use conductor::{Conductor, ConductorConfig};
-pub use contract::{ApiError, ConductorApi, DeployConfig, InProcess, NodeSpec, NodeView, Verb};
+pub use contract::{
+    ApiError, ConductorApi, DeployConfig, InProcess, NodeSpec, NodeView, PowerRequest, Verb,
+};
 pub use http::HttpConductor;

@@ -3,7 +3,7 @@
 # power transitions and the simulated fleet (BMCs, image server, agents) in processes of
 # its own, so that the operator+conductor process is measured alone.
 #
-# usage: examples/benches/fleet-scale.sh [HOSTS...]   (default: 1000 10000)
+# usage: examples/demo/benches/fleet-scale.sh [HOSTS...]   (default: 1000 10000)
 #
 # Prints, per fleet size, metal3-demo's summary: time from the manifests applied to every
 # host provisioned, the whole run, BMC requests per host, and the peak resident memory of
@@ -11,7 +11,7 @@
 # did not end where it should. Needs 20,000 open files per process (ulimit -n) for 10,000
 # hosts: the simulator starts one fleet process per 2,500 hosts.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+root=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$root"
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000 10000)

@@ -26,7 +26,9 @@ use serde_json::{Value, json};
 use bmc_core::sync::lock;
 use bmc_core::{BmcAddress, Credentials, HardwareInventory};
 use metal3_conductor::agent_protocol::ConfigDrive;
-use metal3_conductor::{ApiError, ConductorApi, DeployConfig, NodeSpec, NodeView, Verb};
+use metal3_conductor::{
+    ApiError, ConductorApi, DeployConfig, NodeSpec, NodeView, PowerRequest, Verb,
+};
 use provision_fsm::{
     CredentialsState, Host, HostAction, HostEvent, HostSpec, HostState, HostStateKind,
     InspectionMode, NodeState, Pending, RebootMode, StepContext,
@@ -101,6 +103,10 @@ pub struct HostRecord {
     /// `deploy failed` with that count failed this deploy, with another an earlier one.
     #[serde(default)]
     pub deploy_accepted: Option<u32>,
+    /// The node's power-change count once this operator's power change was accepted: the
+    /// change is done when the node shows none under way.
+    #[serde(default)]
+    pub power_accepted: Option<u64>,
     /// The result of an action that finished within a step, for the next step.
     #[serde(default)]
     pub next_event: Option<HostEvent>,
@@ -122,6 +128,7 @@ impl HostRecord {
             last_updated: now,
             next_wake: None,
             deploy_accepted: None,
+            power_accepted: None,
             next_event: None,
             sent: false,
         }
@@ -792,6 +799,27 @@ impl Operator {
                 ))),
                 _ => Seen::Event(HostEvent::DeprovisioningDone),
             },
+            (Pending::Power | Pending::Reboot, _) if !record.sent => Seen::Redo,
+            (Pending::Power | Pending::Reboot, None) => {
+                Seen::Event(HostEvent::PowerFailed("the node is gone".into()))
+            }
+            (pending @ (Pending::Power | Pending::Reboot), Some(n)) => {
+                if n.target_power.is_some()
+                    || record
+                        .power_accepted
+                        .is_some_and(|asked| n.power_requests < asked)
+                {
+                    Seen::Waiting
+                } else if let Some(e) = &n.power_error {
+                    Seen::Event(HostEvent::PowerFailed(e.clone()))
+                } else if pending == Pending::Reboot {
+                    Seen::Event(HostEvent::RebootDone)
+                } else {
+                    Seen::Event(HostEvent::PowerChanged {
+                        on: n.power_on.unwrap_or(false),
+                    })
+                }
+            }
             // Actions finished within a step leave their result in `next_event`; one
             // without a result after a restart is carried out again.
             (_, _) if !record.sent => Seen::Redo,
@@ -945,6 +973,8 @@ impl Operator {
                         | Pending::Inspect
                         | Pending::Provision
                         | Pending::Deprovision
+                        | Pending::Power
+                        | Pending::Reboot
                 )
             );
         let wake = step.wake_at.map(|t| t.saturating_sub(self.uptime()));
@@ -1122,25 +1152,33 @@ impl Operator {
                 None => Started::Retry,
             };
         }
-        let done = |result: Result<NodeView, ApiError>, ok: HostEvent| match result {
-            Ok(_) => Started::Done(ok),
-            Err(e) => Started::Done(HostEvent::PowerFailed(e.to_string())),
+        let power = match action {
+            HostAction::PowerOn => Some(PowerRequest::On),
+            HostAction::PowerOff => Some(PowerRequest::Off),
+            HostAction::Reboot { .. } => Some(PowerRequest::Reboot),
+            _ => None,
         };
+        if let Some(power) = power {
+            // Started on the conductor; the node shows when it is done.
+            return match self.conductor.set_power(key, power).await {
+                Ok(view) => {
+                    record.power_accepted = Some(view.power_requests);
+                    record.sent = true;
+                    Started::Running
+                }
+                Err(e @ ApiError::NotFound(_)) => {
+                    Started::Done(HostEvent::PowerFailed(e.to_string()))
+                }
+                Err(e) => {
+                    tracing::warn!(host = %key, error = %e, "power change not started yet");
+                    Started::Retry
+                }
+            };
+        }
         match action {
             HostAction::Prepare { .. } => Started::Done(HostEvent::PreparationDone),
-            HostAction::PowerOn | HostAction::PowerOff => {
-                let on = matches!(action, HostAction::PowerOn);
-                done(
-                    self.conductor.set_power(key, on).await,
-                    HostEvent::PowerChanged { on },
-                )
-            }
-            HostAction::Reboot { .. } => {
-                let cycled = match self.conductor.set_power(key, false).await {
-                    Ok(_) => self.conductor.set_power(key, true).await,
-                    Err(e) => Err(e),
-                };
-                done(cycled, HostEvent::RebootDone)
+            HostAction::PowerOn | HostAction::PowerOff | HostAction::Reboot { .. } => {
+                Started::Running
             }
             HostAction::ClearRebootAnnotation | HostAction::ClearInspectAnnotation => {
                 if let Some(d) = lock(&self.desired).get_mut(key) {
