@@ -108,7 +108,7 @@ impl NodeRecord {
             power_error: self.power_error.clone(),
             power_requests: self.power_requests,
             driver: self.driver.as_ref().map(|d| d.driver_name().to_string()),
-            inventory: self.inventory.clone(),
+            inspected: self.inventory.is_some(),
             deployed_image: self.deployed_image.clone(),
             deploy_attempts: self.deploy_attempts,
             config_drive: self.config_drive.clone(),
@@ -346,6 +346,15 @@ impl Conductor {
         let record = self.record(name)?;
         let view = lock(&record).view();
         Ok(view)
+    }
+
+    /// The inventory inspection found.
+    pub fn inventory(&self, name: &str) -> Result<HardwareInventory, ApiError> {
+        let record = self.record(name)?;
+        let inventory = lock(&record).inventory.clone();
+        inventory.ok_or_else(|| {
+            ApiError::NotFound(format!("no inventory of node {name} (not inspected)"))
+        })
     }
 
     /// The node state changes after position `since` of the change feed, waiting up to
@@ -989,10 +998,11 @@ mod tests {
         c.provision("lab/node-0", Verb::Inspect { in_band: false })
             .unwrap_or_else(|e| unreachable!("{e}"));
         let view = until(&c, NodeState::Manageable).await;
-        assert_eq!(
-            view.inventory.and_then(|i| i.total_memory_mib),
-            Some(65_536)
-        );
+        assert!(view.inspected);
+        let inventory = c
+            .inventory("lab/node-0")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(inventory.total_memory_mib, Some(65_536));
         c.provision("lab/node-0", Verb::Provide)
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::Available).await;

@@ -122,8 +122,9 @@ pub struct NodeView {
     pub power_requests: u64,
     /// The driver in use, once connected.
     pub driver: Option<String>,
-    /// Inventory from inspection.
-    pub inventory: Option<HardwareInventory>,
+    /// Whether inspection left an inventory ([`ConductorApi::inventory`] reads it).
+    #[serde(default)]
+    pub inspected: bool,
     /// The image deployed (active nodes).
     pub deployed_image: Option<String>,
     /// Deploys started, all attempts.
@@ -189,6 +190,9 @@ pub trait ConductorApi: Send + Sync {
     async fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError>;
     /// Shows a node.
     async fn node(&self, name: &str) -> Result<NodeView, ApiError>;
+    /// The hardware inventory inspection found (Ironic's `GET /v1/nodes/{node}/inventory`);
+    /// not found before inspection.
+    async fn inventory(&self, name: &str) -> Result<HardwareInventory, ApiError>;
     /// The node state changes after position `since` of the change feed, waiting up to
     /// `timeout` for one (a long poll); every node's state (`complete`) when `since` is 0
     /// or too old.
@@ -213,6 +217,9 @@ impl ConductorApi for InProcess {
     }
     async fn node(&self, name: &str) -> Result<NodeView, ApiError> {
         self.0.node(name)
+    }
+    async fn inventory(&self, name: &str) -> Result<HardwareInventory, ApiError> {
+        self.0.inventory(name)
     }
     async fn changes(&self, since: u64, timeout: Duration) -> Result<Changes, ApiError> {
         Ok(self.0.changes(since, timeout).await)

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | create (or update) a node | `POST /v1/nodes` |
 //! | show / list | `GET /v1/nodes/{name}`, `GET /v1/nodes` |
+//! | the inventory inspection found | `GET /v1/nodes/{name}/inventory` |
 //! | node state changes after a position of the feed (long poll) | `GET /v1/changes?since=<seq>&timeout_ms=<ms>` |
 //! | delete | `DELETE /v1/nodes/{name}` |
 //! | provision verb | `PUT /v1/nodes/{name}/states/provision` `{"target": "manage"\|"inspect"\|"provide"\|"active"\|"deleted"\|"abort", "deploy": {…}}` |
@@ -29,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 
-use bmc_core::{BmcAddress, Credentials};
+use bmc_core::{BmcAddress, Credentials, HardwareInventory};
 
 use crate::agent_protocol::{Heartbeat, HeartbeatReply, Lookup};
 use crate::conductor::Conductor;
@@ -200,6 +201,10 @@ async fn show(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Resp
     reply(c.node(&name))
 }
 
+async fn inventory(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
+    reply(c.inventory(&name))
+}
+
 async fn delete(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
     match c.delete_node(&name).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -255,6 +260,7 @@ pub fn admin_routes(conductor: Arc<Conductor>) -> Router {
         .route("/v1/nodes", get(list).post(create))
         .route("/v1/changes", get(changes))
         .route("/v1/nodes/{name}", get(show).delete(delete))
+        .route("/v1/nodes/{name}/inventory", get(inventory))
         .route("/v1/nodes/{name}/states/provision", put(provision))
         .route("/v1/nodes/{name}/states/power", put(power))
         .with_state(conductor)
@@ -376,6 +382,12 @@ impl ConductorApi for HttpConductor {
 
     async fn node(&self, name: &str) -> Result<NodeView, ApiError> {
         self.view(self.http.get(self.node_url(name, ""))).await
+    }
+
+    async fn inventory(&self, name: &str) -> Result<HardwareInventory, ApiError> {
+        self.answer::<HardwareInventory>(self.http.get(self.node_url(name, "/inventory")))
+            .await?
+            .ok_or_else(|| ApiError::Unavailable("an empty answer".into()))
     }
 
     async fn changes(&self, since: u64, timeout: Duration) -> Result<Changes, ApiError> {

@@ -84,7 +84,8 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
         .provision(name, Verb::Inspect { in_band: false })
         .unwrap();
     wait_for(&conductor, name, NodeState::Manageable).await;
-    assert!(conductor.node(name).unwrap().inventory.is_some());
+    assert!(conductor.node(name).unwrap().inspected);
+    assert!(!conductor.inventory(name).unwrap().firmware.is_empty());
     conductor.provision(name, Verb::Provide).unwrap();
     wait_for(&conductor, name, NodeState::Available).await;
 
