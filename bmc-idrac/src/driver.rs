@@ -10,8 +10,9 @@ use bmc_core::{
     BmcAddress, BmcDriver, BmcError, BmcScheme, BootDevice, BootOverride, Capabilities,
     ConnectOptions, Credentials, Registry, Result,
 };
+use bmc_redfish::discovery::Discovery;
 use bmc_redfish::hooks::{VendorHooks, VendorSupport, register_vendor};
-use bmc_redfish::model::{Collection, all_actions, find_oem_action};
+use bmc_redfish::model::{Collection, Manager, all_actions, find_oem_action};
 use bmc_redfish::quirks::{BmcIdentity, Quirk, Vendor};
 use bmc_redfish::{RedfishDriver, RedfishFactory};
 
@@ -98,14 +99,18 @@ pub struct IdracHooks {
     lc_status_target: OnceLock<String>,
 }
 
+/// The iDRAC's manager, as discovery found it.
+fn idrac_manager(d: &Discovery) -> Result<&Manager> {
+    d.managers
+        .first()
+        .ok_or_else(|| BmcError::not_found("the iDRAC manager (no manager is listed)"))
+}
+
 /// The path of the iDRAC service `name` (`DellLCService`, `DellJobService`, `Jobs`) as
 /// the manager advertises it in `Links.Oem.Dell`.
 fn dell_link(driver: &RedfishDriver, name: &str) -> Result<String> {
     let d = driver.discovery();
-    let manager = d
-        .managers
-        .first()
-        .ok_or_else(|| BmcError::not_found("the iDRAC manager (no manager is listed)"))?;
+    let manager = idrac_manager(&d)?;
     manager.oem_link(name).map(str::to_string).ok_or_else(|| {
         BmcError::not_found(format!(
             "the iDRAC's {name} (manager {} does not advertise it in Links.Oem)",
@@ -134,10 +139,7 @@ impl IdracHooks {
         if d.managers.is_empty() {
             d = driver.discover_everything().await?;
         }
-        let manager = d
-            .managers
-            .first()
-            .ok_or_else(|| BmcError::not_found("the iDRAC manager (no manager is listed)"))?;
+        let manager = idrac_manager(&d)?;
         let import_target = find_oem_action(&manager.oem_actions, ".ImportSystemConfiguration")
             .map(|a| a.target.clone());
         tracing::debug!(identity = %driver.identity(), profile = driver.quirks().profile, oem_import = import_target.is_some(), "idrac hooks");
