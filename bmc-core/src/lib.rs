@@ -39,6 +39,7 @@ mod credentials;
 mod driver;
 mod error;
 pub mod memory;
+pub mod observe;
 mod registry;
 pub mod sync;
 mod types;

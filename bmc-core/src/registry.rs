@@ -12,6 +12,7 @@ use crate::address::{BmcAddress, BmcScheme};
 use crate::credentials::Credentials;
 use crate::driver::BmcDriver;
 use crate::error::{BmcError, Result};
+use crate::observe::{BmcCallObserver, Observer};
 
 /// How to connect to a BMC. Defaults are safe: TLS certificates verified, conservative
 /// timeouts, two requests in flight per BMC.
@@ -34,6 +35,8 @@ pub struct ConnectOptions {
     /// one-shot tools, as it saves creating and deleting a session and cannot leave one
     /// behind on a BMC with few session slots.
     pub use_sessions: bool,
+    /// Told of every exchange with the BMC (see [`crate::observe`]); none by default.
+    pub observer: Observer,
 }
 
 impl Default for ConnectOptions {
@@ -45,6 +48,7 @@ impl Default for ConnectOptions {
             extra_ca_certs_pem: Vec::new(),
             max_concurrent_requests: 2,
             use_sessions: true,
+            observer: Observer::default(),
         }
     }
 }
@@ -82,6 +86,12 @@ impl ConnectOptions {
         self
     }
 
+    /// Tells `observer` of every exchange with the BMC.
+    pub fn with_observer(mut self, observer: Arc<dyn BmcCallObserver>) -> Self {
+        self.observer = Observer::new(observer);
+        self
+    }
+
     /// Sets [`ConnectOptions::max_concurrent_requests`] (at least 1).
     pub fn with_max_concurrent_requests(mut self, n: usize) -> Self {
         self.max_concurrent_requests = n.max(1);
@@ -98,6 +108,7 @@ impl fmt::Debug for ConnectOptions {
             .field("extra_ca_certs", &self.extra_ca_certs_pem.len())
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("use_sessions", &self.use_sessions)
+            .field("observer", &self.observer)
             .finish()
     }
 }

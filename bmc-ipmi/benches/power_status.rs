@@ -52,6 +52,7 @@ async fn main() {
         attempt_timeout: Duration::from_secs(1),
         attempts: 3,
         transport: None,
+        observer: Default::default(),
     })
     .await
     .unwrap();

@@ -106,6 +106,7 @@ impl IpmiDriver {
             attempt_timeout,
             attempts: 3,
             transport: None,
+            observer: options.observer.clone(),
         };
         let driver = IpmiDriver {
             config,

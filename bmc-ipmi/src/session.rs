@@ -13,6 +13,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::transport::IpmiTransport;
 
+use bmc_core::observe::{BmcCall, Observer};
 use bmc_core::{BmcError, BmcMessage};
 
 use crate::codec::crypto::{Hash, SessionKeys, password_key};
@@ -67,6 +68,8 @@ pub struct SessionConfig {
     pub attempts: u32,
     /// A socket shared with other sessions; `None` gives the session its own.
     pub transport: Option<Arc<IpmiTransport>>,
+    /// Told of every command in the session and its answer.
+    pub observer: Observer,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -552,6 +555,30 @@ impl IpmiSession {
     /// code; callers decide what a non-zero one means). Retransmits on silence; replies to
     /// an earlier try or another command are ignored.
     pub async fn command(&self, netfn: u8, cmd: u8, data: &[u8]) -> Result<Response, BmcError> {
+        if !self.config.observer.is_some() {
+            return self.exchange_command(netfn, cmd, data).await;
+        }
+        let started = Instant::now();
+        let result = self.exchange_command(netfn, cmd, data).await;
+        let target = format!("netfn {netfn:#04x} cmd {cmd:#04x}");
+        let failure = result.as_ref().err().map(|e| e.to_string());
+        self.config.observer.observe(&BmcCall {
+            protocol: "ipmi",
+            method: command_name(netfn, cmd),
+            target: &target,
+            status: result.as_ref().ok().map(|r| u16::from(r.completion)),
+            latency: started.elapsed(),
+            failure: failure.as_deref(),
+        });
+        result
+    }
+
+    async fn exchange_command(
+        &self,
+        netfn: u8,
+        cmd: u8,
+        data: &[u8],
+    ) -> Result<Response, BmcError> {
         let mut s = self.state.lock().await;
         let Some(keyed) = &s.keyed else {
             return Err(BmcError::InvalidRequest(
@@ -655,5 +682,21 @@ impl IpmiSession {
         let result = self.command(0x06, 0x3c, &id.to_le_bytes()).await;
         self.state.lock().await.keyed = None;
         result.map(|_| ())
+    }
+}
+
+/// The name of the commands the driver sends, for histories and metrics.
+fn command_name(netfn: u8, cmd: u8) -> &'static str {
+    match (netfn, cmd) {
+        (0x00, 0x01) => "GetChassisStatus",
+        (0x00, 0x02) => "ChassisControl",
+        (0x00, 0x08) => "SetSystemBootOptions",
+        (0x00, 0x09) => "GetSystemBootOptions",
+        (0x06, 0x01) => "GetDeviceId",
+        (0x06, 0x37) => "GetSystemGuid",
+        (0x06, 0x3c) => "CloseSession",
+        (0x0a, 0x10) => "GetFruInventoryAreaInfo",
+        (0x0a, 0x11) => "ReadFruData",
+        _ => "command",
     }
 }

@@ -181,6 +181,7 @@ async fn pyghmi_power_boot_inventory_and_failures() {
         attempt_timeout: Duration::from_millis(500),
         attempts: 2,
         transport: None,
+        observer: Default::default(),
     })
     .await
     .unwrap();
@@ -270,6 +271,7 @@ async fn openipmi_power_boot_inventory_and_failures() {
         attempt_timeout: Duration::from_millis(500),
         attempts: 2,
         transport: None,
+        observer: Default::default(),
     })
     .await;
     assert!(
@@ -296,6 +298,7 @@ async fn one_socket_serves_sessions_to_both_simulators_at_once() {
         attempt_timeout: Duration::from_millis(500),
         attempts: 3,
         transport: Some(transport.clone()),
+        observer: Default::default(),
     };
     let (sa, sb) = tokio::join!(
         IpmiSession::open(config(a.port)),
@@ -349,6 +352,7 @@ async fn a_bmc_key_kg_keys_the_session() {
         attempt_timeout: Duration::from_millis(500),
         attempts: 2,
         transport: None,
+        observer: Default::default(),
     };
     let s = IpmiSession::open(config(Some("kg-secret-123")))
         .await

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
+use bmc_core::observe::BmcCall;
 use bmc_core::{BmcError, BmcMessage, ConnectOptions, Credentials};
 
 use crate::fetch::{Fetch, SERVICE_ROOT};
@@ -283,29 +284,49 @@ impl RedfishClient {
         };
         self.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                BmcError::Timeout {
-                    operation: format!("{method} {path}"),
-                    after: started.elapsed(),
-                    detail: None,
-                }
-            } else {
-                unreachable(&self.base, &e)
+        let observed = |status: Option<StatusCode>, failure: Option<&str>| {
+            self.settings.connect.observer.observe(&BmcCall {
+                protocol: "redfish",
+                method: method.as_str(),
+                target: path_only(path),
+                status: status.map(|s| s.as_u16()),
+                latency: started.elapsed(),
+                failure,
+            })
+        };
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let error = if e.is_timeout() {
+                    BmcError::Timeout {
+                        operation: format!("{method} {path}"),
+                        after: started.elapsed(),
+                        detail: None,
+                    }
+                } else {
+                    unreachable(&self.base, &e)
+                };
+                observed(None, Some(&error.to_string()));
+                return Err(error);
             }
-        })?;
+        };
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| unreachable(&self.base, &e))?;
+        let bytes = match resp.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let error = unreachable(&self.base, &e);
+                observed(Some(status), Some(&error.to_string()));
+                return Err(error);
+            }
+        };
+        observed(Some(status), None);
         let body = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
-        tracing::debug!(%method, path, status = status.as_u16(), "redfish request");
+        tracing::debug!(%method, path = path_only(path), status = status.as_u16(), latency_ms = started.elapsed().as_millis() as u64, "redfish request");
         Ok((status, headers, body))
     }
 
@@ -704,4 +725,14 @@ fn error_text(status: StatusCode, body: &Value) -> String {
                 status.canonical_reason().unwrap_or_default()
             )
         })
+}
+
+/// The path of a request target, without scheme, host or query: what a history may keep.
+fn path_only(target: &str) -> &str {
+    let rest = target
+        .strip_prefix("https://")
+        .or_else(|| target.strip_prefix("http://"))
+        .map(|r| r.find('/').map_or("/", |i| &r[i..]))
+        .unwrap_or(target);
+    rest.split(['?', '#']).next().unwrap_or(rest)
 }

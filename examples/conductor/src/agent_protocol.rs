@@ -18,6 +18,10 @@ pub struct Lookup {
     pub node: String,
     /// The token for the node's heartbeats (random, for this boot of the agent only).
     pub agent_token: String,
+    /// The correlation id of the work that booted the agent: the agent logs it and
+    /// sends it back as the `x-correlation-id` header of its heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 /// `POST /v1/heartbeat/{node}` body.
@@ -63,6 +67,17 @@ pub enum AgentCommand {
     /// Erase the disks' metadata (partition tables, filesystem signatures): Metal3's
     /// `metadata` cleaning.
     EraseMetadata,
+}
+
+impl AgentCommand {
+    /// The command's name (`install_image`, `inspect`, `erase_metadata`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentCommand::InstallImage { .. } => "install_image",
+            AgentCommand::Inspect => "inspect",
+            AgentCommand::EraseMetadata => "erase_metadata",
+        }
+    }
 }
 
 /// What the agent reports.

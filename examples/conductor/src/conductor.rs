@@ -27,10 +27,13 @@ use bmc_core::{
 };
 use provision_fsm::{Node, NodeAction, NodeEvent, NodeState, NodeStep, NodeTimeouts};
 
-use crate::agent_protocol::{AgentCommand, AgentResult, ConfigDrive};
+use crate::agent_protocol::{AgentCommand, AgentResult, ConfigDrive, Lookup};
 use crate::contract::{ApiError, DeployConfig, NodeSpec, NodeView, PowerRequest, Verb};
 use crate::executor::{self, DeployStarted, StepSettings};
 use crate::feed::{Changes, Feed, NodeChange};
+use crate::history::{History, HistoryEvent, NodeHistory};
+use crate::metrics::ConductorMetrics;
+use bmc_core::observe::{BmcCall, BmcCallObserver};
 
 /// How the conductor runs.
 #[derive(Debug, Clone)]
@@ -69,6 +72,58 @@ struct AgentSession {
     command_sent: bool,
 }
 
+/// How far a wait for the agent got: what a timeout names as the hop that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum AgentHop {
+    /// The agent ISO is not booted yet.
+    #[default]
+    NotBooted,
+    /// Booted by virtual media; no look-up yet.
+    Booted,
+    /// The agent looked its node up; it has not asked for its command.
+    LookedUp,
+    /// The agent was given its command; no result yet.
+    CommandGiven,
+}
+
+impl AgentHop {
+    /// What a wait that ends here lacked.
+    fn missing(self) -> &'static str {
+        match self {
+            AgentHop::NotBooted => "the agent ISO was never booted",
+            AgentHop::Booted => "the agent ISO was booted by virtual media, no agent look-up",
+            AgentHop::LookedUp => {
+                "the agent looked up its node, no heartbeat asked for its command"
+            }
+            AgentHop::CommandGiven => "the agent was given its command, no result",
+        }
+    }
+}
+
+/// Tells a node's history and the conductor's metrics of each exchange with its BMC.
+struct NodeObserver {
+    history: Arc<Mutex<History>>,
+    metrics: Arc<ConductorMetrics>,
+    /// The driver that serves the node, once connected (the scheme's family until then).
+    driver: std::sync::OnceLock<String>,
+    scheme_family: &'static str,
+}
+
+impl BmcCallObserver for NodeObserver {
+    fn observe(&self, call: &BmcCall<'_>) {
+        let driver = self.driver.get().map_or(self.scheme_family, String::as_str);
+        self.metrics.bmc_call(driver, call);
+        lock(&self.history).push(HistoryEvent::BmcCall {
+            protocol: call.protocol.to_string(),
+            method: call.method.to_string(),
+            target: call.target.to_string(),
+            status: call.status,
+            latency_ms: (call.latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            failure: call.failure.map(str::to_string),
+        });
+    }
+}
+
 struct NodeRecord {
     spec: NodeSpec,
     fsm: Node,
@@ -83,7 +138,11 @@ struct NodeRecord {
     config_drive: Option<ConfigDrive>,
     driver: Option<Arc<dyn BmcDriver>>,
     agent: AgentSession,
+    hop: AgentHop,
     inspect_in_band: bool,
+    history: Arc<Mutex<History>>,
+    /// The correlation id of the request that started the node's current work.
+    correlation: Option<String>,
 }
 
 impl NodeRecord {
@@ -137,6 +196,7 @@ pub struct Conductor {
     per_bmc: Mutex<HashMap<String, Arc<Semaphore>>>,
     started: tokio::time::Instant,
     tokens: AtomicU64,
+    metrics: Arc<ConductorMetrics>,
 }
 
 impl std::fmt::Debug for Conductor {
@@ -190,6 +250,7 @@ impl Conductor {
             per_bmc: Mutex::new(HashMap::new()),
             started: tokio::time::Instant::now(),
             tokens: AtomicU64::new(1),
+            metrics: Arc::new(ConductorMetrics::new()),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(run_timers(Arc::downgrade(&conductor), timers_changed));
@@ -213,9 +274,15 @@ impl Conductor {
     /// node's deadline is scheduled. Returns the actions to carry out.
     fn take(&self, r: &mut NodeRecord, step: NodeStep) -> Vec<NodeAction> {
         let changed = r.fsm.state != step.node.state;
+        let from = r.fsm.state;
         r.fsm = step.node;
         if changed {
             self.feed.push(&r.spec.name, Some(r.fsm.state));
+            lock(&r.history).push(HistoryEvent::Transition {
+                from,
+                to: r.fsm.state,
+                event: step.transition.event.name().to_string(),
+            });
         }
         if let Some(at) = step.wake_at {
             lock(&self.timers).insert((at, r.spec.name.clone()));
@@ -269,22 +336,53 @@ impl Conductor {
             let Ok(record) = self.record(&name) else {
                 continue;
             };
-            let actions = {
-                let mut r = lock(&record);
-                match r.fsm.on_timer(now) {
-                    Some(step) => {
-                        tracing::warn!(node = %name, state = %r.fsm.state, "node timed out");
-                        r.agent = AgentSession::default();
-                        self.take(&mut r, step)
-                    }
-                    None => continue,
-                }
-            };
-            self.spawn_actions(&name, actions);
+            if lock(&record).fsm.on_timer(now).is_none() {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move { me.time_out(&name, &record).await });
         }
         lock(&self.timers)
             .first()
             .map(|(at, _)| at.saturating_sub(self.now()))
+    }
+
+    /// Times a waiting node out: reads back what the BMC shows (power, boot override,
+    /// media) first, so the error names the hop that failed and the state the host was
+    /// left in. A node that moved on meanwhile (its agent called back) is left alone.
+    async fn time_out(self: &Arc<Self>, name: &str, record: &Shared) {
+        let read_back = self.read_back(record).await;
+        let actions = {
+            let mut r = lock(record);
+            let Some(mut step) = r.fsm.on_timer(self.now()) else {
+                return;
+            };
+            let waited = r
+                .fsm
+                .deadline
+                .unwrap_or(step.node.entered_at)
+                .saturating_sub(r.fsm.entered_at);
+            let mut reason = format!(
+                "{} within {} s ({} timed out)",
+                r.hop.missing(),
+                waited.as_secs(),
+                r.fsm.state
+            );
+            if let Some(read) = read_back {
+                reason.push_str("; ");
+                reason.push_str(&read);
+            }
+            tracing::warn!(node = %name, state = %r.fsm.state, %reason, "node timed out");
+            self.metrics.timed_out(r.fsm.state);
+            lock(&r.history).push(HistoryEvent::Error {
+                message: reason.clone(),
+            });
+            step.node.last_error = Some(reason);
+            r.agent = AgentSession::default();
+            r.hop = AgentHop::NotBooted;
+            self.take(&mut r, step)
+        };
+        self.spawn_actions(name, actions);
     }
 
     /// Adds the node's MACs to the lookup index.
@@ -332,7 +430,10 @@ impl Conductor {
             config_drive: None,
             driver: None,
             agent: AgentSession::default(),
+            hop: AgentHop::NotBooted,
             inspect_in_band: false,
+            history: Arc::new(Mutex::new(History::default())),
+            correlation: None,
         };
         self.feed.push(&spec.name, Some(record.fsm.state));
         self.index_macs(&record);
@@ -346,6 +447,26 @@ impl Conductor {
         let record = self.record(name)?;
         let view = lock(&record).view();
         Ok(view)
+    }
+
+    /// What happened to a node, oldest first (bounded).
+    pub fn history(&self, name: &str) -> Result<NodeHistory, ApiError> {
+        let record = self.record(name)?;
+        let history = lock(&record).history.clone();
+        let snapshot = lock(&history).snapshot();
+        Ok(snapshot)
+    }
+
+    /// The conductor's metrics.
+    pub fn metrics(&self) -> &ConductorMetrics {
+        &self.metrics
+    }
+
+    /// The metrics in the OpenMetrics text format, nodes counted by state now.
+    pub fn encode_metrics(&self) -> String {
+        let records: Vec<Shared> = lock(&self.nodes).values().cloned().collect();
+        let states: Vec<NodeState> = records.iter().map(|r| lock(r).fsm.state).collect();
+        self.metrics.encode(states)
     }
 
     /// The inventory inspection found.
@@ -439,7 +560,12 @@ impl Conductor {
     }
 
     /// Applies a provisioning verb; the work it starts runs in the background.
-    pub fn provision(self: &Arc<Self>, name: &str, verb: Verb) -> Result<NodeView, ApiError> {
+    pub fn provision(
+        self: &Arc<Self>,
+        name: &str,
+        verb: Verb,
+        correlation: Option<&str>,
+    ) -> Result<NodeView, ApiError> {
         let record = self.record(name)?;
         let event = match &verb {
             Verb::Manage => NodeEvent::Manage,
@@ -459,6 +585,7 @@ impl Conductor {
                     r.fsm.state
                 )));
             }
+            r.correlation = correlation.map(str::to_string);
             match verb {
                 Verb::Inspect { in_band } => {
                     r.inspect_in_band = in_band;
@@ -486,6 +613,7 @@ impl Conductor {
         self: &Arc<Self>,
         name: &str,
         power: PowerRequest,
+        correlation: Option<&str>,
     ) -> Result<NodeView, ApiError> {
         let record = self.record(name)?;
         let view = {
@@ -499,24 +627,33 @@ impl Conductor {
             r.target_power = Some(power);
             r.power_error = None;
             r.power_requests += 1;
+            lock(&r.history).push(HistoryEvent::Action {
+                action: format!("power {}", power.target()),
+                correlation_id: correlation.map(str::to_string),
+            });
             r.view()
         };
         let me = self.clone();
         let name = name.to_string();
-        tokio::spawn(async move {
-            let result = me.change_power(&record, power).await;
-            let state = {
-                let mut r = lock(&record);
-                r.target_power = None;
-                match result {
-                    Ok(on) => r.power_on = Some(on),
-                    Err(e) => r.power_error = Some(format!("power change failed: {e}")),
-                }
-                r.fsm.state
-            };
-            // Not a provision state change, but whoever waits for the node must hear.
-            me.feed.push(&name, Some(state));
-        });
+        let span =
+            tracing::info_span!("power", node = %name, correlation_id = correlation.unwrap_or(""));
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let result = me.change_power(&record, power).await;
+                let state = {
+                    let mut r = lock(&record);
+                    r.target_power = None;
+                    match result {
+                        Ok(on) => r.power_on = Some(on),
+                        Err(e) => r.power_error = Some(format!("power change failed: {e}")),
+                    }
+                    r.fsm.state
+                };
+                // Not a provision state change, but whoever waits for the node must hear.
+                me.feed.push(&name, Some(state));
+            },
+            span,
+        ));
         Ok(view)
     }
 
@@ -547,9 +684,21 @@ impl Conductor {
         if actions.is_empty() {
             return;
         }
+        let correlation = self
+            .record(name)
+            .ok()
+            .and_then(|r| lock(&r).correlation.clone());
+        let span = tracing::info_span!(
+            "node",
+            node = %name,
+            correlation_id = correlation.as_deref().unwrap_or("")
+        );
         let me = self.clone();
         let name = name.to_string();
-        tokio::spawn(async move { me.run(name, actions).await });
+        tokio::spawn(tracing::Instrument::instrument(
+            async move { me.run(name, actions).await },
+            span,
+        ));
     }
 
     /// Runs actions and feeds their outcomes back into the node's machine until nothing
@@ -560,7 +709,29 @@ impl Conductor {
             let Ok(record) = self.record(&name) else {
                 return;
             };
-            let Outcome::Event(event, reason) = self.perform(&record, &action).await else {
+            let action_name = action_name(&action);
+            {
+                let r = lock(&record);
+                lock(&r.history).push(HistoryEvent::Action {
+                    action: action_name.to_string(),
+                    correlation_id: r.correlation.clone(),
+                });
+            }
+            let started = tokio::time::Instant::now();
+            let done = self.perform(&record, &action).await;
+            let failed = match &done {
+                Outcome::Event(NodeEvent::Fail, reason) => Some(reason.clone().unwrap_or_default()),
+                _ => None,
+            };
+            self.metrics
+                .action(action_name, failed.is_none(), started.elapsed());
+            if let Some(reason) = &failed {
+                tracing::warn!(node = %name, action = action_name, error = %reason, "action failed");
+                lock(&lock(&record).history).push(HistoryEvent::Error {
+                    message: format!("{action_name}: {reason}"),
+                });
+            }
+            let Outcome::Event(event, reason) = done else {
                 continue;
             };
             let mut r = lock(&record);
@@ -599,14 +770,20 @@ impl Conductor {
     }
 
     async fn driver(&self, record: &Shared) -> Result<Arc<dyn BmcDriver>, BmcError> {
-        let spec = {
+        let (spec, history) = {
             let r = lock(record);
             if let Some(d) = &r.driver {
                 return Ok(d.clone());
             }
-            r.spec.clone()
+            (r.spec.clone(), r.history.clone())
         };
-        let mut options = ConnectOptions::default();
+        let observer = Arc::new(NodeObserver {
+            history,
+            metrics: self.metrics.clone(),
+            driver: std::sync::OnceLock::new(),
+            scheme_family: spec.address.scheme().profile().ironic_driver,
+        });
+        let mut options = ConnectOptions::default().with_observer(observer.clone());
         if spec.disable_certificate_verification {
             options = options.with_certificate_verification_disabled();
         }
@@ -615,8 +792,46 @@ impl Conductor {
                 .connect(&spec.address, &spec.credentials, &options)
                 .await?,
         );
+        let _ = observer.driver.set(driver.driver_name().to_string());
         lock(record).driver = Some(driver.clone());
         Ok(driver)
+    }
+
+    /// What the BMC shows of power, boot override and virtual media, in words; none
+    /// without a connected driver. Bounded in time: a dead BMC must not hold a timeout.
+    async fn read_back(&self, record: &Shared) -> Option<String> {
+        let driver = lock(record).driver.clone()?;
+        let limit = Duration::from_secs(15);
+        tokio::time::timeout(limit, Self::describe_bmc(driver.as_ref()))
+            .await
+            .ok()
+            .or(Some(format!(
+                "the BMC did not answer a read-back within {} s",
+                limit.as_secs()
+            )))
+    }
+
+    async fn describe_bmc(driver: &dyn BmcDriver) -> String {
+        let power = match driver.power_state().await {
+            Ok(p) => format!("power {}", p.to_string().to_lowercase()),
+            Err(e) => format!("power unreadable ({e})"),
+        };
+        let boot = match driver.boot_override().await {
+            Ok(state) => format!("boot override {}", describe_override(&state)),
+            Err(e) => format!("boot override unreadable ({e})"),
+        };
+        let media = match driver.virtual_media().await {
+            Ok(slots) => {
+                let inserted: Vec<String> = slots.iter().filter_map(|s| s.image.clone()).collect();
+                if inserted.is_empty() {
+                    "no media inserted".to_string()
+                } else {
+                    format!("media inserted: {}", inserted.join(", "))
+                }
+            }
+            Err(e) => format!("media unreadable ({e})"),
+        };
+        format!("the BMC read back {power}; {boot}; {media}")
     }
 
     async fn bmc_permit(&self, record: &Shared) -> Option<tokio::sync::OwnedSemaphorePermit> {
@@ -664,7 +879,9 @@ impl Conductor {
         let _bmc = self.bmc_permit(record).await;
         let driver = self.driver(record).await?;
         executor::boot_agent(driver.as_ref(), &self.steps).await?;
-        lock(record).power_on = Some(true);
+        let mut r = lock(record);
+        r.power_on = Some(true);
+        r.hop = AgentHop::Booted;
         Ok(())
     }
 
@@ -687,7 +904,10 @@ impl Conductor {
                         r.deployed_image = Some(config.image.url.clone());
                         Outcome::Event(NodeEvent::Done, None)
                     }
-                    DeployStarted::AgentBooting => Outcome::Event(NodeEvent::Wait, None),
+                    DeployStarted::AgentBooting => {
+                        r.hop = AgentHop::Booted;
+                        Outcome::Event(NodeEvent::Wait, None)
+                    }
                 }
             }
             Err(e) => Outcome::Event(NodeEvent::Fail, Some(e)),
@@ -718,7 +938,7 @@ impl Conductor {
 
     /// Agent API: finds the node waiting for an agent on a host with one of these MACs
     /// and hands out a token for its calls.
-    pub fn agent_lookup(&self, macs: &[String]) -> Result<(String, String), ApiError> {
+    pub fn agent_lookup(&self, macs: &[String]) -> Result<Lookup, ApiError> {
         let wanted: Vec<String> = macs.iter().map(|m| m.to_ascii_lowercase()).collect();
         let candidates: Vec<String> = {
             let index = lock(&self.nodes_by_mac);
@@ -750,8 +970,19 @@ impl Conductor {
                 token: Some(token.clone()),
                 command_sent: false,
             };
-            return Ok((r.spec.name.clone(), token));
+            r.hop = AgentHop::LookedUp;
+            lock(&r.history).push(HistoryEvent::Agent {
+                message: "look-up: the agent found its node".to_string(),
+            });
+            self.metrics.lookup(true);
+            tracing::info!(node = %r.spec.name, correlation_id = r.correlation.as_deref().unwrap_or(""), "agent looked up its node");
+            return Ok(Lookup {
+                node: r.spec.name.clone(),
+                agent_token: token,
+                correlation_id: r.correlation.clone(),
+            });
         }
+        self.metrics.lookup(false);
         Err(ApiError::NotFound(format!(
             "no node waiting for an agent with MAC {}",
             wanted.join(", ")
@@ -773,6 +1004,7 @@ impl Conductor {
         token: &str,
     ) -> Result<Option<AgentCommand>, ApiError> {
         let record = self.agent_record(name, token)?;
+        self.metrics.heartbeat();
         let mut r = lock(&record);
         if r.agent.command_sent {
             return Ok(None);
@@ -790,6 +1022,10 @@ impl Conductor {
             _ => return Ok(None),
         };
         r.agent.command_sent = true;
+        r.hop = AgentHop::CommandGiven;
+        lock(&r.history).push(HistoryEvent::Agent {
+            message: format!("heartbeat: given the command {}", command.name()),
+        });
         Ok(Some(command))
     }
 
@@ -803,6 +1039,13 @@ impl Conductor {
         let record = self.agent_record(name, token)?;
         let mut r = lock(&record);
         r.agent = AgentSession::default();
+        r.hop = AgentHop::NotBooted;
+        lock(&r.history).push(HistoryEvent::Agent {
+            message: match &result.error {
+                None => "result: the command succeeded".to_string(),
+                Some(e) => format!("result: the command failed: {e}"),
+            },
+        });
         match r.fsm.state {
             NodeState::InspectWait => {
                 drop(r);
@@ -878,6 +1121,36 @@ impl Conductor {
             };
             me.spawn_actions(&name, actions);
         });
+    }
+}
+
+/// A boot override read back, in words (`cd once (UEFI)`, `none`).
+fn describe_override(state: &bmc_core::BootOverrideState) -> String {
+    let Some(device) = &state.device else {
+        return "none".to_string();
+    };
+    let mut out = device.to_string();
+    match state.persistence {
+        Some(bmc_core::BootPersistence::Once) => out.push_str(" once"),
+        Some(bmc_core::BootPersistence::Persistent) => out.push_str(" persistent"),
+        None => {}
+    }
+    if let Some(mode) = state.mode {
+        out.push_str(&format!(" ({mode})"));
+    }
+    out
+}
+
+/// An action's name for histories, logs and metrics.
+fn action_name(action: &NodeAction) -> &'static str {
+    match action {
+        NodeAction::VerifyBmc => "verify BMC",
+        NodeAction::StartInspection => "start inspection",
+        NodeAction::StartDeployment => "start deployment",
+        NodeAction::StartCleaning => "start cleaning",
+        NodeAction::TearDown => "tear down",
+        NodeAction::AbortOperation => "abort operation",
+        NodeAction::RecordFailure { .. } => "record failure",
     }
 }
 
@@ -992,10 +1265,10 @@ mod tests {
         };
         let bmc = MemoryBmc::new(PowerState::Off).with_inventory(inventory);
         let c = lab(&bmc, quick());
-        c.provision("lab/node-0", Verb::Manage)
+        c.provision("lab/node-0", Verb::Manage, None)
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::Manageable).await;
-        c.provision("lab/node-0", Verb::Inspect { in_band: false })
+        c.provision("lab/node-0", Verb::Inspect { in_band: false }, None)
             .unwrap_or_else(|e| unreachable!("{e}"));
         let view = until(&c, NodeState::Manageable).await;
         assert!(view.inspected);
@@ -1003,7 +1276,7 @@ mod tests {
             .inventory("lab/node-0")
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(inventory.total_memory_mib, Some(65_536));
-        c.provision("lab/node-0", Verb::Provide)
+        c.provision("lab/node-0", Verb::Provide, None)
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::Available).await;
         let image = provision_fsm::Image {
@@ -1017,6 +1290,7 @@ mod tests {
                 config_drive: ConfigDrive::default(),
                 legacy_boot: false,
             }),
+            None,
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
         let view = until(&c, NodeState::Active).await;
@@ -1033,7 +1307,7 @@ mod tests {
                 && calls.iter().any(|c| c.starts_with("set_boot_override cd")),
             "{calls:?}"
         );
-        c.provision("lab/node-0", Verb::Undeploy)
+        c.provision("lab/node-0", Verb::Undeploy, None)
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::Available).await;
         assert_eq!(bmc.power_now(), PowerState::Off);
@@ -1047,10 +1321,10 @@ mod tests {
     async fn a_node_waiting_for_its_agent_times_out_at_its_deadline() {
         let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.transition_reads = 0);
         let c = lab(&bmc, quick());
-        c.provision("lab/node-0", Verb::Manage)
+        c.provision("lab/node-0", Verb::Manage, None)
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::Manageable).await;
-        c.provision("lab/node-0", Verb::Inspect { in_band: true })
+        c.provision("lab/node-0", Verb::Inspect { in_band: true }, None)
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::InspectWait).await;
         assert_eq!(bmc.power_now(), PowerState::On, "the agent was booted");
@@ -1065,9 +1339,37 @@ mod tests {
         let view = c.node("lab/node-0").unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(view.state, NodeState::InspectFailed);
         let error = view.last_error.unwrap_or_default();
+        // The hop that failed, the wait, and what the BMC showed before the tear-down.
         assert!(
-            error.contains("timeout reached while in inspect wait"),
+            error.starts_with(
+                "the agent looked up its node, no heartbeat asked for its command within 1800 s (inspect wait timed out)"
+            ),
             "{error}"
+        );
+        assert!(
+            error.contains("the BMC read back power on; boot override"),
+            "{error}"
+        );
+        let history = c
+            .history("lab/node-0")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let kinds: Vec<&HistoryEvent> = history.entries.iter().map(|e| &e.event).collect();
+        assert!(
+            kinds.iter().any(|e| matches!(
+                e,
+                HistoryEvent::Transition {
+                    from: NodeState::InspectWait,
+                    to: NodeState::InspectFailed,
+                    ..
+                }
+            )),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.iter().any(
+                |e| matches!(e, HistoryEvent::Error { message } if message.contains("no heartbeat"))
+            ),
+            "{kinds:?}"
         );
         // The timeout's abort tore the host down.
         for _ in 0..100 {
@@ -1089,7 +1391,7 @@ mod tests {
             config_drive: ConfigDrive::default(),
             legacy_boot: false,
         };
-        let refused = c.provision("ns/a", Verb::Deploy(deploy));
+        let refused = c.provision("ns/a", Verb::Deploy(deploy), None);
         assert!(
             matches!(refused, Err(ApiError::InvalidState(_))),
             "{refused:?}"

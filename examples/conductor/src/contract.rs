@@ -8,6 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::history::NodeHistory;
+
 use bmc_core::{BmcAddress, Credentials, HardwareInventory};
 use provision_fsm::{Image, NodeState};
 
@@ -199,11 +201,43 @@ pub trait ConductorApi: Send + Sync {
     async fn changes(&self, since: u64, timeout: Duration) -> Result<Changes, ApiError>;
     /// Deletes a node.
     async fn delete_node(&self, name: &str) -> Result<(), ApiError>;
-    /// Applies a provisioning verb; the work it starts runs in the background.
-    async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError>;
+    /// Applies a provisioning verb; the work it starts runs in the background, logged and
+    /// recorded in the node's history under `correlation` (the caller's id for the step
+    /// that asked, sent as [`CORRELATION_HEADER`]).
+    async fn provision(
+        &self,
+        name: &str,
+        verb: Verb,
+        correlation: Option<&str>,
+    ) -> Result<NodeView, ApiError>;
     /// Starts a power change (verified by reading back, in the background): the answer
     /// shows it under way in `target_power`; the change feed tells when it is done.
-    async fn set_power(&self, name: &str, power: PowerRequest) -> Result<NodeView, ApiError>;
+    async fn set_power(
+        &self,
+        name: &str,
+        power: PowerRequest,
+        correlation: Option<&str>,
+    ) -> Result<NodeView, ApiError>;
+    /// What happened to the node, oldest first (bounded).
+    async fn history(&self, name: &str) -> Result<NodeHistory, ApiError>;
+}
+
+/// The HTTP header that carries a correlation id from the operator's step through the
+/// conductor's work to the BMC requests and the agent.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// The longest correlation id taken; longer ones are cut (they end up in every log line).
+pub const MAX_CORRELATION_LEN: usize = 64;
+
+/// A correlation id as taken from a caller: printable ASCII only, at most
+/// [`MAX_CORRELATION_LEN`] bytes; anything else is dropped.
+pub fn clean_correlation(id: &str) -> Option<String> {
+    let id: String = id
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(MAX_CORRELATION_LEN)
+        .collect();
+    (!id.is_empty()).then_some(id)
 }
 
 /// The conductor in this process behind [`ConductorApi`].
@@ -227,10 +261,23 @@ impl ConductorApi for InProcess {
     async fn delete_node(&self, name: &str) -> Result<(), ApiError> {
         self.0.delete_node(name).await
     }
-    async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError> {
-        self.0.provision(name, verb)
+    async fn provision(
+        &self,
+        name: &str,
+        verb: Verb,
+        correlation: Option<&str>,
+    ) -> Result<NodeView, ApiError> {
+        self.0.provision(name, verb, correlation)
     }
-    async fn set_power(&self, name: &str, power: PowerRequest) -> Result<NodeView, ApiError> {
-        self.0.set_power(name, power)
+    async fn set_power(
+        &self,
+        name: &str,
+        power: PowerRequest,
+        correlation: Option<&str>,
+    ) -> Result<NodeView, ApiError> {
+        self.0.set_power(name, power, correlation)
+    }
+    async fn history(&self, name: &str) -> Result<NodeHistory, ApiError> {
+        self.0.history(name)
     }
 }

@@ -25,19 +25,21 @@ use async_trait::async_trait;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 
 use bmc_core::{BmcAddress, Credentials, HardwareInventory};
 
-use crate::agent_protocol::{Heartbeat, HeartbeatReply, Lookup};
+use crate::agent_protocol::{Heartbeat, HeartbeatReply};
 use crate::conductor::Conductor;
 use crate::contract::{
-    ApiError, ConductorApi, DeployConfig, NodeSpec, NodeView, PowerRequest, Verb,
+    ApiError, CORRELATION_HEADER, ConductorApi, DeployConfig, NodeSpec, NodeView, PowerRequest,
+    Verb, clean_correlation,
 };
 use crate::feed::Changes;
+use crate::history::NodeHistory;
 
 /// `POST /v1/nodes` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,17 +214,46 @@ async fn delete(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Re
     }
 }
 
+/// The caller's correlation id, if it sent a usable one.
+fn correlation(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(clean_correlation)
+}
+
 async fn provision(
     State(c): State<Arc<Conductor>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     Json(body): Json<ProvisionTarget>,
 ) -> Response {
-    reply(body.verb().and_then(|v| c.provision(&name, v)))
+    let id = correlation(&headers);
+    reply(
+        body.verb()
+            .and_then(|v| c.provision(&name, v, id.as_deref())),
+    )
+}
+
+async fn history(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
+    reply(c.history(&name))
+}
+
+async fn metrics(State(c): State<Arc<Conductor>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        c.encode_metrics(),
+    )
+        .into_response()
 }
 
 async fn power(
     State(c): State<Arc<Conductor>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     Json(body): Json<PowerTarget>,
 ) -> Response {
     let Some(power) = PowerRequest::from_target(&body.target) else {
@@ -231,7 +262,7 @@ async fn power(
             body.target
         )));
     };
-    match c.set_power(&name, power) {
+    match c.set_power(&name, power, correlation(&headers).as_deref()) {
         // Accepted: the change runs in the background (Ironic answers 202 too).
         Ok(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
         Err(e) => error_response(e),
@@ -261,6 +292,8 @@ pub fn admin_routes(conductor: Arc<Conductor>) -> Router {
         .route("/v1/changes", get(changes))
         .route("/v1/nodes/{name}", get(show).delete(delete))
         .route("/v1/nodes/{name}/inventory", get(inventory))
+        .route("/v1/nodes/{name}/history", get(history))
+        .route("/metrics", get(metrics))
         .route("/v1/nodes/{name}/states/provision", put(provision))
         .route("/v1/nodes/{name}/states/power", put(power))
         .with_state(conductor)
@@ -273,17 +306,20 @@ struct LookupQuery {
 
 async fn lookup(State(c): State<Arc<Conductor>>, Query(q): Query<LookupQuery>) -> Response {
     let macs: Vec<String> = q.addresses.split(',').map(str::to_string).collect();
-    reply(
-        c.agent_lookup(&macs)
-            .map(|(node, agent_token)| Lookup { node, agent_token }),
-    )
+    reply(c.agent_lookup(&macs))
 }
 
 async fn heartbeat(
     State(c): State<Arc<Conductor>>,
     Path(node): Path<String>,
+    headers: HeaderMap,
     Json(beat): Json<Heartbeat>,
 ) -> Response {
+    let id = correlation(&headers);
+    let _span =
+        tracing::info_span!("agent", node = %node, correlation_id = id.as_deref().unwrap_or(""))
+            .entered();
+    tracing::debug!(result = beat.command_result.is_some(), "agent heartbeat");
     reply(match beat.command_result {
         Some(result) => c
             .agent_report(&node, &beat.agent_token, result)
@@ -422,23 +458,43 @@ impl ConductorApi for HttpConductor {
             .map(|_| ())
     }
 
-    async fn provision(&self, name: &str, verb: Verb) -> Result<NodeView, ApiError> {
-        self.view(
-            self.http
-                .put(self.node_url(name, "/states/provision"))
-                .json(&ProvisionTarget::of(&verb)),
-        )
-        .await
+    async fn provision(
+        &self,
+        name: &str,
+        verb: Verb,
+        correlation: Option<&str>,
+    ) -> Result<NodeView, ApiError> {
+        let mut request = self
+            .http
+            .put(self.node_url(name, "/states/provision"))
+            .json(&ProvisionTarget::of(&verb));
+        if let Some(id) = correlation {
+            request = request.header(CORRELATION_HEADER, id);
+        }
+        self.view(request).await
     }
 
-    async fn set_power(&self, name: &str, power: PowerRequest) -> Result<NodeView, ApiError> {
-        self.view(
-            self.http
-                .put(self.node_url(name, "/states/power"))
-                .json(&PowerTarget {
-                    target: power.target().to_string(),
-                }),
-        )
-        .await
+    async fn set_power(
+        &self,
+        name: &str,
+        power: PowerRequest,
+        correlation: Option<&str>,
+    ) -> Result<NodeView, ApiError> {
+        let mut request = self
+            .http
+            .put(self.node_url(name, "/states/power"))
+            .json(&PowerTarget {
+                target: power.target().to_string(),
+            });
+        if let Some(id) = correlation {
+            request = request.header(CORRELATION_HEADER, id);
+        }
+        self.view(request).await
+    }
+
+    async fn history(&self, name: &str) -> Result<NodeHistory, ApiError> {
+        self.answer::<NodeHistory>(self.http.get(self.node_url(name, "/history")))
+            .await?
+            .ok_or_else(|| ApiError::Unavailable("an empty answer".into()))
     }
 }

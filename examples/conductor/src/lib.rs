@@ -54,7 +54,9 @@ pub mod conductor;
 pub mod contract;
 pub mod executor;
 pub mod feed;
+pub mod history;
 pub mod http;
+pub mod metrics;
 pub mod service;
 
 pub use conductor::{Conductor, ConductorConfig};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use metal3_conductor::agent_protocol::{
     AgentCommand, AgentInventory, AgentResult, Heartbeat, HeartbeatReply, Lookup, verify_image,
 };
+use metal3_conductor::contract::CORRELATION_HEADER;
 use metal3_conductor::http::escape;
 use provision_fsm::Image;
 
@@ -32,14 +33,24 @@ pub async fn run_simulated_agent(
         }
         None
     };
-    let Some(Lookup { node, agent_token }) = lookup.await else {
+    let Some(Lookup {
+        node,
+        agent_token,
+        correlation_id,
+    }) = lookup.await
+    else {
         tracing::debug!(?macs, "simulated agent found no node");
         return;
     };
+    // The agent's work is logged under the id of the work that booted it, and the id
+    // goes back with every heartbeat.
+    let correlation = correlation_id.unwrap_or_default();
+    let _span = tracing::debug_span!("agent", node = %node, correlation_id = %correlation);
     let beat_url = format!("{api}/v1/heartbeat/{}", escape(&node));
     for _ in 0..2000 {
         let reply = http
             .post(&beat_url)
+            .header(CORRELATION_HEADER, &correlation)
             .json(&Heartbeat {
                 agent_token: agent_token.clone(),
                 command_result: None,
@@ -84,6 +95,7 @@ pub async fn run_simulated_agent(
         if let Some(result) = result {
             let _ = http
                 .post(&beat_url)
+                .header(CORRELATION_HEADER, &correlation)
                 .json(&Heartbeat {
                     agent_token,
                     command_result: Some(result),

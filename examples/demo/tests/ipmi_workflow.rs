@@ -78,15 +78,15 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
             automated_clean: false,
         })
         .unwrap();
-    conductor.provision(name, Verb::Manage).unwrap();
+    conductor.provision(name, Verb::Manage, None).unwrap();
     wait_for(&conductor, name, NodeState::Manageable).await;
     conductor
-        .provision(name, Verb::Inspect { in_band: false })
+        .provision(name, Verb::Inspect { in_band: false }, None)
         .unwrap();
     wait_for(&conductor, name, NodeState::Manageable).await;
     assert!(conductor.node(name).unwrap().inspected);
     assert!(!conductor.inventory(name).unwrap().firmware.is_empty());
-    conductor.provision(name, Verb::Provide).unwrap();
+    conductor.provision(name, Verb::Provide, None).unwrap();
     wait_for(&conductor, name, NodeState::Available).await;
 
     // A live ISO cannot go to a BMC without virtual media: a clear failure.
@@ -101,6 +101,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
                 config_drive: ConfigDrive::default(),
                 legacy_boot: false,
             }),
+            None,
         )
         .unwrap();
     wait_for(&conductor, name, NodeState::DeployFailed).await;
@@ -124,6 +125,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
                 },
                 legacy_boot: false,
             }),
+            None,
         )
         .unwrap();
     wait_for(&conductor, name, NodeState::WaitCallBack).await;
@@ -146,7 +148,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
     assert!(ipmitool(&["chassis", "power", "status"]).contains("Chassis Power is on"));
     assert_eq!(conductor.node(name).unwrap().deploy_attempts, 2);
 
-    conductor.provision(name, Verb::Undeploy).unwrap();
+    conductor.provision(name, Verb::Undeploy, None).unwrap();
     wait_for(&conductor, name, NodeState::Available).await;
     assert!(ipmitool(&["chassis", "power", "status"]).contains("Chassis Power is off"));
     conductor.delete_node(name).await.unwrap();

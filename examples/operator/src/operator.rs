@@ -216,6 +216,10 @@ pub struct Operator {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stopped: std::sync::atomic::AtomicBool,
     started: tokio::time::Instant,
+    /// Steps taken: the second half of their correlation ids.
+    steps: std::sync::atomic::AtomicU64,
+    /// This process's random first half of them.
+    correlation_prefix: u32,
 }
 
 impl std::fmt::Debug for Operator {
@@ -339,6 +343,8 @@ impl Operator {
             tasks: Mutex::new(Vec::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             started: tokio::time::Instant::now(),
+            steps: std::sync::atomic::AtomicU64::new(1),
+            correlation_prefix: random_u32(),
         }))
     }
 
@@ -835,6 +841,20 @@ impl Operator {
     /// One step of the host `key`: see the module's docs. Errors of the conductor or the
     /// store are logged and retried after [`OperatorConfig::poll`].
     pub async fn reconcile(&self, key: &str) -> Reconciled {
+        let cid = self.correlation_id();
+        let span = tracing::info_span!("reconcile", host = %key, correlation_id = %cid);
+        tracing::Instrument::instrument(self.step(key, &cid), span).await
+    }
+
+    /// A new correlation id: this operator's random prefix and a count of its steps.
+    fn correlation_id(&self) -> String {
+        let n = self
+            .steps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:08x}-{n}", self.correlation_prefix)
+    }
+
+    async fn step(&self, key: &str, cid: &str) -> Reconciled {
         let Some((spec, bmh)) = self.spec_of(key) else {
             return Reconciled::gone();
         };
@@ -963,12 +983,17 @@ impl Operator {
             }
         }
         if let Some((pending, c)) = call.filter(|(p, _)| record.host.pending == Some(*p)) {
-            self.send(key, &bmh, &mut record, node.as_ref(), c, pending)
+            let request = Request {
+                call: c,
+                pending,
+                correlation: cid,
+            };
+            self.send(key, &bmh, &mut record, node.as_ref(), request)
                 .await;
         }
         for action in actions {
             match self
-                .start(key, &bmh, &mut record, node.as_ref(), action)
+                .start(key, &bmh, &mut record, node.as_ref(), action, cid)
                 .await
             {
                 Started::Done(event) => {
@@ -1041,11 +1066,15 @@ impl Operator {
         bmh: &BareMetalHost,
         record: &mut HostRecord,
         node: Option<&NodeView>,
-        call: Call,
-        pending: Pending,
+        request: Request<'_>,
     ) {
+        let Request {
+            call,
+            pending,
+            correlation: cid,
+        } = request;
         let result: Result<(), String> = match call {
-            Call::Register => self.register(key, bmh, node).await,
+            Call::Register => self.register(key, bmh, node, cid).await,
             Call::Inspect => self
                 .conductor
                 .provision(
@@ -1053,14 +1082,15 @@ impl Operator {
                     Verb::Inspect {
                         in_band: self.config.inspection == InspectionMode::Agent,
                     },
+                    Some(cid),
                 )
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string()),
-            Call::Provide => self.verb(key, Verb::Provide).await,
-            Call::Undeploy => self.verb(key, Verb::Undeploy).await,
-            Call::Abort => self.verb(key, Verb::Abort).await,
-            Call::Deploy => self.deploy(key, bmh, record).await,
+            Call::Provide => self.verb(key, Verb::Provide, cid).await,
+            Call::Undeploy => self.verb(key, Verb::Undeploy, cid).await,
+            Call::Abort => self.verb(key, Verb::Abort, cid).await,
+            Call::Deploy => self.deploy(key, bmh, record, cid).await,
         };
         match result {
             Ok(()) => record.sent = true,
@@ -1077,9 +1107,9 @@ impl Operator {
         }
     }
 
-    async fn verb(&self, key: &str, verb: Verb) -> Result<(), String> {
+    async fn verb(&self, key: &str, verb: Verb, cid: &str) -> Result<(), String> {
         self.conductor
-            .provision(key, verb)
+            .provision(key, verb, Some(cid))
             .await
             .map(drop)
             .map_err(|e| e.to_string())
@@ -1091,6 +1121,7 @@ impl Operator {
         key: &str,
         bmh: &BareMetalHost,
         node: Option<&NodeView>,
+        cid: &str,
     ) -> Result<(), String> {
         let credentials = self.credentials(bmh).map_err(|e| e.to_string())?;
         let address = BmcAddress::parse(&bmh.spec.bmc.address).map_err(|e| e.to_string())?;
@@ -1108,7 +1139,7 @@ impl Operator {
             .map_err(|e| e.to_string())?;
         let state = node.map_or(view.state, |n| n.state);
         if state == NodeState::Enroll || view.state == NodeState::Enroll {
-            self.verb(key, Verb::Manage).await?;
+            self.verb(key, Verb::Manage, cid).await?;
         }
         Ok(())
     }
@@ -1119,6 +1150,7 @@ impl Operator {
         key: &str,
         bmh: &BareMetalHost,
         record: &mut HostRecord,
+        cid: &str,
     ) -> Result<(), String> {
         let HostState::Provisioning { image } = record.host.state.clone() else {
             return Err("not provisioning".into());
@@ -1142,7 +1174,7 @@ impl Operator {
         };
         let view = self
             .conductor
-            .provision(key, Verb::Deploy(config))
+            .provision(key, Verb::Deploy(config), Some(cid))
             .await
             .map_err(|e| e.to_string())?;
         record.deploy_accepted = Some(view.deploy_attempts);
@@ -1157,6 +1189,7 @@ impl Operator {
         record: &mut HostRecord,
         node: Option<&NodeView>,
         action: HostAction,
+        cid: &str,
     ) -> Started {
         if let Some(p) = started_from_node(&action) {
             // Registering always sends its node (the BMC details may have changed); the
@@ -1168,7 +1201,14 @@ impl Operator {
                 _ => None,
             };
             match c {
-                Some(c) => self.send(key, bmh, record, node, c, p).await,
+                Some(c) => {
+                    let request = Request {
+                        call: c,
+                        pending: p,
+                        correlation: cid,
+                    };
+                    self.send(key, bmh, record, node, request).await
+                }
                 // Nothing to send: the node already shows the result, read next step.
                 None => record.sent = true,
             }
@@ -1187,7 +1227,7 @@ impl Operator {
                     _ => PowerRequest::Reboot,
                 };
                 // Started on the conductor; the node shows when it is done.
-                match self.conductor.set_power(key, request).await {
+                match self.conductor.set_power(key, request, Some(cid)).await {
                     Ok(view) => {
                         record.power_accepted = Some(view.power_requests);
                         record.sent = true;
@@ -1311,4 +1351,20 @@ fn resume_action(pending: Pending, bmh: &BareMetalHost) -> Option<HostAction> {
             return None;
         }
     })
+}
+
+/// A request to the conductor for a node-backed action, under the step's correlation id.
+struct Request<'a> {
+    call: Call,
+    pending: Pending,
+    correlation: &'a str,
+}
+
+/// A random number from the standard library's per-process hash keys (no dependency for
+/// an id that only has to differ between processes).
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish() as u32
 }
