@@ -13,6 +13,9 @@
 //!   deploy, tear down).
 //! - [`feed`]: the change feed; [`http`]: both APIs as axum routes, and the admin API's
 //!   client [`HttpConductor`].
+//! - [`history`]: each node's bounded history (transitions, actions with the caller's
+//!   correlation id, every BMC request, agent calls, errors), served as
+//!   `GET /v1/nodes/{name}/history`; [`metrics`]: the Prometheus metrics of `GET /metrics`.
 //! - [`service`]: the one assembly of the service for the binary, the demo and tests.
 //!
 //! ```

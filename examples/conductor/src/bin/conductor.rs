@@ -1,46 +1,45 @@
 //! `conductor`: the example conductor as a service: the admin API and the agent API over
 //! HTTP, nodes driven with every driver of the family (Redfish, iDRAC, iLO, IPMI).
 //!
-//! ```text
-//! conductor [--listen ADDR] [--agent-listen ADDR] [--agent-image URL]
-//!           [--max-heavy N] [--per-bmc N]
-//! ```
-//! Defaults: admin API on 127.0.0.1:6385, agent API on 127.0.0.1:6386. Prints the two
-//! addresses it listens on (port 0 picks free ones) and runs until Ctrl-C or SIGTERM.
+//! `conductor --help` tells every option. Prints the two addresses it listens on (port 0
+//! picks free ones) and runs until Ctrl-C or SIGTERM. Logs go to standard error
+//! (`--log`, `RUST_LOG`, `--log-format json`). Exit status: 0 after a clean stop, 1 when
+//! the service fails, 2 for a wrong command line.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 
+use clap::Parser;
+use metal3_cli::{EXIT_FAILED, LogArgs, Shell};
 use metal3_conductor::service::{Service, ServiceConfig, drivers};
 
-const USAGE: &str = "usage: conductor [--listen ADDR] [--agent-listen ADDR] [--agent-image URL] \
-[--max-heavy N] [--per-bmc N]";
-
-fn parse(args: &[String]) -> Result<ServiceConfig, String> {
-    let mut config = ServiceConfig::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        let count = |v: String| -> Result<usize, String> {
-            v.parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("{flag} needs a positive number, not {v:?}"))
-        };
-        match flag.as_str() {
-            "--listen" => config.admin_listen = value()?,
-            "--agent-listen" => config.agent_listen = value()?,
-            "--agent-image" => config.conductor.agent_image_url = value()?,
-            "--max-heavy" => config.conductor.max_heavy = count(value()?)?,
-            "--per-bmc" => config.conductor.per_bmc = count(value()?)?,
-            "--help" | "-h" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
-        }
-    }
-    Ok(config)
+/// The example conductor (Ironic's role): nodes driven through their provision states
+/// over every driver of the family, with an admin API for the operator and an agent API
+/// for the agents.
+#[derive(Debug, Parser)]
+#[command(name = "conductor", version)]
+struct Cli {
+    /// The admin API's address (`GET /metrics` and node histories included). Keep it on
+    /// loopback: it has no authentication.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6385")]
+    listen: String,
+    /// The agent API's address (look-up and heartbeats of the booted agents).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6386")]
+    agent_listen: String,
+    /// The agent ISO booted for in-band inspection, cleaning and disk-image deploys.
+    #[arg(long, value_name = "URL", env = "CONDUCTOR_AGENT_IMAGE")]
+    agent_image: Option<String>,
+    /// Heavy operations (inspect, deploy, clean) at once, fleet-wide.
+    #[arg(long, value_name = "N")]
+    max_heavy: Option<NonZeroUsize>,
+    /// Operations at once against one BMC.
+    #[arg(long, value_name = "N")]
+    per_bmc: Option<NonZeroUsize>,
+    /// Prints shell completions for SHELL and exits.
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<Shell>,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 async fn shutdown_signal() {
@@ -60,28 +59,49 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match parse(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+    let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        metal3_cli::print_completions::<Cli>(shell);
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = cli.log.init("info") {
+        eprintln!("conductor: {e}");
+        return ExitCode::from(metal3_cli::EXIT_USAGE);
+    }
+    let mut config = ServiceConfig {
+        admin_listen: cli.listen,
+        agent_listen: cli.agent_listen,
+        ..ServiceConfig::default()
     };
+    if let Some(url) = cli.agent_image {
+        config.conductor.agent_image_url = url;
+    }
+    if let Some(n) = cli.max_heavy {
+        config.conductor.max_heavy = n.get();
+    }
+    if let Some(n) = cli.per_bmc {
+        config.conductor.per_bmc = n.get();
+    }
     let service = match Service::start(config, drivers()).await {
         Ok(s) => s,
         Err(e) => {
+            tracing::error!(error = %e, "the conductor did not start");
             eprintln!("conductor: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAILED);
         }
     };
     println!("admin API {}", service.admin_url());
     println!("agent API {}", service.agent_url());
+    tracing::info!(admin = %service.admin_url(), agent = %service.agent_url(), "conductor listening");
     match service.run_until(shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            tracing::info!("conductor stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
+            tracing::error!(error = %e, "the conductor failed");
             eprintln!("conductor: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }

@@ -1,10 +1,7 @@
 //! `metal3-demo`: the whole Metal3 workflow on a simulated fleet, with no hardware.
 //!
-//! ```text
-//! metal3-demo [--hosts N] [--fault-rate P] [--power-delay-ms MS] [--timeout SECS]
-//!             [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs]
-//!             [--kube-mode] [--separate-simulator] [--quiet]
-//! ```
+//! `metal3-demo --help` tells every option; logs go to standard error (`--log`,
+//! `RUST_LOG`, `--log-format json`).
 //! `--separate-simulator` runs the simulated fleet (BMCs, image server, agents) in a child
 //! process and reports the peak memory of each process: this one then holds only the
 //! operator and the conductor.
@@ -21,61 +18,97 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
+use metal3_cli::{EXIT_USAGE, LogArgs, Shell};
 use metal3_demo::demo::{DemoConfig, run};
 
-const USAGE: &str = "usage: metal3-demo [--hosts N] [--fault-rate P] [--power-delay-ms MS] \
-[--timeout SECS] [--manifests DIR] [--fixtures DIR] [--state FILE] [--external-bmcs] [--kube-mode] \
-[--separate-simulator] [--quiet]";
-
-fn parse(args: &[String]) -> Result<DemoConfig, String> {
-    let mut config = DemoConfig {
-        progress: true,
-        ..DemoConfig::default()
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        let number = |v: String| -> Result<f64, String> {
-            v.parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite() && *n >= 0.0)
-                .ok_or_else(|| format!("{flag} needs a number, not {v:?}"))
-        };
-        match flag.as_str() {
-            "--hosts" => {
-                let n = number(value()?)?;
-                if n < 1.0 {
-                    return Err("--hosts needs at least 1".into());
-                }
-                config.hosts = Some(n as usize);
-            }
-            "--fault-rate" => {
-                let p = number(value()?)?;
-                if p >= 1.0 {
-                    return Err("--fault-rate is a share below 1 (0.1 = 10%)".into());
-                }
-                config.fault_rate = p;
-            }
-            "--power-delay-ms" => {
-                config.power_delay = Duration::from_millis(number(value()?)? as u64)
-            }
-            "--timeout" => config.timeout = Duration::from_secs_f64(number(value()?)?),
-            "--manifests" => config.manifests = PathBuf::from(value()?),
-            "--fixtures" => config.fixtures = PathBuf::from(value()?),
-            "--state" => config.state = Some(PathBuf::from(value()?)),
-            "--quiet" => config.progress = false,
-            "--external-bmcs" => config.external_bmcs = true,
-            "--kube-mode" => config.kube_mode = true,
-            "--separate-simulator" => config.separate_simulator = true,
-            "--help" | "-h" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
-        }
+/// A share below 1 (0.1 = 10%).
+fn share(v: &str) -> Result<f64, String> {
+    let p: f64 = v.parse().map_err(|_| format!("not a number: {v:?}"))?;
+    if (0.0..1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("a share from 0 to below 1 (0.1 = 10%), not {v}"))
     }
-    Ok(config)
+}
+
+/// The whole Metal3 workflow on a simulated fleet, with no hardware: a simulated BMC for
+/// every BareMetalHost in the manifests (or `--hosts N` clones of them), an image server,
+/// the conductor and the operator; every host goes to provisioned, is deprovisioned and
+/// deleted. Prints a table; exits 0 only when every host ended where it should.
+#[derive(Debug, Parser)]
+#[command(name = "metal3-demo", version)]
+struct Cli {
+    /// Clones of the manifests' hosts to run (default: the manifests' hosts as they are).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    hosts: Option<u64>,
+    /// Share of BMC requests that fail (0.1 = 10%), to watch the retries.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = share)]
+    fault_rate: f64,
+    /// How long a simulated power change takes.
+    #[arg(long, value_name = "MS")]
+    power_delay_ms: Option<u64>,
+    /// Gives up after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// The Metal3 manifests.
+    #[arg(long, value_name = "DIR")]
+    manifests: Option<PathBuf>,
+    /// The recorded Redfish trees the simulated BMCs serve.
+    #[arg(long, value_name = "DIR")]
+    fixtures: Option<PathBuf>,
+    /// The operator's store (default: a new file in the temporary folder).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Keeps the manifests' BMC addresses (sushy-emulator, real BMCs) instead of
+    /// simulating one BMC per host.
+    #[arg(long)]
+    external_bmcs: bool,
+    /// Hands the hosts to the operator as the `kube` feature's controller does: objects
+    /// in an emulated API server with finalizers, status writes and requeues.
+    #[arg(long)]
+    kube_mode: bool,
+    /// Runs the simulated fleet in processes of its own and reports each one's peak
+    /// memory: this one then holds only the operator and the conductor.
+    #[arg(long)]
+    separate_simulator: bool,
+    /// Prints only the final table and figures.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Prints shell completions for SHELL and exits.
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<Shell>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+impl Cli {
+    fn config(self) -> Result<DemoConfig, String> {
+        let mut config = DemoConfig {
+            progress: !self.quiet,
+            fault_rate: self.fault_rate,
+            external_bmcs: self.external_bmcs,
+            kube_mode: self.kube_mode,
+            separate_simulator: self.separate_simulator,
+            state: self.state,
+            ..DemoConfig::default()
+        };
+        config.hosts = self.hosts.map(|n| n as usize);
+        if let Some(ms) = self.power_delay_ms {
+            config.power_delay = Duration::from_millis(ms);
+        }
+        if let Some(secs) = self.timeout {
+            config.timeout = Duration::try_from_secs_f64(secs)
+                .map_err(|_| format!("--timeout: not a number of seconds: {secs}"))?;
+        }
+        if let Some(m) = self.manifests {
+            config.manifests = m;
+        }
+        if let Some(f) = self.fixtures {
+            config.fixtures = f;
+        }
+        Ok(config)
+    }
 }
 
 #[tokio::main]
@@ -90,11 +123,20 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let config = match parse(&args) {
+    let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        metal3_cli::print_completions::<Cli>(shell);
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = cli.log.init("warn") {
+        eprintln!("metal3-demo: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let config = match cli.config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
+            eprintln!("metal3-demo: {e}");
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let progress = config.progress;

@@ -2,11 +2,9 @@
 //! every BareMetalHost against a `conductor` over its admin API, keeps state in an
 //! embedded store, and prints each host's status in Metal3's layout.
 //!
-//! ```text
-//! operator --conductor URL --manifests DIR [--state FILE] [--poll-ms MS]
-//!          [--inspection agent|fast|disabled] [--until-settled]
-//! ```
-//! Each host is reconciled one level-triggered step at a time, stepped again when its
+//! `operator --help` tells every option; logs go to standard error (`--log`, `RUST_LOG`,
+//! `--log-format json`). Exit status: 0, or with `--until-settled` 1 when a host ended in
+//! error; 1 when the operator fails; 2 for a wrong command line. Each host is reconciled one level-triggered step at a time, stepped again when its
 //! conductor node changes (the conductor's change feed) or when its step asks to be.
 //! Inspection is by the agent (Metal3's default; the conductor needs `--agent-image`),
 //! out of band through the BMC (`fast`), or off.
@@ -28,6 +26,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
+use metal3_cli::{EXIT_FAILED, EXIT_USAGE, LogArgs, Shell};
 use metal3_conductor::{ConductorApi, HttpConductor};
 use metal3_operator::manifests::Manifests;
 use metal3_operator::operator::{Operator, OperatorConfig};
@@ -36,81 +36,57 @@ use metal3_operator::render::status_json;
 use metal3_operator::store::Store;
 use provision_fsm::{HostStateKind, InspectionMode};
 
-const USAGE: &str = "usage: operator --conductor URL (--manifests DIR | --kube [--namespace NS]) \
-[--state FILE] [--status-dir DIR] [--poll-ms MS] [--inspection agent|fast|disabled] [--until-settled]";
-
-struct Cli {
-    conductor: String,
-    manifests: PathBuf,
-    kube: bool,
-    namespace: Option<String>,
-    status_dir: Option<PathBuf>,
-    state: PathBuf,
-    poll: Duration,
-    inspection: InspectionMode,
-    until_settled: bool,
+/// How hosts are inspected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Inspection {
+    /// By the agent, booted by virtual media (Metal3's default; the conductor needs
+    /// `--agent-image`).
+    Agent,
+    /// Out of band through the BMC.
+    Fast,
+    /// Not at all.
+    Disabled,
 }
 
-fn parse(args: &[String]) -> Result<Cli, String> {
-    let mut conductor = None;
-    let mut manifests = None;
-    let mut cli = Cli {
-        conductor: String::new(),
-        manifests: PathBuf::new(),
-        kube: false,
-        namespace: None,
-        status_dir: None,
-        state: PathBuf::from("operator-state.redb"),
-        poll: Duration::from_millis(500),
-        inspection: InspectionMode::Agent,
-        until_settled: false,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--conductor" => conductor = Some(value()?),
-            "--manifests" => manifests = Some(PathBuf::from(value()?)),
-            "--state" => cli.state = PathBuf::from(value()?),
-            "--poll-ms" => {
-                let v = value()?;
-                let ms: u64 = v
-                    .parse()
-                    .map_err(|_| format!("--poll-ms needs milliseconds, not {v:?}"))?;
-                cli.poll = Duration::from_millis(ms.max(1));
-            }
-            "--until-settled" => cli.until_settled = true,
-            "--kube" if cfg!(feature = "kube") => cli.kube = true,
-            "--kube" => return Err("--kube needs the operator built with --features kube".into()),
-            "--namespace" => cli.namespace = Some(value()?),
-            "--status-dir" => cli.status_dir = Some(PathBuf::from(value()?)),
-            "--inspection" => {
-                cli.inspection = match value()?.as_str() {
-                    "agent" => InspectionMode::Agent,
-                    "fast" => InspectionMode::Fast,
-                    "disabled" => InspectionMode::Disabled,
-                    other => {
-                        return Err(format!(
-                            "--inspection: agent, fast or disabled, not {other:?}"
-                        ));
-                    }
-                }
-            }
-            "--help" | "-h" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
-        }
-    }
-    cli.conductor = conductor.ok_or_else(|| format!("--conductor is required\n{USAGE}"))?;
-    match manifests {
-        Some(m) => cli.manifests = m,
-        None if cli.kube => {}
-        None => return Err(format!("--manifests (or --kube) is required\n{USAGE}")),
-    }
-    Ok(cli)
+/// The example operator (baremetal-operator's role): reconciles every BareMetalHost
+/// against a conductor one level-triggered step at a time, keeps state in an embedded
+/// store and prints each host's status in Metal3's layout.
+#[derive(Debug, Parser)]
+#[command(name = "operator", version)]
+struct Cli {
+    /// The conductor's admin API (`http://127.0.0.1:6385`).
+    #[arg(long, value_name = "URL", env = "OPERATOR_CONDUCTOR")]
+    conductor: Option<String>,
+    /// A folder of Metal3 manifests (Secrets, IPPools, BareMetalHosts).
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["kube", "completions"])]
+    manifests: Option<PathBuf>,
+    /// Takes the hosts from a Kubernetes cluster instead (needs the `kube` feature).
+    #[arg(long)]
+    kube: bool,
+    /// With `--kube`: only this namespace.
+    #[arg(long, value_name = "NS", requires = "kube")]
+    namespace: Option<String>,
+    /// The embedded store; restarting on the same file carries on where it stopped.
+    #[arg(long, value_name = "FILE", default_value = "operator-state.redb")]
+    state: PathBuf,
+    /// Also keeps `DIR/<namespace>.<name>.yaml` up to date: each host with its status.
+    #[arg(long, value_name = "DIR")]
+    status_dir: Option<PathBuf>,
+    /// How soon a step that failed to reach the conductor is tried again.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    poll_ms: u64,
+    /// How hosts are inspected.
+    #[arg(long, value_enum, default_value_t = Inspection::Agent)]
+    inspection: Inspection,
+    /// Stops once every host is provisioned, available, externally provisioned or in
+    /// error; exits 1 if any host is in error.
+    #[arg(long)]
+    until_settled: bool,
+    /// Prints shell completions for SHELL and exits.
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<Shell>,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 /// Writes each host whose status changed as `DIR/<namespace>.<name>.yaml`.
@@ -170,49 +146,72 @@ fn settled(operator: &Operator, keys: &[String]) -> bool {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cli = match parse(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+    let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        metal3_cli::print_completions::<Cli>(shell);
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = cli.log.init("info") {
+        tracing::error!(error = %e, "operator failed");
+        eprintln!("operator: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if cli.kube && !cfg!(feature = "kube") {
+        eprintln!("operator: --kube needs the operator built with --features kube");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let Some(conductor_url) = cli.conductor.clone() else {
+        eprintln!("operator: --conductor URL (or OPERATOR_CONDUCTOR) is required");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let inspection = match cli.inspection {
+        Inspection::Agent => InspectionMode::Agent,
+        Inspection::Fast => InspectionMode::Fast,
+        Inspection::Disabled => InspectionMode::Disabled,
     };
     let manifests = if cli.kube {
         Ok(Manifests::default())
     } else {
-        Manifests::load_dir(&cli.manifests)
+        Manifests::load_dir(
+            cli.manifests
+                .as_deref()
+                .unwrap_or(std::path::Path::new(".")),
+        )
     };
     let manifests = match manifests {
         Ok(m) => m,
         Err(e) => {
+            tracing::error!(error = %e, "operator failed");
             eprintln!("operator: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAILED);
         }
     };
     let store = match Store::open(&cli.state) {
         Ok(s) => s,
         Err(e) => {
+            tracing::error!(error = %e, "operator failed");
             eprintln!("operator: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAILED);
         }
     };
-    let conductor: Arc<dyn ConductorApi> = Arc::new(HttpConductor::new(&cli.conductor));
+    let conductor: Arc<dyn ConductorApi> = Arc::new(HttpConductor::new(&conductor_url));
     let config = OperatorConfig {
-        poll: cli.poll,
-        inspection: cli.inspection,
+        poll: Duration::from_millis(cli.poll_ms.max(1)),
+        inspection,
         ..OperatorConfig::default()
     };
     let operator = match Operator::open(conductor, store, config) {
         Ok(o) => o,
         Err(e) => {
+            tracing::error!(error = %e, "operator failed");
             eprintln!("operator: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAILED);
         }
     };
     if let Err(e) = operator.apply(&manifests) {
+        tracing::error!(error = %e, "operator failed");
         eprintln!("operator: {e}");
-        return ExitCode::FAILURE;
+        return ExitCode::from(EXIT_FAILED);
     }
     #[cfg(feature = "kube")]
     if cli.kube {
@@ -220,7 +219,7 @@ async fn main() -> ExitCode {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("operator: no Kubernetes cluster: {e}");
-                return ExitCode::FAILURE;
+                return ExitCode::from(EXIT_FAILED);
             }
         };
         tokio::select! {
@@ -244,8 +243,9 @@ async fn main() -> ExitCode {
         }
         if let Some(dir) = &cli.status_dir {
             if let Err(e) = write_statuses(dir, &manifests, &operator, &mut written) {
+                tracing::error!(error = %e, "operator failed");
                 eprintln!("operator: {e}");
-                return ExitCode::FAILURE;
+                return ExitCode::from(EXIT_FAILED);
             }
         }
         if cli.until_settled && settled(&operator, &keys) {
@@ -265,6 +265,18 @@ async fn main() -> ExitCode {
         Ok(text) => println!("{text}"),
         Err(e) => eprintln!("operator: {e}"),
     }
+    let failed: Vec<String> = operator
+        .records()
+        .iter()
+        .filter_map(|(k, r)| r.host.error.as_ref().map(|e| format!("{k}: {}", e.message)))
+        .collect();
     operator.stop().await;
+    if cli.until_settled && !failed.is_empty() {
+        for f in &failed {
+            tracing::error!(host = %f, "host settled in error");
+            eprintln!("operator: {f}");
+        }
+        return ExitCode::from(EXIT_FAILED);
+    }
     ExitCode::SUCCESS
 }
