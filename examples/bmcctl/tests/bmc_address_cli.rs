@@ -46,7 +46,13 @@ fn reports_invalid_addresses_with_upstream_text_and_fails() {
         stderr.contains("BMC address hostname/IP : [my-.bmc] is invalid"),
         "{stderr}"
     );
-    let (ok, _, stderr) = run(&[]);
-    assert!(!ok);
-    assert!(stderr.contains("usage"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_bmc-address"))
+        .output()
+        .expect("bmc-address runs");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing address is a usage error"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: bmc-address"));
 }

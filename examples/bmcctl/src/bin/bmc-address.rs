@@ -1,10 +1,27 @@
 //! Parses BMC addresses with Metal3's rules and prints what each one resolves to.
 //!
-//! Usage: `bmc-address ADDRESS...`; exits with status 1 if any address is invalid.
+//! `bmc-address ADDRESS...` (see `--help`); exits with status 1 if any address is
+//! invalid, 2 for a wrong command line.
 
 use std::process::ExitCode;
 
 use bmc_core::BmcAddress;
+use clap::Parser;
+use metal3_cli::Shell;
+
+/// Parses BMC addresses with Metal3's rules and prints what each one resolves to: the
+/// canonical form, scheme, driver, Ironic driver, host, Redfish endpoint and system or
+/// IPMI port and privilege, and what the scheme means for booting.
+#[derive(Debug, Parser)]
+#[command(name = "bmc-address", version)]
+struct Cli {
+    /// The addresses, as a BareMetalHost's `spec.bmc.address` holds them.
+    #[arg(required_unless_present = "completions")]
+    addresses: Vec<String>,
+    /// Prints shell completions for SHELL and exits.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<Shell>,
+}
 
 fn describe(address: &BmcAddress) -> String {
     let scheme = address.scheme();
@@ -44,13 +61,13 @@ fn describe(address: &BmcAddress) -> String {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() {
-        eprintln!("usage: bmc-address ADDRESS...");
-        return ExitCode::from(2);
+    let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        metal3_cli::print_completions::<Cli>(shell);
+        return ExitCode::SUCCESS;
     }
     let mut status = ExitCode::SUCCESS;
-    for arg in &args {
+    for arg in &cli.addresses {
         match BmcAddress::parse(arg) {
             Ok(address) => println!("{arg}\n{}", describe(&address)),
             Err(err) => {
