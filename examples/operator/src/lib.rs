@@ -24,6 +24,7 @@ pub mod controller;
 #[cfg(feature = "kube")]
 pub mod kube_controller;
 pub mod manifests;
+pub mod metrics;
 pub mod operator;
 pub mod progress;
 pub mod render;

@@ -35,6 +35,7 @@ use provision_fsm::{
 };
 
 use crate::manifests::{BareMetalHost, IpClaimObject, IpPoolObject, Manifests, Secret};
+use crate::metrics::{Operation, OperatorMetrics};
 use crate::render::network_data;
 use crate::scheduler::Scheduler;
 use crate::store::{Change, Store, StoreError, encode};
@@ -119,6 +120,78 @@ pub struct HostRecord {
     /// (after a restart it is sent again: every request is idempotent).
     #[serde(skip)]
     pub sent: bool,
+    /// When the last registration, inspection, provisioning and deprovisioning started
+    /// and ended: Metal3's `status.operationHistory`.
+    #[serde(default)]
+    pub operations: OperationHistory,
+}
+
+/// When an operation started and ended (seconds since the Unix epoch); an operation
+/// under way has no end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperationTimes {
+    /// Started.
+    pub start: Option<f64>,
+    /// Ended.
+    pub end: Option<f64>,
+}
+
+/// Metal3's `status.operationHistory`: the last of each operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperationHistory {
+    /// `registering`.
+    pub register: OperationTimes,
+    /// `inspecting`.
+    pub inspect: OperationTimes,
+    /// `provisioning`.
+    pub provision: OperationTimes,
+    /// `deprovisioning`.
+    pub deprovision: OperationTimes,
+}
+
+impl OperationHistory {
+    fn times(&mut self, operation: Operation) -> &mut OperationTimes {
+        match operation {
+            Operation::Register => &mut self.register,
+            Operation::Inspect => &mut self.inspect,
+            Operation::Provision => &mut self.provision,
+            Operation::Deprovision => &mut self.deprovision,
+        }
+    }
+
+    /// Records a change of state at `now`: the operation left ends, the one entered
+    /// starts; the duration of the one that ended.
+    fn transition(
+        &mut self,
+        from: HostStateKind,
+        to: HostStateKind,
+        now: f64,
+    ) -> Option<(Operation, f64)> {
+        let mut ended = None;
+        if let Some(op) = operation_of(from) {
+            let t = self.times(op);
+            t.end = Some(now);
+            ended = t.start.map(|s| (op, now - s));
+        }
+        if let Some(op) = operation_of(to) {
+            *self.times(op) = OperationTimes {
+                start: Some(now),
+                end: None,
+            };
+        }
+        ended
+    }
+}
+
+/// The operation a provisioning state is part of, as baremetal-operator measures them.
+fn operation_of(kind: HostStateKind) -> Option<Operation> {
+    match kind {
+        HostStateKind::Registering => Some(Operation::Register),
+        HostStateKind::Inspecting => Some(Operation::Inspect),
+        HostStateKind::Provisioning => Some(Operation::Provision),
+        HostStateKind::Deprovisioning => Some(Operation::Deprovision),
+        _ => None,
+    }
 }
 
 impl HostRecord {
@@ -136,6 +209,7 @@ impl HostRecord {
             power_accepted: None,
             next_event: None,
             sent: false,
+            operations: OperationHistory::default(),
         }
     }
 }
@@ -216,6 +290,7 @@ pub struct Operator {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stopped: std::sync::atomic::AtomicBool,
     started: tokio::time::Instant,
+    metrics: Arc<OperatorMetrics>,
     /// Steps taken: the second half of their correlation ids.
     steps: std::sync::atomic::AtomicU64,
     /// This process's random first half of them.
@@ -343,6 +418,7 @@ impl Operator {
             tasks: Mutex::new(Vec::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             started: tokio::time::Instant::now(),
+            metrics: Arc::new(OperatorMetrics::new()),
             steps: std::sync::atomic::AtomicU64::new(1),
             correlation_prefix: random_u32(),
         }))
@@ -475,6 +551,36 @@ impl Operator {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    /// The operator's metrics.
+    pub fn metrics(&self) -> &OperatorMetrics {
+        &self.metrics
+    }
+
+    /// The metrics in the OpenMetrics text format: the counters, and the hosts by state
+    /// and the pools' usage now.
+    pub fn encode_metrics(&self) -> String {
+        let hosts: Vec<(String, String)> = lock(&self.records)
+            .values()
+            .map(|r| {
+                (
+                    r.host.state.kind().name().to_string(),
+                    r.host.operational_status.name().to_string(),
+                )
+            })
+            .collect();
+        let pools: Vec<(String, u64, u64)> = lock(&self.pools)
+            .iter()
+            .map(|(name, (_, pool))| {
+                (
+                    name.clone(),
+                    pool.len() as u64,
+                    u64::try_from(pool.free_count()).unwrap_or(u64::MAX),
+                )
+            })
+            .collect();
+        self.metrics.encode(hosts, pools)
     }
 
     /// The conductor this operator drives.
@@ -841,6 +947,7 @@ impl Operator {
     /// One step of the host `key`: see the module's docs. Errors of the conductor or the
     /// store are logged and retried after [`OperatorConfig::poll`].
     pub async fn reconcile(&self, key: &str) -> Reconciled {
+        self.metrics.reconciled(key);
         let cid = self.correlation_id();
         let span = tracing::info_span!("reconcile", host = %key, correlation_id = %cid);
         tracing::Instrument::instrument(self.step(key, &cid), span).await
@@ -860,10 +967,13 @@ impl Operator {
         };
         let mut record = self.record(key).unwrap_or_else(HostRecord::new);
         // Tried again soon from the record as it was: nothing of this step is kept.
-        let retry = || Reconciled {
-            record: self.record(key),
-            requeue_after: Some(self.config.poll),
-            waiting_for_node: false,
+        let retry = || {
+            self.metrics.reconcile_failed();
+            Reconciled {
+                record: self.record(key),
+                requeue_after: Some(self.config.poll),
+                waiting_for_node: false,
+            }
         };
         // The node is read when the step needs it: to see the result of the action the
         // host waits for, or (below) to start one on it.
@@ -915,11 +1025,19 @@ impl Operator {
             max_provisioning_retries: self.config.max_provisioning_retries,
         };
         let before = record.host.state.kind();
+        let had_error = record.host.error.is_some();
         let step = record.host.step(&spec, &event, &ctx);
         record.host = step.host;
         let now = unix_now();
         let after = record.host.state.kind();
+        if let (false, Some(e)) = (had_error, &record.host.error) {
+            self.metrics.host_error(e.kind.name());
+        }
         if before != after {
+            self.metrics.state_changed(before.name(), after.name());
+            if let Some((op, took)) = record.operations.transition(before, after, now) {
+                self.metrics.operation_took(op, took);
+            }
             let spent = now - record.state_since;
             match record.phases.iter_mut().find(|(n, _)| n == before.name()) {
                 Some(p) => p.1 += spent,
@@ -1226,6 +1344,9 @@ impl Operator {
                     HostAction::PowerOff => PowerRequest::Off,
                     _ => PowerRequest::Reboot,
                 };
+                if request != PowerRequest::Reboot {
+                    self.metrics.power_change(key, request == PowerRequest::On);
+                }
                 // Started on the conductor; the node shows when it is done.
                 match self.conductor.set_power(key, request, Some(cid)).await {
                     Ok(view) => {
@@ -1283,6 +1404,7 @@ fn persisted_eq(a: &HostRecord, b: &HostRecord, with_time: bool) -> bool {
         last_updated,
         next_wake,
         deploy_accepted,
+        operations,
         // Kept in memory only.
         power_accepted: _,
         next_event: _,
@@ -1296,6 +1418,7 @@ fn persisted_eq(a: &HostRecord, b: &HostRecord, with_time: bool) -> bool {
         && (!with_time || *last_updated == b.last_updated)
         && *next_wake == b.next_wake
         && *deploy_accepted == b.deploy_accepted
+        && *operations == b.operations
 }
 
 /// Whether an action's result is read from the conductor's node (it runs there).

@@ -112,7 +112,20 @@ pub fn status_json(record: &HostRecord) -> Value {
         "errorCount": h.error_count,
         "poweredOn": h.powered_on.unwrap_or(false),
         "hardware": record.hardware.as_ref().map(hardware_details),
+        "operationHistory": operation_history(&record.operations),
         "lastUpdated": rfc3339(record.last_updated),
+    })
+}
+
+/// Metal3's `status.operationHistory`: start and end of the last registration,
+/// inspection, provisioning and deprovisioning (`null` for what has not happened).
+pub fn operation_history(h: &crate::operator::OperationHistory) -> Value {
+    let times = |t: &crate::operator::OperationTimes| json!({"start": t.start.map(rfc3339), "end": t.end.map(rfc3339)});
+    json!({
+        "register": times(&h.register),
+        "inspect": times(&h.inspect),
+        "provision": times(&h.provision),
+        "deprovision": times(&h.deprovision),
     })
 }
 

@@ -38,9 +38,18 @@ fn statuses(output: &str) -> Value {
     serde_json::from_str(&output[start..]).unwrap_or_else(|e| panic!("{e}: {output}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_operator_process_provisions_a_host_once_across_a_restart() {
-    let system = "/redfish/v1/Systems/437XR1138R2";
+const SYSTEM: &str = "/redfish/v1/Systems/437XR1138R2";
+
+/// A bmc-sim BMC, a conductor service, and a folder with manifests for one live-ISO host
+/// on that BMC.
+struct Lab {
+    sim: RedfishSim,
+    service: Service,
+    dir: std::path::PathBuf,
+}
+
+async fn lab(name: &str) -> Lab {
+    let system = SYSTEM;
     let sim = RedfishSim::start(SimConfig {
         tree: Some(
             Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -52,7 +61,6 @@ async fn the_operator_process_provisions_a_host_once_across_a_restart() {
     })
     .await
     .unwrap();
-
     let service = Service::start(
         ServiceConfig {
             admin_listen: "127.0.0.1:0".into(),
@@ -63,9 +71,7 @@ async fn the_operator_process_provisions_a_host_once_across_a_restart() {
     )
     .await
     .unwrap();
-    let admin = service.admin_url();
-
-    let dir = std::env::temp_dir().join(format!("operator-bin-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("operator-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let manifest = format!(
         r#"
@@ -86,6 +92,14 @@ spec:
         sim.addr()
     );
     std::fs::write(dir.join("hosts.yaml"), manifest).unwrap();
+    Lab { sim, service, dir }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_process_provisions_a_host_once_across_a_restart() {
+    let system = SYSTEM;
+    let Lab { sim, service, dir } = lab("bin").await;
+    let admin = service.admin_url();
     let state = dir.join("state.redb");
 
     let (ok, out) = tokio::task::spawn_blocking({
@@ -99,6 +113,15 @@ spec:
     assert_eq!(status["provisioning"]["state"], "provisioned", "{out}");
     assert_eq!(status["operationalStatus"], "OK");
     assert_eq!(status["poweredOn"], true);
+    // Metal3's operationHistory: each operation's start and end, none for what has not
+    // happened.
+    let history = &status["operationHistory"];
+    for op in ["register", "inspect", "provision"] {
+        let (start, end) = (history[op]["start"].as_str(), history[op]["end"].as_str());
+        assert!(start.is_some_and(|s| s.ends_with('Z')), "{op}: {history}");
+        assert!(end.is_some_and(|e| Some(e) >= start), "{op}: {history}");
+    }
+    assert!(history["deprovision"]["start"].is_null(), "{history}");
     // The object with its status, written back as a YAML file.
     let written =
         std::fs::read_to_string(state.with_extension("status").join("lab.node-0.yaml")).unwrap();
@@ -135,4 +158,79 @@ spec:
     assert_eq!(sim.boots(system).len(), 1, "{:?}", sim.boots(system));
     drop(service);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_serves_baremetal_operators_metrics() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let Lab { sim, service, dir } = lab("metrics").await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_operator"))
+        .args(["--conductor", &service.admin_url(), "--manifests"])
+        .arg(&dir)
+        .arg("--state")
+        .arg(dir.join("state.redb"))
+        .args(["--poll-ms", "20", "--inspection", "fast"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("metrics ").unwrap().to_string();
+    // Keep reading its progress lines so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stdout.lines() {});
+
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if text
+            .contains(r#"metal3_hosts{provisioning_state="provisioned",operational_status="OK"} 1"#)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    drop(service);
+    sim.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        text.contains(
+            r#"metal3_hosts{provisioning_state="provisioned",operational_status="OK"} 1"#
+        ),
+        "{text}"
+    );
+    let sample = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    assert!(sample(r#"metal3_reconcile_total{namespace="lab",host="node-0"}"#) >= 4.0);
+    assert_eq!(
+        sample(
+            r#"metal3_provisioning_state_change_total{prev_state="provisioning",new_state="provisioned"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample("metal3_operation_provision_duration_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        sample("metal3_operation_inspect_duration_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        sample("metal3_operation_deprovision_duration_seconds_count"),
+        0.0
+    );
 }

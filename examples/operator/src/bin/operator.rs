@@ -82,11 +82,51 @@ struct Cli {
     /// error; exits 1 if any host is in error.
     #[arg(long)]
     until_settled: bool,
+    /// Serves Prometheus metrics as `GET /metrics` on this address (port 0 picks one;
+    /// the address is printed). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Prints shell completions for SHELL and exits.
     #[arg(long, value_name = "SHELL")]
     completions: Option<Shell>,
     #[command(flatten)]
     log: LogArgs,
+}
+
+/// Serves the operator's metrics until the process ends; the address it listens on.
+async fn serve_metrics(
+    operator: Arc<Operator>,
+    listen: &str,
+) -> Result<std::net::SocketAddr, String> {
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("--metrics-listen {listen}: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("--metrics-listen {listen}: {e}"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let operator = operator.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        metal3_operator::metrics::CONTENT_TYPE,
+                    )],
+                    operator.encode_metrics(),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics server stopped");
+        }
+    });
+    Ok(addr)
 }
 
 /// Writes each host whose status changed as `DIR/<namespace>.<name>.yaml`.
@@ -208,6 +248,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    if let Some(listen) = &cli.metrics_listen {
+        match serve_metrics(operator.clone(), listen).await {
+            Ok(addr) => {
+                println!("metrics http://{addr}/metrics");
+                tracing::info!(%addr, "serving metrics");
+            }
+            Err(e) => {
+                eprintln!("operator: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        }
+    }
     if let Err(e) = operator.apply(&manifests) {
         tracing::error!(error = %e, "operator failed");
         eprintln!("operator: {e}");
