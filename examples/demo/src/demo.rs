@@ -804,6 +804,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         |r| r.is_none(),
     )
     .await;
+    progress.finish();
     let settle = Instant::now() + Duration::from_secs(3);
     while Instant::now() < settle && front.object_states().is_some_and(|o| !o.is_empty()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1071,16 +1072,36 @@ async fn wait_all(
     }
 }
 
-/// Progress output: one line per host transition for small fleets, a summary line (hosts
-/// per state) for large ones.
+/// Progress output: one line per host transition for small fleets; for large ones a
+/// progress bar with the hosts per state when standard error is a terminal, else a
+/// summary line at most every few seconds, and a line for each host that runs into an
+/// error either way.
 #[derive(Default)]
 struct Progress {
     line: String,
     states: BTreeMap<String, String>,
+    bar: Option<indicatif::ProgressBar>,
+    printed_at: Option<Instant>,
+    errors_told: std::collections::BTreeSet<String>,
 }
 
 /// Fleets up to this size get one line per host transition.
 const PER_HOST_LINES: usize = 12;
+
+/// Without a terminal, the summary line is printed at most this often.
+const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+
+fn describe(r: &HostRecord) -> String {
+    match &r.host.error {
+        Some(e) => format!(
+            "{} ({}: {})",
+            r.host.state.kind().name(),
+            e.kind.name(),
+            e.message
+        ),
+        None => r.host.state.kind().name().to_string(),
+    }
+}
 
 impl Progress {
     fn tick(&mut self, operator: &Operator, keys: &[String]) {
@@ -1088,15 +1109,7 @@ impl Progress {
             let records = operator.records();
             for k in keys {
                 let now = match records.get(k) {
-                    Some(r) => match &r.host.error {
-                        Some(e) => format!(
-                            "{} ({}: {})",
-                            r.host.state.kind().name(),
-                            e.kind.name(),
-                            e.message
-                        ),
-                        None => r.host.state.kind().name().to_string(),
-                    },
+                    Some(r) => describe(r),
                     None if operator.is_gone(k) => "deleted".to_string(),
                     None => continue,
                 };
@@ -1107,10 +1120,64 @@ impl Progress {
             }
             return;
         }
+        let bar = self
+            .bar
+            .get_or_insert_with(|| {
+                let bar = indicatif::ProgressBar::new(keys.len() as u64);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{elapsed:>4} [{bar:30}] {pos}/{len} provisioned  {msg}",
+                ) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar
+            })
+            .clone();
+        // Each host that runs into an error gets a line of its own, once.
+        let (provisioned, new_errors) = operator.with_records(|records| {
+            let provisioned = records
+                .values()
+                .filter(|r| r.host.state.kind() == provision_fsm::HostStateKind::Provisioned)
+                .count();
+            let errors: Vec<(String, String)> = records
+                .iter()
+                .filter(|(k, r)| r.host.error.is_some() && !self.errors_told.contains(*k))
+                .map(|(k, r)| (k.clone(), describe(r)))
+                .collect();
+            (provisioned, errors)
+        });
+        for (key, state) in new_errors {
+            let line = format!("{key:<32} {state}");
+            if bar.is_hidden() {
+                println!("{line}");
+            } else {
+                bar.println(line);
+            }
+            self.errors_told.insert(key);
+        }
         let line = progress_line(operator, keys);
-        if line != self.line && !line.ends_with("] ") {
+        if line.ends_with("] ") {
+            return;
+        }
+        if !bar.is_hidden() {
+            bar.set_position(provisioned as u64);
+            bar.set_message(
+                line.split_once("] ")
+                    .map_or(line.clone(), |(_, counts)| counts.to_string()),
+            );
+            return;
+        }
+        let due = self.printed_at.is_none_or(|t| t.elapsed() >= SUMMARY_EVERY);
+        if line != self.line && due {
             println!("{line}");
             self.line = line;
+            self.printed_at = Some(Instant::now());
+        }
+    }
+
+    /// Clears the bar before the final table.
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }

@@ -46,3 +46,50 @@ fn demo_with_the_fleet_in_its_own_process() {
         .unwrap_or(0);
     assert!(requests > 7 * 20, "{stdout}");
 }
+
+/// Past a dozen hosts, without a terminal, the demo prints hosts per state now and then
+/// instead of a line per host per transition; `--help` describes the options and a bad
+/// value is a usage error.
+#[test]
+fn a_larger_fleet_prints_summaries_not_a_line_per_host() {
+    let out = Command::new(env!("CARGO_BIN_EXE_metal3-demo"))
+        .args(["--hosts", "20", "--power-delay-ms", "0"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let before_table: Vec<&str> = stdout
+        .lines()
+        .take_while(|l| !l.starts_with("host "))
+        .collect();
+    assert!(
+        before_table.iter().any(|l| l.starts_with("[20 hosts] ")),
+        "{stdout}"
+    );
+    assert!(
+        !before_table.iter().any(|l| l.starts_with("metal3/")),
+        "per-host lines without errors:\n{stdout}"
+    );
+    // At most one summary per 5 s, whatever the number of transitions.
+    assert!(before_table.len() < 20, "{stdout}");
+
+    let help = Command::new(env!("CARGO_BIN_EXE_metal3-demo"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--hosts <N>",
+        "--fault-rate <P>",
+        "--separate-simulator",
+        "--quiet",
+        "--log-format",
+    ] {
+        assert!(help.contains(option), "{option} missing:\n{help}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_metal3-demo"))
+        .args(["--fault-rate", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
