@@ -79,7 +79,7 @@ pub struct DemoConfig {
     /// How hosts are inspected: by the agent (Metal3's default) or out of band.
     pub inspection: provision_fsm::InspectionMode,
     /// Drive the operator as the `kube` controller would: BareMetalHost objects in an
-    /// emulated API server, each reconciled through [`crate::controller::reconcile`]
+    /// emulated API server, each reconciled through [`metal3_operator::controller::reconcile`]
     /// (finalizers, status writes, requeues), instead of handing the hosts over directly.
     pub kube_mode: bool,
     /// Simulate the fleet (BMCs, image server, agents) in a child process, so that this

@@ -4,7 +4,7 @@
 //!
 //! This part has no Kubernetes dependency, so it is tested in every build against the
 //! same scenarios as the embedded mode (see `metal3-demo`'s kube mode); the `kube` cargo
-//! feature ([`crate::kube_controller`]) runs it as a kube-rs controller over the real
+//! feature (`kube_controller`) runs it as a kube-rs controller over the real
 //! `metal3.io/v1alpha1` CRD.
 
 use std::sync::Arc;
