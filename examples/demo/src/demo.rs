@@ -129,6 +129,8 @@ pub struct HostReport {
     pub error: Option<String>,
     /// What went wrong (empty when it ended where it should).
     pub problems: Vec<String>,
+    /// The reasons of the Kubernetes Events recorded about it, oldest first (kube mode).
+    pub events: Vec<String>,
 }
 
 /// The run's outcome.
@@ -271,6 +273,8 @@ fn localize(bmh: &mut BareMetalHost, sim: &RemoteHost, images: &str) {
 struct EmulatedApi {
     objects: BTreeMap<String, EmulatedObject>,
     secrets: Vec<metal3_operator::manifests::Secret>,
+    /// The Events recorded about each host, oldest first (they outlive the object).
+    events: BTreeMap<String, Vec<metal3_operator::controller::HostEvent>>,
 }
 
 struct EmulatedObject {
@@ -346,6 +350,18 @@ impl Front {
         }
     }
 
+    /// The reasons of the Events recorded about a host, oldest first (kube mode).
+    fn event_reasons(&self, key: &str) -> Vec<String> {
+        match self {
+            Front::Embedded(_) => Vec::new(),
+            Front::Kube(api) => locked(api)
+                .events
+                .get(key)
+                .map(|e| e.iter().map(|e| e.reason.clone()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
     /// The emulated objects' `status.provisioning.state`, by key (kube mode).
     fn object_states(&self) -> Option<BTreeMap<String, String>> {
         match self {
@@ -412,6 +428,7 @@ async fn run_controller(api: Arc<std::sync::Mutex<EmulatedApi>>, operator: Share
                 };
                 o.running = false;
                 let mut gone = false;
+                let mut events = Vec::new();
                 for write in decision.writes {
                     match write {
                         Write::AddFinalizer => o.object.finalizers.push(FINALIZER.to_string()),
@@ -420,6 +437,7 @@ async fn run_controller(api: Arc<std::sync::Mutex<EmulatedApi>>, operator: Share
                             gone = o.object.deleting && o.object.finalizers.is_empty();
                         }
                         Write::Status(s) => o.object.status = Some(s),
+                        Write::Event(e) => events.push(e),
                     }
                 }
                 // A write or a change while it ran is a watch event: reconcile again now.
@@ -430,6 +448,9 @@ async fn run_controller(api: Arc<std::sync::Mutex<EmulatedApi>>, operator: Share
                 };
                 if gone {
                     api.objects.remove(&key);
+                }
+                if !events.is_empty() {
+                    api.events.entry(key).or_default().extend(events);
                 }
             });
         }
@@ -661,6 +682,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         let api = Arc::new(std::sync::Mutex::new(EmulatedApi {
             objects: BTreeMap::new(),
             secrets: manifests.secrets.values().cloned().collect(),
+            events: BTreeMap::new(),
         }));
         controller = Some(tokio::spawn(run_controller(
             api.clone(),
@@ -861,6 +883,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                 problems.push("its object is still in the API server".into());
             }
             reports.push(HostReport {
+                events: front.event_reasons(&key),
                 key,
                 vendor: vendor.clone(),
                 way: "bad input".into(),
@@ -1013,6 +1036,21 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         if front.object_states().is_some_and(|o| o.contains_key(&key)) {
             problems.push("its object is still in the API server".into());
         }
+        // In kube mode, the Events baremetal-operator records for each operation.
+        let events = front.event_reasons(&key);
+        if config.kube_mode {
+            for reason in [
+                "Registered",
+                "ProvisioningStarted",
+                "ProvisioningComplete",
+                "DeprovisioningStarted",
+                "DeprovisioningComplete",
+            ] {
+                if !events.iter().any(|e| e == reason) {
+                    problems.push(format!("no {reason} event (events: {events:?})"));
+                }
+            }
+        }
         if conductor.node(&key).is_ok() {
             problems.push("its conductor node is still there".into());
         }
@@ -1029,6 +1067,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             phases,
             error: None,
             problems,
+            events,
         });
     }
     if let Some(c) = controller {

@@ -224,6 +224,34 @@ async fn bad_input_ends_in_metal3_error_states_while_the_others_carry_on_in(kube
     }
     let good = report.hosts.iter().filter(|h| h.way != "bad input").count();
     assert_eq!(good, 5);
+    // Through the controller each error raised is a Warning Event named by its type (a
+    // registration retried and failed again raises it again), and a host that never
+    // registered has no Registered event.
+    if kube_mode {
+        for (name, reason) in [
+            ("bad-address", "RegistrationError"),
+            ("wrong-password", "RegistrationError"),
+            ("image-404", "ProvisioningError"),
+        ] {
+            let host = report
+                .hosts
+                .iter()
+                .find(|h| h.key == format!("metal3/{name}"))
+                .unwrap();
+            assert!(
+                host.events.iter().any(|e| e == reason),
+                "{name}: {:?}",
+                host.events
+            );
+            if reason == "RegistrationError" {
+                assert!(
+                    !host.events.iter().any(|e| e == "Registered"),
+                    "{name}: {:?}",
+                    host.events
+                );
+            }
+        }
+    }
 }
 
 /// A host whose agent never comes up, beside the good ones: its node waits in

@@ -41,6 +41,97 @@ pub enum Write {
     RemoveFinalizer,
     /// Replace `status` with this (Metal3's layout).
     Status(Value),
+    /// Record a Kubernetes Event about the host, as baremetal-operator does.
+    Event(HostEvent),
+}
+
+/// A Kubernetes Event about a host: what `kubectl describe bmh` shows under Events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEvent {
+    /// `Warning` rather than `Normal`.
+    pub warning: bool,
+    /// A PascalCase reason (`ProvisioningStarted`, `InspectionError`, …).
+    pub reason: String,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// The provisioning state and error of a status in Metal3's layout.
+fn state_and_error(status: Option<&Value>) -> (String, String, String) {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+    match status {
+        None => (String::new(), String::new(), String::new()),
+        Some(s) => (
+            text(s.pointer("/provisioning/state")),
+            text(s.get("errorType")),
+            text(s.get("errorMessage")),
+        ),
+    }
+}
+
+/// `provisioning error` → `ProvisioningError`.
+fn pascal_case(words: &str) -> String {
+    words
+        .split([' ', '-', '_'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The Events for a status change, in baremetal-operator's vocabulary: an operation
+/// started or completed, a host registered, an error raised.
+pub fn events_for(before: Option<&Value>, after: &Value) -> Vec<HostEvent> {
+    let (old, old_error, _) = state_and_error(before);
+    let (new, error_type, error_message) = state_and_error(Some(after));
+    let mut events = Vec::new();
+    let normal = |reason: &str, message: String| HostEvent {
+        warning: false,
+        reason: reason.to_string(),
+        message,
+    };
+    if old != new {
+        let done = match old.as_str() {
+            "registering"
+                if error_type.is_empty()
+                    && !matches!(
+                        new.as_str(),
+                        "" | "unmanaged" | "deleting" | "powering off before delete"
+                    ) =>
+            {
+                Some("Registered")
+            }
+            "inspecting" if error_type.is_empty() => Some("InspectionComplete"),
+            "provisioning" if new == "provisioned" => Some("ProvisioningComplete"),
+            "deprovisioning" if error_type.is_empty() => Some("DeprovisioningComplete"),
+            _ => None,
+        };
+        if let Some(reason) = done {
+            events.push(normal(reason, format!("{old} done; now {new}")));
+        }
+        let started = match new.as_str() {
+            "inspecting" => Some("InspectionStarted"),
+            "provisioning" => Some("ProvisioningStarted"),
+            "deprovisioning" => Some("DeprovisioningStarted"),
+            _ => None,
+        };
+        if let Some(reason) = started {
+            let from = if old.is_empty() { "new" } else { old.as_str() };
+            events.push(normal(reason, format!("{new} started (was {from})")));
+        }
+    }
+    if !error_type.is_empty() && error_type != old_error {
+        events.push(HostEvent {
+            warning: true,
+            reason: pascal_case(&error_type),
+            message: error_message,
+        });
+    }
+    events
 }
 
 /// What one reconcile decided.
@@ -110,6 +201,11 @@ pub async fn reconcile(
         v
     };
     if object.status.as_ref().map(strip) != Some(strip(&status)) {
+        writes.extend(
+            events_for(object.status.as_ref(), &status)
+                .into_iter()
+                .map(Write::Event),
+        );
         writes.push(Write::Status(status));
     }
     let requeue_after = match (step.requeue_after, step.waiting_for_node) {
@@ -120,5 +216,56 @@ pub async fn reconcile(
     Decision {
         writes,
         requeue_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn status(state: &str, error: &str) -> Value {
+        json!({"provisioning": {"state": state}, "errorType": error, "errorMessage": if error.is_empty() { "" } else { "the BMC said no" }})
+    }
+
+    #[test]
+    fn events_name_what_started_completed_or_failed() {
+        let reasons = |before: Option<Value>, after: Value| -> Vec<(bool, String)> {
+            events_for(before.as_ref(), &after)
+                .into_iter()
+                .map(|e| (e.warning, e.reason))
+                .collect()
+        };
+        assert_eq!(
+            reasons(Some(status("available", "")), status("provisioning", "")),
+            vec![(false, "ProvisioningStarted".to_string())]
+        );
+        assert_eq!(
+            reasons(Some(status("provisioning", "")), status("provisioned", "")),
+            vec![(false, "ProvisioningComplete".to_string())]
+        );
+        assert_eq!(
+            reasons(Some(status("registering", "")), status("inspecting", "")),
+            vec![
+                (false, "Registered".to_string()),
+                (false, "InspectionStarted".to_string())
+            ]
+        );
+        // An error raised once is one Warning, not one per reconcile.
+        assert_eq!(
+            reasons(
+                Some(status("provisioning", "")),
+                status("provisioning", "provisioning error")
+            ),
+            vec![(true, "ProvisioningError".to_string())]
+        );
+        assert!(
+            reasons(
+                Some(status("provisioning", "provisioning error")),
+                status("provisioning", "provisioning error")
+            )
+            .is_empty()
+        );
+        assert!(reasons(Some(status("provisioned", "")), status("provisioned", "")).is_empty());
     }
 }

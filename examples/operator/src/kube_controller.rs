@@ -28,8 +28,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::Resource as _;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
@@ -110,11 +112,22 @@ pub enum ControllerError {
     /// The API server refused a write.
     #[error(transparent)]
     Kube(#[from] kube::Error),
+    /// The API server refused a write of a host, with its reason.
+    #[error("writing the {what} of {host}: {source}")]
+    Write {
+        /// What was written (`status`).
+        what: &'static str,
+        /// The host, `namespace/name`.
+        host: String,
+        /// The API server's answer.
+        source: kube::Error,
+    },
 }
 
 struct Context {
     client: Client,
     operator: Arc<Operator>,
+    recorder: Recorder,
 }
 
 async fn secrets_for(client: &Client, host: &BareMetalHost) -> Vec<Secret> {
@@ -163,7 +176,37 @@ async fn reconcile_object(
             Write::Status(status) => {
                 let patch = json!({"status": status});
                 api.patch_status(name, &params, &Patch::Merge(&patch))
-                    .await?;
+                    .await
+                    .map_err(|source| ControllerError::Write {
+                        what: "status",
+                        host: object.host.metadata.key(),
+                        source,
+                    })?;
+            }
+            Write::Event(event) => {
+                let reference = obj.object_ref(&bare_metal_hosts());
+                let published = ctx
+                    .recorder
+                    .publish(
+                        &Event {
+                            type_: if event.warning {
+                                EventType::Warning
+                            } else {
+                                EventType::Normal
+                            },
+                            reason: event.reason.clone(),
+                            note: Some(event.message.clone()),
+                            action: "Reconcile".to_string(),
+                            secondary: None,
+                        },
+                        &reference,
+                    )
+                    .await;
+                // An Event is a courtesy: one the API server refuses is logged, not
+                // retried, and does not hold the host back.
+                if let Err(e) = published {
+                    tracing::warn!(host = %object.host.metadata.key(), reason = %event.reason, error = %e, "cannot record an Event");
+                }
             }
         }
     }
@@ -173,8 +216,13 @@ async fn reconcile_object(
     })
 }
 
-fn error_policy(_obj: Arc<DynamicObject>, error: &ControllerError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "reconcile failed");
+fn error_policy(obj: Arc<DynamicObject>, error: &ControllerError, _ctx: Arc<Context>) -> Action {
+    let host = format!(
+        "{}/{}",
+        obj.metadata.namespace.as_deref().unwrap_or_default(),
+        obj.metadata.name.as_deref().unwrap_or_default()
+    );
+    tracing::error!(%host, %error, "reconcile failed; trying again in 5 s");
     Action::requeue(Duration::from_secs(5))
 }
 
@@ -185,7 +233,12 @@ pub async fn run(client: Client, operator: Arc<Operator>, namespace: Option<&str
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
-    let context = Arc::new(Context { client, operator });
+    let recorder = Recorder::new(client.clone(), Reporter::from("metal3-operator"));
+    let context = Arc::new(Context {
+        client,
+        operator,
+        recorder,
+    });
     Controller::new_with(api, watcher::Config::default(), resource)
         .run(reconcile_object, error_policy, context)
         .for_each(|result| async move {
