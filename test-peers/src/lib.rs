@@ -172,3 +172,66 @@ impl Drop for IpmiPeer {
             .output();
     }
 }
+
+/// Checks a binary's `--help` (and each listed subcommand's) against the snapshot file
+/// `snapshot`: the text a user sees, so a changed option shows up in review. Run with
+/// `UPDATE_SNAPSHOTS=1` to write the file anew. The environment is emptied first: help
+/// shows the values of the environment variables options fall back on.
+pub fn assert_help_snapshot(binary: &str, subcommands: &[&[&str]], snapshot: &Path) {
+    let mut text = String::new();
+    let mut invocations: Vec<Vec<&str>> = vec![vec!["--help"]];
+    invocations.extend(subcommands.iter().map(|s| {
+        let mut v = s.to_vec();
+        v.push("--help");
+        v
+    }));
+    for args in invocations {
+        let out = Command::new(binary)
+            .args(&args)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{binary} {args:?}");
+        text.push_str(&format!(
+            "$ {} {}\n",
+            Path::new(binary).file_name().unwrap().to_string_lossy(),
+            args.join(" ")
+        ));
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+        text.push('\n');
+    }
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(snapshot.parent().unwrap()).unwrap();
+        std::fs::write(snapshot, &text).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(snapshot).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run the test with UPDATE_SNAPSHOTS=1 to write it",
+            snapshot.display()
+        )
+    });
+    if expected != text {
+        let first = expected
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.lines().count().min(text.lines().count()));
+        panic!(
+            "--help of {binary} differs from {} from line {}:\n--- expected\n{}\n--- got\n{}\n(UPDATE_SNAPSHOTS=1 writes it anew)",
+            snapshot.display(),
+            first + 1,
+            expected
+                .lines()
+                .skip(first)
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            text.lines()
+                .skip(first)
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+}

@@ -1,85 +1,94 @@
 //! Runs a simulated Redfish BMC on 127.0.0.1 until interrupted.
 //!
-//! `bmc-sim [--tree DIR] [--systems N] [--port P] [--power-delay MS] [--fault-rate P]
-//!          [--user U --password-env VAR]`
+//! `bmc-sim --help` tells every option; exit status 0 after a clean stop, 1 when it cannot
+//! start, 2 for a wrong command line.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use bmc_sim::{RedfishSim, SimConfig};
+use clap::Parser;
+use metal3_cli::{LogArgs, Shell};
 
-const USAGE: &str = "usage: bmc-sim [--tree DIR] [--systems N] [--port P] [--power-delay MS] \
-[--fault-rate P] [--user U --password-env VAR]";
-
-fn parse(args: &[String]) -> Result<SimConfig, String> {
-    let mut config = SimConfig {
-        port: 8000,
-        ..SimConfig::default()
-    };
-    let mut user = None;
-    let mut password = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--tree" => config.tree = Some(PathBuf::from(value()?)),
-            "--systems" => {
-                config.systems = value()?
-                    .parse()
-                    .map_err(|_| "--systems needs a number".to_string())?;
-            }
-            "--port" => {
-                config.port = value()?
-                    .parse()
-                    .map_err(|_| "--port needs a port number".to_string())?;
-            }
-            "--power-delay" => {
-                let ms: u64 = value()?
-                    .parse()
-                    .map_err(|_| "--power-delay needs milliseconds".to_string())?;
-                config.power_delay = Duration::from_millis(ms);
-            }
-            "--fault-rate" => {
-                let p: f64 = value()?
-                    .parse()
-                    .map_err(|_| "--fault-rate needs a probability".to_string())?;
-                if !(0.0..=1.0).contains(&p) {
-                    return Err("--fault-rate must be between 0 and 1".to_string());
-                }
-                config.fault_rate = p;
-            }
-            "--user" => user = Some(value()?),
-            "--password-env" => {
-                let var = value()?;
-                password = Some(
-                    std::env::var(&var)
-                        .map_err(|_| format!("environment variable {var} is not set"))?,
-                );
-            }
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
+/// A share of requests from 0 to 1.
+fn share(v: &str) -> Result<f64, String> {
+    let p: f64 = v.parse().map_err(|_| format!("not a number: {v:?}"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("a share from 0 to 1, not {v}"))
     }
-    config.credentials = match (user, password) {
-        (Some(u), Some(p)) => Some((u, p)),
-        (None, None) => None,
-        _ => return Err("--user and --password-env go together".to_string()),
+}
+
+/// Runs a simulated Redfish BMC on 127.0.0.1 until Ctrl-C or SIGTERM: a recorded vendor
+/// tree or the built-in one, with power, boot override, virtual media and sessions.
+#[derive(Debug, Parser)]
+#[command(name = "bmc-sim", version)]
+struct Cli {
+    /// A recorded Redfish tree to serve (`../shared/fixtures/redfish/<tree>`).
+    #[arg(long, value_name = "DIR")]
+    tree: Option<PathBuf>,
+    /// Systems to serve (built-in tree only).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    systems: usize,
+    /// The port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, value_name = "P", default_value_t = 8000)]
+    port: u16,
+    /// How long a power change takes.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    power_delay: u64,
+    /// Share of requests answered 503 (0.1 = 10%).
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = share)]
+    fault_rate: f64,
+    /// Turns authentication on with this user (needs `--password-env`).
+    #[arg(long, value_name = "U", requires = "password_env")]
+    user: Option<String>,
+    /// The environment variable holding the user's password.
+    #[arg(long, value_name = "VAR", requires = "user")]
+    password_env: Option<String>,
+    /// Prints shell completions for SHELL and exits.
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<Shell>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+fn config(cli: Cli) -> Result<SimConfig, String> {
+    let credentials = match (cli.user, cli.password_env) {
+        (Some(user), Some(var)) => {
+            let password = std::env::var(&var)
+                .map_err(|_| format!("environment variable {var} is not set"))?;
+            Some((user, password))
+        }
+        _ => None,
     };
-    Ok(config)
+    Ok(SimConfig {
+        port: cli.port,
+        tree: cli.tree,
+        systems: cli.systems,
+        power_delay: Duration::from_millis(cli.power_delay),
+        fault_rate: cli.fault_rate,
+        credentials,
+        ..SimConfig::default()
+    })
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match parse(&args) {
+    let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        metal3_cli::print_completions::<Cli>(shell);
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = cli.log.init("warn") {
+        eprintln!("bmc-sim: {e}");
+        return ExitCode::from(2);
+    }
+    let config = match config(cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("bmc-sim: {e}");
             return ExitCode::from(2);
         }
     };

@@ -56,3 +56,13 @@ fn reports_invalid_addresses_with_upstream_text_and_fails() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: bmc-address"));
 }
+
+#[test]
+fn help_matches_its_snapshot() {
+    test_peers::assert_help_snapshot(
+        env!("CARGO_BIN_EXE_bmc-address"),
+        &[],
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots/bmc-address-help.txt"),
+    );
+}

@@ -142,3 +142,17 @@ async fn tables_a_password_file_and_watching_power() {
     std::fs::remove_dir_all(&dir).unwrap();
     sim.stop().await;
 }
+
+#[test]
+fn help_matches_its_snapshot() {
+    test_peers::assert_help_snapshot(
+        env!("CARGO_BIN_EXE_bmcctl"),
+        &[
+            &["power"],
+            &["boot", "set"],
+            &["media", "boot"],
+            &["watch", "power"],
+        ],
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/bmcctl-help.txt"),
+    );
+}

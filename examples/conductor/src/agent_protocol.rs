@@ -31,7 +31,16 @@ pub struct Heartbeat {
     pub agent_token: String,
     /// The result of the last command, once it finished.
     pub command_result: Option<AgentResult>,
+    /// What the agent logged since its last heartbeat, oldest first: kept in the node's
+    /// history (at most [`MAX_LOG_LINES`] lines of [`MAX_LOG_LINE`] bytes each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
 }
+
+/// The most log lines one heartbeat may carry into the node's history.
+pub const MAX_LOG_LINES: usize = 50;
+/// The longest log line kept; longer ones are cut.
+pub const MAX_LOG_LINE: usize = 512;
 
 /// `POST /v1/heartbeat/{node}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -997,6 +997,31 @@ impl Conductor {
         Ok(record)
     }
 
+    /// Agent API: keeps what the agent logged in the node's history (bounded, and only
+    /// from the agent holding the node's token).
+    pub fn agent_log(&self, name: &str, token: &str, lines: &[String]) -> Result<(), ApiError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let record = self.agent_record(name, token)?;
+        let history = lock(&record).history.clone();
+        let mut history = lock(&history);
+        for line in lines.iter().take(crate::agent_protocol::MAX_LOG_LINES) {
+            let mut line: String = line.chars().filter(|c| !c.is_control()).collect();
+            if line.len() > crate::agent_protocol::MAX_LOG_LINE {
+                let mut end = crate::agent_protocol::MAX_LOG_LINE;
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                line.truncate(end);
+            }
+            history.push(HistoryEvent::Agent {
+                message: format!("agent log: {line}"),
+            });
+        }
+        Ok(())
+    }
+
     /// Agent API: a heartbeat; answers the next command, if any.
     pub fn agent_heartbeat(
         &self,
@@ -1313,6 +1338,62 @@ mod tests {
         assert_eq!(bmc.power_now(), PowerState::Off);
         let slots = lock(&bmc.state).slots.clone();
         assert!(slots.iter().all(|s| !s.inserted), "{slots:?}");
+    }
+
+    /// What a booted agent logs lands in its node's history, cleaned and bounded, and
+    /// only from the agent that holds the node's token.
+    #[tokio::test]
+    async fn the_agents_log_lines_go_into_the_history() {
+        let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.transition_reads = 0);
+        let c = lab(&bmc, quick());
+        c.provision("lab/node-0", Verb::Manage, None)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        until(&c, NodeState::Manageable).await;
+        c.provision(
+            "lab/node-0",
+            Verb::Inspect { in_band: true },
+            Some("step-9"),
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        until(&c, NodeState::InspectWait).await;
+        let lookup = c
+            .agent_lookup(&["52:54:00:00:00:01".into()])
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(lookup.correlation_id.as_deref(), Some("step-9"));
+        let refused = c.agent_log("lab/node-0", "agent-guess", &["forged".into()]);
+        assert!(refused.is_err());
+        let long = "x".repeat(2000);
+        let lines = vec![
+            "found 2 disks".to_string(),
+            "a\u{1b}[31mred".to_string(),
+            long,
+        ];
+        c.agent_log("lab/node-0", &lookup.agent_token, &lines)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let history = c
+            .history("lab/node-0")
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let logged: Vec<String> = history
+            .entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                HistoryEvent::Agent { message } if message.starts_with("agent log: ") => {
+                    Some(message.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(logged.len(), 3, "{logged:?}");
+        assert_eq!(logged[0], "agent log: found 2 disks");
+        assert_eq!(
+            logged[1], "agent log: a[31mred",
+            "control characters dropped"
+        );
+        assert_eq!(
+            logged[2].len(),
+            "agent log: ".len() + crate::agent_protocol::MAX_LOG_LINE
+        );
+        assert!(!logged.iter().any(|l| l.contains("forged")));
     }
 
     /// The node machine's own deadline times a waiting node out: no polling loop, the

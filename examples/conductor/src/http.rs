@@ -320,6 +320,9 @@ async fn heartbeat(
         tracing::info_span!("agent", node = %node, correlation_id = id.as_deref().unwrap_or(""))
             .entered();
     tracing::debug!(result = beat.command_result.is_some(), "agent heartbeat");
+    if let Err(e) = c.agent_log(&node, &beat.agent_token, &beat.log) {
+        return error_response(e);
+    }
     reply(match beat.command_result {
         Some(result) => c
             .agent_report(&node, &beat.agent_token, result)

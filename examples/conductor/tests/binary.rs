@@ -159,3 +159,13 @@ async fn json_logs_carry_node_and_correlation_id_into_bmc_requests() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn help_matches_its_snapshot() {
+    test_peers::assert_help_snapshot(
+        env!("CARGO_BIN_EXE_conductor"),
+        &[],
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots/conductor-help.txt"),
+    );
+}

@@ -54,6 +54,7 @@ pub async fn run_simulated_agent(
             .json(&Heartbeat {
                 agent_token: agent_token.clone(),
                 command_result: None,
+                log: Vec::new(),
             })
             .send()
             .await;
@@ -67,12 +68,20 @@ pub async fn run_simulated_agent(
             Ok(r) if r.status().is_client_error() => return,
             _ => None,
         };
+        let mut log = Vec::new();
         let result = match command {
             Some(AgentCommand::InstallImage {
                 image,
                 config_drive,
             }) => {
                 let mut result = install(&http, &image).await;
+                log.push(match &result.error {
+                    None => format!(
+                        "wrote {} bytes of {} (checksum verified)",
+                        result.bytes, image.url
+                    ),
+                    Some(e) => format!("installing {} failed: {e}", image.url),
+                });
                 if result.error.is_none() {
                     // The config drive goes on the disk after the image: what was written
                     // is reported back.
@@ -80,7 +89,10 @@ pub async fn run_simulated_agent(
                 }
                 Some(result)
             }
-            Some(AgentCommand::EraseMetadata) => Some(AgentResult::default()),
+            Some(AgentCommand::EraseMetadata) => {
+                log.push("erased the disks' metadata".to_string());
+                Some(AgentResult::default())
+            }
             Some(AgentCommand::Inspect) => Some(
                 match serde_json::from_value::<AgentInventory>(hardware.clone()) {
                     Ok(inventory) => AgentResult {
@@ -99,6 +111,7 @@ pub async fn run_simulated_agent(
                 .json(&Heartbeat {
                     agent_token,
                     command_result: Some(result),
+                    log,
                 })
                 .send()
                 .await;

@@ -93,3 +93,13 @@ fn a_larger_fleet_prints_summaries_not_a_line_per_host() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn help_matches_its_snapshot() {
+    test_peers::assert_help_snapshot(
+        env!("CARGO_BIN_EXE_metal3-demo"),
+        &[],
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots/metal3-demo-help.txt"),
+    );
+}

@@ -234,3 +234,12 @@ async fn the_operator_serves_baremetal_operators_metrics() {
         0.0
     );
 }
+
+#[test]
+fn help_matches_its_snapshot() {
+    test_peers::assert_help_snapshot(
+        env!("CARGO_BIN_EXE_operator"),
+        &[],
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/operator-help.txt"),
+    );
+}
