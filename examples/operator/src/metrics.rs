@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `metal3_reconcile_total` | `namespace`, `host` | steps taken (BMO's name) |
 //! | `metal3_reconcile_error_total` | | steps that could not reach the conductor or the store (BMO's) |
+//! | `metal3_reconcile_duration_seconds` | | how long one step took |
 //! | `metal3_provisioning_state_change_total` | `prev_state`, `new_state` | transitions (BMO's) |
 //! | `metal3_host_error_total` | `error_type` | hosts entering an error (BMO's) |
 //! | `metal3_operation_power_change_total` | `namespace`, `host`, `on_off` | power changes asked (BMO's) |
@@ -88,6 +89,7 @@ pub struct OperatorMetrics {
     registry: Mutex<Registry>,
     reconciles: Family<HostLabels, Counter>,
     reconcile_errors: Counter,
+    reconcile_time: Histogram,
     state_changes: Family<ChangeLabels, Counter>,
     host_errors: Family<ErrorLabel, Counter>,
     power_changes: Family<PowerLabels, Counter>,
@@ -123,6 +125,10 @@ impl OperatorMetrics {
             registry: Mutex::new(Registry::default()),
             reconciles: Family::default(),
             reconcile_errors: Counter::default(),
+            // 100 µs to about 1.6 s: a step is one commit and at most a few requests.
+            reconcile_time: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 15),
+            ),
             state_changes: Family::default(),
             host_errors: Family::default(),
             power_changes: Family::default(),
@@ -146,6 +152,11 @@ impl OperatorMetrics {
                 "metal3_reconcile_error",
                 "The number of times the operator has failed to reconcile a host",
                 m.reconcile_errors.clone(),
+            );
+            r.register(
+                "metal3_reconcile_duration_seconds",
+                "How long one reconcile step took",
+                m.reconcile_time.clone(),
             );
             r.register(
                 "metal3_provisioning_state_change",
@@ -200,6 +211,11 @@ impl OperatorMetrics {
     /// Counts a step of the host `key` (`namespace/name`).
     pub fn reconciled(&self, key: &str) {
         self.reconciles.get_or_create(&split_key(key)).inc();
+    }
+
+    /// Records how long a step took.
+    pub fn reconcile_took(&self, took: std::time::Duration) {
+        self.reconcile_time.observe(took.as_secs_f64());
     }
 
     /// Counts a step that failed and will be retried.

@@ -950,7 +950,10 @@ impl Operator {
         self.metrics.reconciled(key);
         let cid = self.correlation_id();
         let span = tracing::info_span!("reconcile", host = %key, correlation_id = %cid);
-        tracing::Instrument::instrument(self.step(key, &cid), span).await
+        let started = tokio::time::Instant::now();
+        let step = tracing::Instrument::instrument(self.step(key, &cid), span).await;
+        self.metrics.reconcile_took(started.elapsed());
+        step
     }
 
     /// A new correlation id: this operator's random prefix and a count of its steps.

@@ -115,6 +115,13 @@ impl Cli {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(metal3_demo::fleet_process::CHILD_FLAG) {
+        // A fleet process logs to the standard error it shares with the demo, filtered
+        // by the RUST_LOG it inherits.
+        let log = LogArgs {
+            log: std::env::var("RUST_LOG").ok(),
+            log_format: metal3_cli::LogFormat::Text,
+        };
+        let _ = log.init("warn");
         return match metal3_demo::fleet_process::serve_child().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
