@@ -445,7 +445,10 @@ impl Machine<'_> {
         {
             return;
         }
-        if let Some(at) = self.host.retry_at {
+        // An error's backoff spaces out retries of what failed; it does not hold back the
+        // deletion of the node (a host whose registration failed is deleted at once, as
+        // baremetal-operator deletes it on the delete's own watch event).
+        if let Some(at) = self.host.retry_at.filter(|_| kind != K::Deleting) {
             if self.host.error.is_some() && self.ctx.now < at {
                 self.wake_at(at);
                 return;

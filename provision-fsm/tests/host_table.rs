@@ -780,3 +780,49 @@ fn status_serializes_with_metal3_strings() {
         assert_eq!(HostStateKind::from_name(k.name()), Some(k));
     }
 }
+
+/// A host whose registration keeps failing, deleted while it backs off: it is gone at
+/// once, not after the backoff (baremetal-operator handles the delete on its own watch
+/// event), while without the delete it keeps waiting.
+#[test]
+fn a_delete_does_not_wait_for_an_errors_backoff() {
+    let now = Duration::from_secs(10);
+    let ctx = StepContext::at(now);
+    // Registration fails a few times: the host backs off.
+    let mut host = Host::new();
+    for _ in 0..4 {
+        let step = host.step(&spec(), &HostEvent::Reconcile, &ctx);
+        host = step.host;
+        let step = host.step(
+            &spec(),
+            &HostEvent::RegistrationFailed("failed to parse BMC address".into()),
+            &ctx,
+        );
+        host = step.host;
+        host.retry_at = Some(now + Duration::from_secs(3600));
+    }
+    assert!(host.error.is_some());
+    let waiting = host.step(&spec(), &HostEvent::Reconcile, &ctx);
+    assert!(waiting.actions.is_empty(), "{:?}", waiting.actions);
+
+    // Deleted: every action answered at once, the clock standing still.
+    let mut event = HostEvent::Reconcile;
+    for _ in 0..10 {
+        let step = host.step(&deleting(), &event, &ctx);
+        host = step.host;
+        if host.state == HostState::Deleted {
+            break;
+        }
+        // Actions are carried out in order and the first result goes back, as the
+        // operator does: a registration still fails (the address is still bad).
+        event = match step.actions.first() {
+            Some(HostAction::Register { .. }) => {
+                HostEvent::RegistrationFailed("failed to parse BMC address".into())
+            }
+            Some(HostAction::DeleteNode) => HostEvent::NodeDeleted,
+            Some(HostAction::PowerOff) => HostEvent::PowerChanged { on: false },
+            _ => HostEvent::Reconcile,
+        };
+    }
+    assert_eq!(host.state, HostState::Deleted, "{host:?}");
+}

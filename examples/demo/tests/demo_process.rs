@@ -103,3 +103,56 @@ fn help_matches_its_snapshot() {
             .join("tests/snapshots/metal3-demo-help.txt"),
     );
 }
+
+/// A host that runs into an error gets a line of its own even past a dozen hosts, where
+/// the others only show in the summaries.
+#[test]
+fn a_host_in_error_gets_its_own_line_in_a_large_fleet() {
+    let manifests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    let dir = std::env::temp_dir().join(format!("metal3-demo-progress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["00-secrets.yaml", "10-ippool.yaml", "20-hosts.yaml"] {
+        std::fs::copy(manifests.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("30-bad.yaml"),
+        r#"
+apiVersion: metal3.io/v1alpha1
+kind: BareMetalHost
+metadata:
+  name: bad-address
+  namespace: metal3
+  annotations: {metal3-demo/vendor: dmtf, metal3-demo/keep-address: "true", metal3-demo/expect-error: registration error}
+spec:
+  online: true
+  bmc: {address: "redfish-virtualmedia://[fe80::1%eth0/redfish/v1", credentialsName: bmc-credentials}
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_metal3-demo"))
+        .args(["--hosts", "18", "--power-delay-ms", "0", "--manifests"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let before_table: Vec<&str> = stdout
+        .lines()
+        .take_while(|l| !l.starts_with("host "))
+        .collect();
+    // Every sixth host is a clone of the bad one: three error lines, one each.
+    let errors: Vec<&&str> = before_table
+        .iter()
+        .filter(|l| l.starts_with("metal3/bad-address-"))
+        .collect();
+    assert_eq!(errors.len(), 3, "{stdout}");
+    assert!(
+        errors.iter().all(|l| l.contains("registration error")),
+        "{stdout}"
+    );
+    assert!(
+        !before_table.iter().any(|l| l.starts_with("metal3/worker-")),
+        "{stdout}"
+    );
+}
