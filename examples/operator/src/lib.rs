@@ -9,7 +9,9 @@
 //!   step in controller form, which the `kube` feature runs under kube-runtime
 //!   (`kube_controller`).
 //! - [`store`]: the embedded transactional store; [`render`]: status, hardware details
-//!   and network data in Metal3's layouts; [`progress`]: a one-line summary of a fleet.
+//!   and network data in Metal3's layouts (`operationHistory` included); [`progress`]: a
+//!   one-line summary of a fleet; [`metrics`]: the Prometheus metrics under
+//!   baremetal-operator's names.
 //!
 //! ```
 //! use metal3_operator::manifests::Manifests;
