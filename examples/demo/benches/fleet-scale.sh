@@ -18,7 +18,19 @@ sizes=("$@")
 cargo build --quiet --release -p metal3-demo --bin metal3-demo
 echo "$(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB; open files $(ulimit -n)"
 failed=0
+# A run must not start while the previous one's processes are still going down or its
+# sockets are in TIME_WAIT: either slows the fleet's start-up by seconds.
+settle() {
+    local waited=0
+    while { pgrep -x metal3-demo >/dev/null ||
+            [ "$(ss -tan state time-wait 2>/dev/null | wc -l)" -gt 1000 ]; } &&
+          [ "$waited" -lt 120 ]; do
+        sleep 2
+        waited=$((waited + 2))
+    done
+}
 for n in "${sizes[@]}"; do
+    settle
     echo "== $n hosts"
     out=$(mktemp)
     if target/release/metal3-demo --hosts "$n" --power-delay-ms 0 --separate-simulator \
