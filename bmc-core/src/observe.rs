@@ -29,8 +29,9 @@ use std::time::Duration;
 pub struct BmcCall<'a> {
     /// The protocol: `redfish` or `ipmi`.
     pub protocol: &'static str,
-    /// The HTTP method (`GET`, `PATCH`, ...) or, for IPMI, the command's name.
-    pub method: &'a str,
+    /// The HTTP method (`GET`, `PATCH`, ...) or, for IPMI, the command's name: static,
+    /// so observers can keep and count it without copying.
+    pub method: &'static str,
     /// What was addressed: the request path (never a query with secrets), or for IPMI the
     /// network function and command (`netfn 0x00 cmd 0x02`).
     pub target: &'a str,

@@ -287,7 +287,7 @@ impl RedfishClient {
         let observed = |status: Option<StatusCode>, failure: Option<&str>| {
             self.settings.connect.observer.observe(&BmcCall {
                 protocol: "redfish",
-                method: method.as_str(),
+                method: method_name(&method),
                 target: path_only(path),
                 status: status.map(|s| s.as_u16()),
                 latency: started.elapsed(),
@@ -735,4 +735,18 @@ fn path_only(target: &str) -> &str {
         .map(|r| r.find('/').map_or("/", |i| &r[i..]))
         .unwrap_or(target);
     rest.split(['?', '#']).next().unwrap_or(rest)
+}
+
+/// The request's method as a static name for observers (`OTHER` for extension methods,
+/// which this client never sends).
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
 }

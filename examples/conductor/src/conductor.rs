@@ -65,37 +65,25 @@ impl Default for ConductorConfig {
     }
 }
 
-/// The agent booted for a node: its token, and whether its command was given.
+/// The agent booted for a node: whether its ISO was booted, its token once it looked
+/// the node up, and whether its command was given.
 #[derive(Debug, Default)]
 struct AgentSession {
+    booted: bool,
     token: Option<String>,
     command_sent: bool,
 }
 
-/// How far a wait for the agent got: what a timeout names as the hop that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum AgentHop {
-    /// The agent ISO is not booted yet.
-    #[default]
-    NotBooted,
-    /// Booted by virtual media; no look-up yet.
-    Booted,
-    /// The agent looked its node up; it has not asked for its command.
-    LookedUp,
-    /// The agent was given its command; no result yet.
-    CommandGiven,
-}
-
-impl AgentHop {
-    /// What a wait that ends here lacked.
-    fn missing(self) -> &'static str {
-        match self {
-            AgentHop::NotBooted => "the agent ISO was never booted",
-            AgentHop::Booted => "the agent ISO was booted by virtual media, no agent look-up",
-            AgentHop::LookedUp => {
+impl AgentSession {
+    /// How far the wait for the agent got, as a timeout names the hop that failed.
+    fn missing(&self) -> &'static str {
+        match (self.booted, &self.token, self.command_sent) {
+            (_, _, true) => "the agent was given its command, no result",
+            (_, Some(_), false) => {
                 "the agent looked up its node, no heartbeat asked for its command"
             }
-            AgentHop::CommandGiven => "the agent was given its command, no result",
+            (true, None, false) => "the agent ISO was booted by virtual media, no agent look-up",
+            (false, None, false) => "the agent ISO was never booted",
         }
     }
 }
@@ -114,8 +102,8 @@ impl BmcCallObserver for NodeObserver {
         let driver = self.driver.get().map_or(self.scheme_family, String::as_str);
         self.metrics.bmc_call(driver, call);
         lock(&self.history).push(HistoryEvent::BmcCall {
-            protocol: call.protocol.to_string(),
-            method: call.method.to_string(),
+            protocol: call.protocol.into(),
+            method: call.method.into(),
             target: call.target.to_string(),
             status: call.status,
             latency_ms: (call.latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
@@ -138,7 +126,6 @@ struct NodeRecord {
     config_drive: Option<ConfigDrive>,
     driver: Option<Arc<dyn BmcDriver>>,
     agent: AgentSession,
-    hop: AgentHop,
     inspect_in_band: bool,
     history: Arc<Mutex<History>>,
     /// The correlation id of the request that started the node's current work.
@@ -364,7 +351,7 @@ impl Conductor {
                 .saturating_sub(r.fsm.entered_at);
             let mut reason = format!(
                 "{} within {} s ({} timed out)",
-                r.hop.missing(),
+                r.agent.missing(),
                 waited.as_secs(),
                 r.fsm.state
             );
@@ -379,7 +366,6 @@ impl Conductor {
             });
             step.node.last_error = Some(reason);
             r.agent = AgentSession::default();
-            r.hop = AgentHop::NotBooted;
             self.take(&mut r, step)
         };
         self.spawn_actions(name, actions);
@@ -430,7 +416,6 @@ impl Conductor {
             config_drive: None,
             driver: None,
             agent: AgentSession::default(),
-            hop: AgentHop::NotBooted,
             inspect_in_band: false,
             history: Arc::new(Mutex::new(History::default())),
             correlation: None,
@@ -455,11 +440,6 @@ impl Conductor {
         let history = lock(&record).history.clone();
         let snapshot = lock(&history).snapshot();
         Ok(snapshot)
-    }
-
-    /// The conductor's metrics.
-    pub fn metrics(&self) -> &ConductorMetrics {
-        &self.metrics
     }
 
     /// The metrics in the OpenMetrics text format, nodes counted by state now.
@@ -822,7 +802,11 @@ impl Conductor {
         };
         let media = match driver.virtual_media().await {
             Ok(slots) => {
-                let inserted: Vec<String> = slots.iter().filter_map(|s| s.image.clone()).collect();
+                let inserted: Vec<String> = slots
+                    .iter()
+                    .filter(|s| s.inserted)
+                    .filter_map(|s| s.image.clone())
+                    .collect();
                 if inserted.is_empty() {
                     "no media inserted".to_string()
                 } else {
@@ -881,7 +865,7 @@ impl Conductor {
         executor::boot_agent(driver.as_ref(), &self.steps).await?;
         let mut r = lock(record);
         r.power_on = Some(true);
-        r.hop = AgentHop::Booted;
+        r.agent.booted = true;
         Ok(())
     }
 
@@ -905,7 +889,7 @@ impl Conductor {
                         Outcome::Event(NodeEvent::Done, None)
                     }
                     DeployStarted::AgentBooting => {
-                        r.hop = AgentHop::Booted;
+                        r.agent.booted = true;
                         Outcome::Event(NodeEvent::Wait, None)
                     }
                 }
@@ -966,11 +950,8 @@ impl Conductor {
                 self.tokens.fetch_add(1, Ordering::Relaxed) ^ 0x5bd1_e995_7f4a_7c15
             );
             // A new agent session: its command is still to be given.
-            r.agent = AgentSession {
-                token: Some(token.clone()),
-                command_sent: false,
-            };
-            r.hop = AgentHop::LookedUp;
+            r.agent.token = Some(token.clone());
+            r.agent.command_sent = false;
             lock(&r.history).push(HistoryEvent::Agent {
                 message: "look-up: the agent found its node".to_string(),
             });
@@ -1047,7 +1028,6 @@ impl Conductor {
             _ => return Ok(None),
         };
         r.agent.command_sent = true;
-        r.hop = AgentHop::CommandGiven;
         lock(&r.history).push(HistoryEvent::Agent {
             message: format!("heartbeat: given the command {}", command.name()),
         });
@@ -1064,7 +1044,6 @@ impl Conductor {
         let record = self.agent_record(name, token)?;
         let mut r = lock(&record);
         r.agent = AgentSession::default();
-        r.hop = AgentHop::NotBooted;
         lock(&r.history).push(HistoryEvent::Agent {
             message: match &result.error {
                 None => "result: the command succeeded".to_string(),

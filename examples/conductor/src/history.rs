@@ -4,6 +4,7 @@
 //! Served as `GET /v1/nodes/{name}/history` (the entries as JSON, oldest first); part of
 //! the admin contract.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,10 +39,11 @@ pub enum HistoryEvent {
     },
     /// One exchange with the BMC.
     BmcCall {
-        /// `redfish` or `ipmi`.
-        protocol: String,
+        /// `redfish` or `ipmi` (kept without a copy of its own: most of a history is BMC
+        /// calls).
+        protocol: Cow<'static, str>,
         /// The HTTP method or IPMI command.
-        method: String,
+        method: Cow<'static, str>,
         /// The path or IPMI command code.
         target: String,
         /// HTTP status or IPMI completion code; none when no answer came.

@@ -39,17 +39,34 @@ struct StateLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    protocol: String,
+    protocol: &'static str,
     driver: String,
-    method: String,
-    status: String,
+    method: &'static str,
+    status: Status,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LatencyLabels {
-    protocol: String,
+    protocol: &'static str,
     driver: String,
-    method: String,
+    method: &'static str,
+}
+
+/// An answer's status as a label: the code, or `none` when no answer came. Counted
+/// on every BMC request, so it is built without allocating.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Status(Option<u16>);
+
+impl prometheus_client::encoding::EncodeLabelValue for Status {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        match self.0 {
+            Some(code) => code.encode(encoder),
+            None => "none".encode(encoder),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -166,22 +183,19 @@ impl ConductorMetrics {
 
     /// Counts one exchange with a BMC driven by `driver`.
     pub fn bmc_call(&self, driver: &str, call: &BmcCall<'_>) {
-        let status = call
-            .status
-            .map_or_else(|| "none".to_string(), |s| s.to_string());
         self.requests
             .get_or_create(&RequestLabels {
-                protocol: call.protocol.to_string(),
+                protocol: call.protocol,
                 driver: driver.to_string(),
-                method: call.method.to_string(),
-                status,
+                method: call.method,
+                status: Status(call.status),
             })
             .inc();
         self.latency
             .get_or_create(&LatencyLabels {
-                protocol: call.protocol.to_string(),
+                protocol: call.protocol,
                 driver: driver.to_string(),
-                method: call.method.to_string(),
+                method: call.method,
             })
             .observe(call.latency.as_secs_f64());
     }

@@ -148,7 +148,7 @@ async fn history_and_metrics_tell_what_a_node_went_through() {
                 ..
             } => {
                 assert!(*latency_ms >= 0.0);
-                Some((method.as_str(), target.as_str(), *status))
+                Some((method.as_ref(), target.as_str(), *status))
             }
             _ => None,
         })

@@ -553,11 +553,6 @@ impl Operator {
         }
     }
 
-    /// The operator's metrics.
-    pub fn metrics(&self) -> &OperatorMetrics {
-        &self.metrics
-    }
-
     /// The metrics in the OpenMetrics text format: the counters, and the hosts by state
     /// and the pools' usage now.
     pub fn encode_metrics(&self) -> String {
