@@ -49,7 +49,7 @@ pub use address::{AddressError, BmcAddress, BmcScheme, DriverKind, SchemeProfile
 pub use credentials::{Credentials, CredentialsError, Password};
 pub use driver::{BmcDriver, Capabilities};
 pub use error::{BmcError, BmcMessage, Result};
-pub use registry::{ConnectOptions, DriverFactory, Registry};
+pub use registry::{ConnectOptions, DEFAULT_MAX_RESPONSE_BYTES, DriverFactory, Registry};
 pub use types::{
     BootDevice, BootMode, BootOverride, BootOverrideState, BootPersistence, Cpu, Disk, DiskKind,
     FirmwareVersion, HardwareInventory, MacAddress, MediaKind, MemoryModule, Nic, PowerAction,

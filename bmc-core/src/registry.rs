@@ -37,7 +37,14 @@ pub struct ConnectOptions {
     pub use_sessions: bool,
     /// Told of every exchange with the BMC (see [`crate::observe`]); none by default.
     pub observer: Observer,
+    /// The largest answer body taken from the BMC; a larger one fails the request
+    /// instead of being buffered (a broken or hostile BMC cannot fill the memory).
+    pub max_response_bytes: usize,
 }
+
+/// [`ConnectOptions::max_response_bytes`] by default: 8 MiB, far above the largest
+/// Redfish resource of the recorded servers (a few hundred KiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
 
 impl Default for ConnectOptions {
     fn default() -> Self {
@@ -49,6 +56,7 @@ impl Default for ConnectOptions {
             max_concurrent_requests: 2,
             use_sessions: true,
             observer: Observer::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -92,6 +100,12 @@ impl ConnectOptions {
         self
     }
 
+    /// Sets [`ConnectOptions::max_response_bytes`] (at least 1 KiB).
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes.max(1024);
+        self
+    }
+
     /// Sets [`ConnectOptions::max_concurrent_requests`] (at least 1).
     pub fn with_max_concurrent_requests(mut self, n: usize) -> Self {
         self.max_concurrent_requests = n.max(1);
@@ -109,6 +123,7 @@ impl fmt::Debug for ConnectOptions {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("use_sessions", &self.use_sessions)
             .field("observer", &self.observer)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }

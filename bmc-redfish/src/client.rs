@@ -312,10 +312,30 @@ impl RedfishClient {
         };
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = match resp.bytes().await {
+        let limit = self.settings.connect.max_response_bytes;
+        let bytes = match read_bounded(resp, limit).await {
             Ok(bytes) => bytes,
-            Err(e) => {
-                let error = unreachable(&self.base, &e);
+            Err(BodyError::TooLarge(seen)) => {
+                let error = BmcError::Protocol {
+                    context: format!("{method} {}", path_only(path)),
+                    reason: format!(
+                        "the BMC's answer is larger than the limit of {limit} bytes ({seen}); \
+                         not read"
+                    ),
+                };
+                observed(Some(status), Some(&error.to_string()));
+                return Err(error);
+            }
+            Err(BodyError::Read(e)) => {
+                let error = if e.is_timeout() {
+                    BmcError::Timeout {
+                        operation: format!("{method} {path}"),
+                        after: started.elapsed(),
+                        detail: Some("reading the answer's body".into()),
+                    }
+                } else {
+                    unreachable(&self.base, &e)
+                };
                 observed(Some(status), Some(&error.to_string()));
                 return Err(error);
             }
@@ -749,4 +769,34 @@ fn method_name(method: &Method) -> &'static str {
         Method::HEAD => "HEAD",
         _ => "OTHER",
     }
+}
+
+/// Why an answer's body was not read.
+enum BodyError {
+    /// Larger than the limit: how much was announced or seen.
+    TooLarge(String),
+    /// The connection failed or timed out.
+    Read(reqwest::Error),
+}
+
+/// Reads an answer's body chunk by chunk, up to `limit` bytes: a `Content-Length` above
+/// it is refused before any of the body is read, and a body that grows past it (chunked,
+/// endless) is dropped as soon as it does. The request timeout bounds a slow body.
+async fn read_bounded(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if let Some(announced) = resp.content_length() {
+        if announced > limit as u64 {
+            return Err(BodyError::TooLarge(format!("{announced} bytes announced")));
+        }
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(format!(
+                "more than {} bytes sent",
+                body.len() + chunk.len()
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

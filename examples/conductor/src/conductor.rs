@@ -14,9 +14,12 @@
 //! [`executor`]: crate::executor
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use tokio::sync::{Notify, Semaphore};
 
@@ -33,7 +36,9 @@ use crate::executor::{self, DeployStarted, StepSettings};
 use crate::feed::{Changes, Feed, NodeChange};
 use crate::history::{History, HistoryEvent, NodeHistory};
 use crate::metrics::ConductorMetrics;
+use crate::persist::{NodeStore, StoreError, random_bytes};
 use bmc_core::observe::{BmcCall, BmcCallObserver};
+use bmc_core::{BmcAddress, Credentials};
 
 /// How the conductor runs.
 #[derive(Debug, Clone)]
@@ -65,19 +70,22 @@ impl Default for ConductorConfig {
     }
 }
 
-/// The agent booted for a node: whether its ISO was booted, its token once it looked
-/// the node up, and whether its command was given.
-#[derive(Debug, Default)]
+/// The agent booted for a node: whether its ISO was booted, the digest of the token its
+/// look-up was given (one per boot; the token itself is never kept), whether its command
+/// was given, and whether its result arrived (the finishing BMC work then runs).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct AgentSession {
     booted: bool,
-    token: Option<String>,
+    token_sha256: Option<[u8; 32]>,
     command_sent: bool,
+    #[serde(default)]
+    result_received: bool,
 }
 
 impl AgentSession {
     /// How far the wait for the agent got, as a timeout names the hop that failed.
     fn missing(&self) -> &'static str {
-        match (self.booted, &self.token, self.command_sent) {
+        match (self.booted, &self.token_sha256, self.command_sent) {
             (_, _, true) => "the agent was given its command, no result",
             (_, Some(_), false) => {
                 "the agent looked up its node, no heartbeat asked for its command"
@@ -130,6 +138,66 @@ struct NodeRecord {
     history: Arc<Mutex<History>>,
     /// The correlation id of the request that started the node's current work.
     correlation: Option<String>,
+    /// The BMC password as sealed for the store (sealed once per credentials change).
+    sealed_password: Option<String>,
+    /// A digest of what was last committed for the node: an unchanged record is not
+    /// written again.
+    saved: Option<[u8; 32]>,
+}
+
+/// A node as the store keeps it (the BMC password sealed).
+#[derive(Serialize, Deserialize)]
+struct StoredNode {
+    address: String,
+    username: String,
+    sealed_password: String,
+    disable_certificate_verification: bool,
+    boot_mac: Option<String>,
+    automated_clean: bool,
+    fsm: Node,
+    power_on: Option<bool>,
+    power_requests: u64,
+    inventory: Option<HardwareInventory>,
+    deploy: Option<DeployConfig>,
+    deployed_image: Option<String>,
+    deploy_attempts: u32,
+    config_drive: Option<ConfigDrive>,
+    inspect_in_band: bool,
+    agent: AgentSession,
+    correlation: Option<String>,
+}
+
+/// The agent's token for its calls: 128 random bits from the OS's generator, hex.
+fn new_agent_token() -> Result<String, StoreError> {
+    Ok(random_bytes::<16>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The waiting states, in which an agent's token is good.
+fn waits_for_agent(state: NodeState) -> bool {
+    matches!(
+        state,
+        NodeState::WaitCallBack | NodeState::InspectWait | NodeState::CleanWait
+    )
+}
+
+/// The phase an action belongs to, as its errors name it.
+fn phase(action: &NodeAction) -> &'static str {
+    match action {
+        NodeAction::VerifyBmc => "verifying the BMC",
+        NodeAction::StartInspection => "inspection",
+        NodeAction::StartDeployment => "deploy",
+        NodeAction::StartCleaning => "cleaning",
+        NodeAction::TearDown => "tearing down",
+        NodeAction::AbortOperation => "abort",
+        NodeAction::RecordFailure { .. } => "failure",
+    }
 }
 
 impl NodeRecord {
@@ -160,6 +228,68 @@ impl NodeRecord {
             config_drive: self.config_drive.clone(),
         }
     }
+
+    /// The record as the store keeps it; `None` before its password was sealed.
+    fn stored(&self) -> Option<StoredNode> {
+        Some(StoredNode {
+            address: self.spec.address.to_string(),
+            username: self.spec.credentials.username().to_string(),
+            sealed_password: self.sealed_password.clone()?,
+            disable_certificate_verification: self.spec.disable_certificate_verification,
+            boot_mac: self.spec.boot_mac.clone(),
+            automated_clean: self.spec.automated_clean,
+            fsm: self.fsm.clone(),
+            power_on: self.power_on,
+            power_requests: self.power_requests,
+            inventory: self.inventory.clone(),
+            deploy: self.deploy.clone(),
+            deployed_image: self.deployed_image.clone(),
+            deploy_attempts: self.deploy_attempts,
+            config_drive: self.config_drive.clone(),
+            inspect_in_band: self.inspect_in_band,
+            agent: self.agent.clone(),
+            correlation: self.correlation.clone(),
+        })
+    }
+
+    /// A record from the store.
+    fn restore(name: &str, stored: StoredNode, store: &NodeStore) -> Result<NodeRecord, String> {
+        let address = BmcAddress::parse(&stored.address)
+            .map_err(|e| format!("node {name}: stored address: {e}"))?;
+        let password = store
+            .key()
+            .open(name, &stored.sealed_password)
+            .map_err(|e| e.to_string())?;
+        let credentials = Credentials::new(stored.username, password)
+            .map_err(|e| format!("node {name}: stored credentials: {e}"))?;
+        Ok(NodeRecord {
+            spec: NodeSpec {
+                name: name.to_string(),
+                address,
+                credentials,
+                disable_certificate_verification: stored.disable_certificate_verification,
+                boot_mac: stored.boot_mac,
+                automated_clean: stored.automated_clean,
+            },
+            fsm: stored.fsm,
+            power_on: stored.power_on,
+            target_power: None,
+            power_error: None,
+            power_requests: stored.power_requests,
+            inventory: stored.inventory,
+            deploy: stored.deploy,
+            deployed_image: stored.deployed_image,
+            deploy_attempts: stored.deploy_attempts,
+            config_drive: stored.config_drive,
+            driver: None,
+            agent: stored.agent,
+            inspect_in_band: stored.inspect_in_band,
+            history: Arc::new(Mutex::new(History::default())),
+            correlation: stored.correlation,
+            sealed_password: Some(stored.sealed_password),
+            saved: None,
+        })
+    }
 }
 
 type Shared = Arc<Mutex<NodeRecord>>;
@@ -182,7 +312,11 @@ pub struct Conductor {
     heavy: Arc<Semaphore>,
     per_bmc: Mutex<HashMap<String, Arc<Semaphore>>>,
     started: tokio::time::Instant,
-    tokens: AtomicU64,
+    /// The conductor's clock at `started`: zero without a store, else the time since
+    /// the store's epoch, so deadlines hold across restarts.
+    clock_offset: Duration,
+    /// Where nodes are kept; `None` keeps them in memory only.
+    store: Option<NodeStore>,
     metrics: Arc<ConductorMetrics>,
 }
 
@@ -216,10 +350,212 @@ fn outcome<E: std::fmt::Display>(result: Result<(), E>, then: NodeEvent) -> Outc
 }
 
 impl Conductor {
-    /// A conductor over these drivers. Called inside a tokio runtime, it starts the task
-    /// that times waiting nodes out; without one, nodes wait for ever.
+    /// A conductor over these drivers, its nodes kept in memory only. Called inside a
+    /// tokio runtime, it starts the task that times waiting nodes out; without one,
+    /// nodes wait for ever.
     pub fn new(config: ConductorConfig, registry: Registry) -> Arc<Conductor> {
+        Conductor::build(config, registry, None)
+    }
+
+    /// A conductor that keeps its nodes in `store` and resumes the nodes stored there, as
+    /// Ironic's conductor does on take-over: nodes in stable states stay as they were;
+    /// verification, inspection, cleaning and tear-down that were running start again
+    /// (each is safe to repeat); a deploy that was starting is resumed from what the BMC
+    /// shows, so it is never started twice; nodes waiting for their agent keep waiting,
+    /// with their deadlines and their agents' tokens. Call it inside a tokio runtime.
+    pub fn open(
+        config: ConductorConfig,
+        registry: Registry,
+        store: NodeStore,
+    ) -> Result<Arc<Conductor>, StoreError> {
+        let stored = store.load()?;
+        let conductor = Conductor::build(config, registry, Some(store));
+        let mut resumed = Vec::new();
+        for (name, bytes) in stored {
+            let record = conductor.restore(&name, &bytes)?;
+            resumed.push((name, record));
+        }
+        tracing::info!(nodes = resumed.len(), "nodes loaded from the store");
+        for (name, record) in resumed {
+            conductor.resume(&name, &record);
+        }
+        Ok(conductor)
+    }
+
+    fn restore(&self, name: &str, bytes: &[u8]) -> Result<Shared, StoreError> {
+        let store_error = |e: String| StoreError::new(format!("node {name}: {e}"));
+        let stored: StoredNode =
+            serde_json::from_slice(bytes).map_err(|e| store_error(e.to_string()))?;
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| store_error("no store".into()))?;
+        let mut record = NodeRecord::restore(name, stored, store).map_err(StoreError::new)?;
+        record.saved = Some(Sha256::digest(bytes).into());
+        self.feed.push(name, Some(record.fsm.state));
+        self.index_macs(&record);
+        if let Some(at) = record
+            .fsm
+            .deadline
+            .filter(|_| waits_for_agent(record.fsm.state))
+        {
+            lock(&self.timers).insert((at, name.to_string()));
+            self.timers_changed.notify_one();
+        }
+        let shared = Arc::new(Mutex::new(record));
+        lock(&self.nodes).insert(name.to_string(), shared.clone());
+        Ok(shared)
+    }
+
+    /// Picks up a stored node's work after a restart.
+    fn resume(self: &Arc<Self>, name: &str, record: &Shared) {
+        let (state, agent_done, in_band) = {
+            let r = lock(record);
+            (r.fsm.state, r.agent.result_received, r.inspect_in_band)
+        };
+        let note = |what: &str| {
+            tracing::info!(node = %name, %state, "resumed after a restart: {what}");
+            lock(&lock(record).history).push(HistoryEvent::Action {
+                action: format!("resumed after a conductor restart: {what}"),
+                correlation_id: None,
+            });
+        };
+        match state {
+            NodeState::Verifying => {
+                note("verifying the BMC again");
+                self.spawn_actions(name, vec![NodeAction::VerifyBmc]);
+            }
+            NodeState::Inspecting => {
+                note(if in_band {
+                    "booting the agent again to inspect"
+                } else {
+                    "inspecting again"
+                });
+                self.spawn_actions(name, vec![NodeAction::StartInspection]);
+            }
+            NodeState::Deleting => {
+                note("tearing down again");
+                self.spawn_actions(name, vec![NodeAction::TearDown]);
+            }
+            NodeState::Cleaning if agent_done => {
+                note("finishing the cleaning the agent did");
+                self.finish_in_background(name, |me, record| async move {
+                    me.tear_down(&record).await.map_err(|e| e.to_string())
+                });
+            }
+            NodeState::Cleaning => {
+                note("cleaning again");
+                self.spawn_actions(name, vec![NodeAction::StartCleaning]);
+            }
+            NodeState::InspectWait if agent_done => {
+                note("finishing the inspection the agent did");
+                self.finish_in_background(name, |me, record| async move {
+                    me.tear_down(&record).await.map_err(|e| e.to_string())
+                });
+            }
+            NodeState::Deploying if agent_done => {
+                note("booting the deployed disk");
+                self.finish_in_background(name, |me, record| async move {
+                    me.finish_deploy(&record).await.map_err(|e| e.to_string())
+                });
+            }
+            NodeState::Deploying => {
+                note("reading the BMC back before the deploy goes on");
+                let me = self.clone();
+                let name = name.to_string();
+                tokio::spawn(async move {
+                    let Ok(record) = me.record(&name) else {
+                        return;
+                    };
+                    let outcome = match me.resume_deploy(&record).await {
+                        Outcome::Event(NodeEvent::Fail, Some(why))
+                            if !why.starts_with("deploy") =>
+                        {
+                            Outcome::Event(NodeEvent::Fail, Some(format!("deploy: {why}")))
+                        }
+                        other => other,
+                    };
+                    me.feed_outcome(&name, &record, outcome).await;
+                });
+            }
+            NodeState::InspectWait | NodeState::CleanWait | NodeState::WaitCallBack => {
+                note("waiting for the agent until the same deadline");
+            }
+            _ => {}
+        }
+    }
+
+    /// A deploy that was starting when the conductor stopped. A disk image's deploy
+    /// starts again: booting the agent again is harmless, as the agent writes nothing
+    /// before its command, which is given once. A live ISO is never booted twice: what
+    /// the BMC shows says how far its boot got. The ISO inserted and the host on: it
+    /// booted. The ISO inserted, the one-time CD boot set, the host off: it is powered on
+    /// (no power cycle). Anything else: the boot had not begun, and the deploy starts.
+    async fn resume_deploy(&self, record: &Shared) -> Outcome {
+        let Some(config) = lock(record).deploy.clone() else {
+            return Outcome::Event(
+                NodeEvent::Fail,
+                Some("deploy: no deploy configuration".into()),
+            );
+        };
+        if !config.image.is_live_iso() {
+            return self.deploy(record).await;
+        }
+        let url = config.image.url.clone();
+        let resumed = async {
+            let _bmc = self.bmc_permit(record).await;
+            let driver = self.driver(record).await?;
+            let power = driver.power_state().await?;
+            let inserted = driver
+                .virtual_media()
+                .await?
+                .iter()
+                .any(|s| s.inserted && s.image.as_deref() == Some(url.as_str()));
+            if !inserted {
+                return Ok(false);
+            }
+            if matches!(power, PowerState::On | PowerState::PoweringOn) {
+                return Ok(true);
+            }
+            let cd_once = bmc_core::BootOverride::once(bmc_core::BootDevice::Cd);
+            if !driver.boot_override().await?.satisfies(&cd_once) {
+                return Ok(false);
+            }
+            ensure_power_with(
+                driver.as_ref(),
+                PowerAction::On,
+                Deadline::after(self.config.operation_timeout),
+                self.config.poll,
+            )
+            .await?;
+            Ok::<_, BmcError>(true)
+        }
+        .await;
+        match resumed {
+            Ok(true) => {
+                let mut r = lock(record);
+                r.power_on = Some(true);
+                r.deployed_image = Some(url);
+                Outcome::Event(NodeEvent::Done, None)
+            }
+            Ok(false) => self.deploy(record).await,
+            Err(e) => Outcome::Event(
+                NodeEvent::Fail,
+                Some(format!(
+                    "deploy: the conductor restarted while the live ISO's boot was starting \
+                     and cannot read the BMC back ({e}); it was not booted again"
+                )),
+            ),
+        }
+    }
+
+    fn build(
+        config: ConductorConfig,
+        registry: Registry,
+        store: Option<NodeStore>,
+    ) -> Arc<Conductor> {
         let timers_changed = Arc::new(Notify::new());
+        let clock_offset = store.as_ref().map_or(Duration::ZERO, NodeStore::clock_now);
         let conductor = Arc::new(Conductor {
             heavy: Arc::new(Semaphore::new(config.max_heavy.max(1))),
             steps: StepSettings {
@@ -231,12 +567,13 @@ impl Conductor {
             registry,
             nodes: Mutex::new(HashMap::new()),
             nodes_by_mac: Mutex::new(HashMap::new()),
-            feed: Feed::default(),
+            feed: Feed::starting_after(feed_base()),
             timers: Mutex::new(BTreeSet::new()),
             timers_changed: timers_changed.clone(),
             per_bmc: Mutex::new(HashMap::new()),
             started: tokio::time::Instant::now(),
-            tokens: AtomicU64::new(1),
+            clock_offset,
+            store,
             metrics: Arc::new(ConductorMetrics::new()),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -245,9 +582,62 @@ impl Conductor {
         conductor
     }
 
-    /// The conductor's clock: time since it started (the node machines' time).
+    /// The conductor's clock (the node machines' time): time since it started, or with a
+    /// store, since the store's epoch.
     fn now(&self) -> Duration {
-        self.started.elapsed()
+        self.clock_offset + self.started.elapsed()
+    }
+
+    /// Commits the node's record to the store (when there is one) unless it is unchanged
+    /// since its last commit. Answers once it is durable.
+    async fn commit(&self, record: &Shared) -> Result<(), ApiError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let unavailable = |e: StoreError| ApiError::Unavailable(e.to_string());
+        let (name, bytes, digest) = {
+            let mut r = lock(record);
+            if r.sealed_password.is_none() {
+                let sealed = store
+                    .key()
+                    .seal(&r.spec.name, r.spec.credentials.password().expose())
+                    .map_err(unavailable)?;
+                r.sealed_password = Some(sealed);
+            }
+            let Some(stored) = r.stored() else {
+                return Ok(());
+            };
+            let bytes = serde_json::to_vec(&stored)
+                .map_err(|e| ApiError::Unavailable(format!("node store: {e}")))?;
+            let digest: [u8; 32] = Sha256::digest(&bytes).into();
+            if r.saved == Some(digest) {
+                return Ok(());
+            }
+            (r.spec.name.clone(), bytes, digest)
+        };
+        store
+            .commit(&name, Some(bytes))
+            .await
+            .map_err(unavailable)?;
+        let mut r = lock(record);
+        // A later commit may have finished first; either way this state is durable.
+        r.saved = Some(digest);
+        Ok(())
+    }
+
+    /// Commits the record before its actions run; when the store fails, the actions do
+    /// not run (the node stays in its state, and a restart resumes it).
+    async fn commit_then_run(
+        self: &Arc<Self>,
+        name: &str,
+        record: &Shared,
+        actions: Vec<NodeAction>,
+    ) {
+        if let Err(e) = self.commit(record).await {
+            tracing::error!(node = %name, error = %e, "cannot commit the node; its work waits for a restart");
+            return;
+        }
+        self.spawn_actions(name, actions);
     }
 
     fn record(&self, name: &str) -> Result<Shared, ApiError> {
@@ -263,6 +653,11 @@ impl Conductor {
         let changed = r.fsm.state != step.node.state;
         let from = r.fsm.state;
         r.fsm = step.node;
+        if changed && waits_for_agent(from) && !waits_for_agent(r.fsm.state) {
+            // The agent's token is good only while the node waits for it.
+            r.agent.token_sha256 = None;
+            r.agent.command_sent = false;
+        }
         if changed {
             self.feed.push(&r.spec.name, Some(r.fsm.state));
             lock(&r.history).push(HistoryEvent::Transition {
@@ -368,7 +763,7 @@ impl Conductor {
             r.agent = AgentSession::default();
             self.take(&mut r, step)
         };
-        self.spawn_actions(name, actions);
+        self.commit_then_run(name, record, actions).await;
     }
 
     /// Adds the node's MACs to the lookup index.
@@ -383,14 +778,28 @@ impl Conductor {
     }
 
     /// Creates a node in `enroll`, or updates the BMC details of an existing one (so a
-    /// repeated create is harmless).
-    pub fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError> {
+    /// repeated create is harmless). With a store, answers once the node is committed.
+    pub async fn create_node(self: &Arc<Self>, spec: NodeSpec) -> Result<NodeView, ApiError> {
+        let me = self.clone();
+        to_the_end(async move { me.create_node_now(spec).await }).await
+    }
+
+    async fn create_node_now(&self, spec: NodeSpec) -> Result<NodeView, ApiError> {
+        let (record, view) = self.enter_node(spec)?;
+        self.commit(&record).await?;
+        Ok(view)
+    }
+
+    fn enter_node(&self, spec: NodeSpec) -> Result<(Shared, NodeView), ApiError> {
         if spec.name.is_empty() {
             return Err(ApiError::BadRequest("a node needs a name".into()));
         }
         let mut nodes = lock(&self.nodes);
         if let Some(existing) = nodes.get(&spec.name) {
             let mut r = lock(existing);
+            if r.spec.credentials.password().expose() != spec.credentials.password().expose() {
+                r.sealed_password = None;
+            }
             if r.spec.address != spec.address
                 || r.spec.credentials.password().expose() != spec.credentials.password().expose()
                 || r.spec.credentials.username() != spec.credentials.username()
@@ -400,7 +809,9 @@ impl Conductor {
             }
             r.spec = spec;
             self.index_macs(&r);
-            return Ok(r.view());
+            let view = r.view();
+            drop(r);
+            return Ok((existing.clone(), view));
         }
         let record = NodeRecord {
             spec: spec.clone(),
@@ -419,12 +830,15 @@ impl Conductor {
             inspect_in_band: false,
             history: Arc::new(Mutex::new(History::default())),
             correlation: None,
+            sealed_password: None,
+            saved: None,
         };
         self.feed.push(&spec.name, Some(record.fsm.state));
         self.index_macs(&record);
         let view = record.view();
-        nodes.insert(spec.name, Arc::new(Mutex::new(record)));
-        Ok(view)
+        let shared = Arc::new(Mutex::new(record));
+        nodes.insert(spec.name, shared.clone());
+        Ok((shared, view))
     }
 
     /// A node.
@@ -498,7 +912,12 @@ impl Conductor {
     }
 
     /// Deletes a node that is not in the middle of an operation.
-    pub async fn delete_node(&self, name: &str) -> Result<(), ApiError> {
+    pub async fn delete_node(self: &Arc<Self>, name: &str) -> Result<(), ApiError> {
+        let (me, name) = (self.clone(), name.to_string());
+        to_the_end(async move { me.delete_node_now(&name).await }).await
+    }
+
+    async fn delete_node_now(&self, name: &str) -> Result<(), ApiError> {
         let record = self.record(name)?;
         let driver = {
             let r = lock(&record);
@@ -528,6 +947,12 @@ impl Conductor {
             }
             r.driver.clone()
         };
+        if let Some(store) = &self.store {
+            store
+                .commit(name, None)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        }
         if lock(&self.nodes).remove(name).is_some() {
             self.feed.push(name, None);
         }
@@ -539,8 +964,23 @@ impl Conductor {
         Ok(())
     }
 
-    /// Applies a provisioning verb; the work it starts runs in the background.
-    pub fn provision(
+    /// Applies a provisioning verb; the work it starts runs in the background. With a
+    /// store, the new state is committed before the work starts and the call answers.
+    pub async fn provision(
+        self: &Arc<Self>,
+        name: &str,
+        verb: Verb,
+        correlation: Option<&str>,
+    ) -> Result<NodeView, ApiError> {
+        let (me, name, correlation) = (
+            self.clone(),
+            name.to_string(),
+            correlation.map(str::to_string),
+        );
+        to_the_end(async move { me.provision_now(&name, verb, correlation.as_deref()).await }).await
+    }
+
+    async fn provision_now(
         self: &Arc<Self>,
         name: &str,
         verb: Verb,
@@ -581,6 +1021,7 @@ impl Conductor {
             let actions = self.handle(&mut r, event, None)?;
             (actions, r.view())
         };
+        self.commit(&record).await?;
         self.spawn_actions(name, actions);
         Ok(view)
     }
@@ -629,6 +1070,9 @@ impl Conductor {
                     }
                     r.fsm.state
                 };
+                if let Err(e) = me.commit(&record).await {
+                    tracing::error!(node = %name, error = %e, "cannot commit the node's power");
+                }
                 // Not a provision state change, but whoever waits for the node must hear.
                 me.feed.push(&name, Some(state));
             },
@@ -689,6 +1133,11 @@ impl Conductor {
             let Ok(record) = self.record(&name) else {
                 return;
             };
+            // The state that asked for the action is durable before the action starts.
+            if let Err(e) = self.commit(&record).await {
+                tracing::error!(node = %name, error = %e, "cannot commit the node; its work waits for a restart");
+                return;
+            }
             let action_name = action_name(&action);
             {
                 let r = lock(&record);
@@ -698,7 +1147,17 @@ impl Conductor {
                 });
             }
             let started = tokio::time::Instant::now();
-            let done = self.perform(&record, &action).await;
+            let done = match self.perform(&record, &action).await {
+                Outcome::Event(NodeEvent::Fail, reason) => Outcome::Event(
+                    NodeEvent::Fail,
+                    Some(format!(
+                        "{}: {}",
+                        phase(&action),
+                        reason.unwrap_or_else(|| "failed".into())
+                    )),
+                ),
+                other => other,
+            };
             let failed = match &done {
                 Outcome::Event(NodeEvent::Fail, reason) => Some(reason.clone().unwrap_or_default()),
                 _ => None,
@@ -719,6 +1178,11 @@ impl Conductor {
                 Ok(more) => queue.extend(more),
                 // The node moved on meanwhile (aborted, timed out, deleted): drop it.
                 Err(e) => tracing::debug!(node = %name, error = %e, "outcome dropped"),
+            }
+        }
+        if let Ok(record) = self.record(&name) {
+            if let Err(e) = self.commit(&record).await {
+                tracing::error!(node = %name, error = %e, "cannot commit the node");
             }
         }
     }
@@ -865,7 +1329,11 @@ impl Conductor {
         executor::boot_agent(driver.as_ref(), &self.steps).await?;
         let mut r = lock(record);
         r.power_on = Some(true);
-        r.agent.booted = true;
+        // A new boot of the agent: it may look its node up once.
+        r.agent = AgentSession {
+            booted: true,
+            ..AgentSession::default()
+        };
         Ok(())
     }
 
@@ -889,7 +1357,10 @@ impl Conductor {
                         Outcome::Event(NodeEvent::Done, None)
                     }
                     DeployStarted::AgentBooting => {
-                        r.agent.booted = true;
+                        r.agent = AgentSession {
+                            booted: true,
+                            ..AgentSession::default()
+                        };
                         Outcome::Event(NodeEvent::Wait, None)
                     }
                 }
@@ -916,13 +1387,20 @@ impl Conductor {
         let mut r = lock(record);
         r.power_on = Some(false);
         r.deployed_image = None;
-        r.agent = AgentSession::default();
+        r.agent.booted = false;
         Ok(())
     }
 
     /// Agent API: finds the node waiting for an agent on a host with one of these MACs
-    /// and hands out a token for its calls.
-    pub fn agent_lookup(&self, macs: &[String]) -> Result<Lookup, ApiError> {
+    /// and hands out the token for its calls: 128 random bits, once per agent boot (a
+    /// second look-up for the same boot gets none, as Ironic's agent token), good until
+    /// the node stops waiting. With a store, the token's digest is committed first.
+    pub async fn agent_lookup(self: &Arc<Self>, macs: &[String]) -> Result<Lookup, ApiError> {
+        let (me, macs) = (self.clone(), macs.to_vec());
+        to_the_end(async move { me.agent_lookup_now(&macs).await }).await
+    }
+
+    async fn agent_lookup_now(&self, macs: &[String]) -> Result<Lookup, ApiError> {
         let wanted: Vec<String> = macs.iter().map(|m| m.to_ascii_lowercase()).collect();
         let candidates: Vec<String> = {
             let index = lock(&self.nodes_by_mac);
@@ -933,47 +1411,67 @@ impl Conductor {
                 .cloned()
                 .collect()
         };
+        let mut refusal = None;
         for name in candidates {
             let Ok(record) = self.record(&name) else {
                 continue;
             };
-            let mut r = lock(&record);
-            if !matches!(
-                r.fsm.state,
-                NodeState::WaitCallBack | NodeState::InspectWait | NodeState::CleanWait
-            ) || !r.macs().iter().any(|m| wanted.contains(m))
-            {
-                continue;
-            }
-            let token = format!(
-                "agent-{:016x}",
-                self.tokens.fetch_add(1, Ordering::Relaxed) ^ 0x5bd1_e995_7f4a_7c15
-            );
-            // A new agent session: its command is still to be given.
-            r.agent.token = Some(token.clone());
-            r.agent.command_sent = false;
-            lock(&r.history).push(HistoryEvent::Agent {
-                message: "look-up: the agent found its node".to_string(),
-            });
+            let lookup = {
+                let mut r = lock(&record);
+                if !waits_for_agent(r.fsm.state) || !r.macs().iter().any(|m| wanted.contains(m)) {
+                    continue;
+                }
+                if r.agent.token_sha256.is_some() {
+                    refusal = Some(format!(
+                        "node {name} already gave this boot's agent its token; the next \
+                         boot of the agent gets a new one"
+                    ));
+                    continue;
+                }
+                let token = new_agent_token().map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                // A new agent session: its command is still to be given.
+                r.agent.token_sha256 = Some(token_digest(&token));
+                r.agent.command_sent = false;
+                r.agent.result_received = false;
+                lock(&r.history).push(HistoryEvent::Agent {
+                    message: "look-up: the agent found its node".to_string(),
+                });
+                tracing::info!(node = %r.spec.name, correlation_id = r.correlation.as_deref().unwrap_or(""), "agent looked up its node");
+                Lookup {
+                    node: r.spec.name.clone(),
+                    agent_token: token,
+                    correlation_id: r.correlation.clone(),
+                }
+            };
+            self.commit(&record).await?;
             self.metrics.lookup(true);
-            tracing::info!(node = %r.spec.name, correlation_id = r.correlation.as_deref().unwrap_or(""), "agent looked up its node");
-            return Ok(Lookup {
-                node: r.spec.name.clone(),
-                agent_token: token,
-                correlation_id: r.correlation.clone(),
-            });
+            return Ok(lookup);
         }
         self.metrics.lookup(false);
-        Err(ApiError::NotFound(format!(
-            "no node waiting for an agent with MAC {}",
-            wanted.join(", ")
-        )))
+        Err(match refusal {
+            Some(why) => ApiError::InvalidState(why),
+            None => ApiError::NotFound(format!(
+                "no node waiting for an agent with MAC {}",
+                wanted.join(", ")
+            )),
+        })
     }
 
+    /// The node's record when `token` is the one its waiting agent holds (compared in
+    /// constant time, digest against digest).
     fn agent_record(&self, name: &str, token: &str) -> Result<Shared, ApiError> {
-        let record = self.record(name)?;
-        if lock(&record).agent.token.as_deref() != Some(token) {
-            return Err(ApiError::InvalidState("unknown agent token".into()));
+        let refused = || ApiError::InvalidState("unknown agent token".into());
+        let record = self.record(name).map_err(|_| refused())?;
+        let good = {
+            let r = lock(&record);
+            let presented = token_digest(token);
+            waits_for_agent(r.fsm.state)
+                && r.agent
+                    .token_sha256
+                    .is_some_and(|held| bool::from(held.ct_eq(&presented)))
+        };
+        if !good {
+            return Err(refused());
         }
         Ok(record)
     }
@@ -1003,96 +1501,159 @@ impl Conductor {
         Ok(())
     }
 
-    /// Agent API: a heartbeat; answers the next command, if any.
-    pub fn agent_heartbeat(
+    /// Agent API: a heartbeat; answers the next command, if any. With a store, that the
+    /// command was given is committed before it is, so a restarted conductor never gives
+    /// it twice.
+    pub async fn agent_heartbeat(
+        self: &Arc<Self>,
+        name: &str,
+        token: &str,
+    ) -> Result<Option<AgentCommand>, ApiError> {
+        let (me, name, token) = (self.clone(), name.to_string(), token.to_string());
+        to_the_end(async move { me.agent_heartbeat_now(&name, &token).await }).await
+    }
+
+    async fn agent_heartbeat_now(
         &self,
         name: &str,
         token: &str,
     ) -> Result<Option<AgentCommand>, ApiError> {
         let record = self.agent_record(name, token)?;
         self.metrics.heartbeat();
-        let mut r = lock(&record);
-        if r.agent.command_sent {
-            return Ok(None);
-        }
-        let command = match r.fsm.state {
-            NodeState::InspectWait => AgentCommand::Inspect,
-            NodeState::CleanWait => AgentCommand::EraseMetadata,
-            NodeState::WaitCallBack => match &r.deploy {
-                Some(d) => AgentCommand::InstallImage {
-                    image: d.image.clone(),
-                    config_drive: d.config_drive.clone(),
+        let command = {
+            let mut r = lock(&record);
+            if r.agent.command_sent || r.agent.result_received {
+                return Ok(None);
+            }
+            let command = match r.fsm.state {
+                NodeState::InspectWait => AgentCommand::Inspect,
+                NodeState::CleanWait => AgentCommand::EraseMetadata,
+                NodeState::WaitCallBack => match &r.deploy {
+                    Some(d) => AgentCommand::InstallImage {
+                        image: d.image.clone(),
+                        config_drive: d.config_drive.clone(),
+                    },
+                    None => return Ok(None),
                 },
-                None => return Ok(None),
-            },
-            _ => return Ok(None),
+                _ => return Ok(None),
+            };
+            r.agent.command_sent = true;
+            lock(&r.history).push(HistoryEvent::Agent {
+                message: format!("heartbeat: given the command {}", command.name()),
+            });
+            command
         };
-        r.agent.command_sent = true;
-        lock(&r.history).push(HistoryEvent::Agent {
-            message: format!("heartbeat: given the command {}", command.name()),
-        });
+        self.commit(&record).await?;
         Ok(Some(command))
     }
 
-    /// Agent API: the result of the command.
-    pub fn agent_report(
+    /// Agent API: the result of the command. With a store, the result is committed
+    /// before the finishing BMC work starts, and a restarted conductor finishes it.
+    pub async fn agent_report(
+        self: &Arc<Self>,
+        name: &str,
+        token: &str,
+        result: AgentResult,
+    ) -> Result<(), ApiError> {
+        let (me, name, token) = (self.clone(), name.to_string(), token.to_string());
+        to_the_end(async move { me.agent_report_now(&name, &token, result).await }).await
+    }
+
+    async fn agent_report_now(
         self: &Arc<Self>,
         name: &str,
         token: &str,
         result: AgentResult,
     ) -> Result<(), ApiError> {
         let record = self.agent_record(name, token)?;
-        let mut r = lock(&record);
-        r.agent = AgentSession::default();
-        lock(&r.history).push(HistoryEvent::Agent {
-            message: match &result.error {
-                None => "result: the command succeeded".to_string(),
-                Some(e) => format!("result: the command failed: {e}"),
-            },
-        });
-        match r.fsm.state {
-            NodeState::InspectWait => {
-                drop(r);
-                let inventory = match (&result.error, result.inventory) {
-                    (None, Some(inv)) => Ok(inv.to_hardware()),
-                    (Some(e), _) => Err(format!("agent: {e}")),
-                    (None, None) => Err("agent sent no inventory".to_string()),
-                };
-                self.finish_in_background(name, |me, record| async move {
-                    me.set_inventory(&record, inventory?);
-                    me.tear_down(&record).await.map_err(|e| e.to_string())
-                });
-                Ok(())
+        let (actions, finish) = {
+            let mut r = lock(&record);
+            if r.agent.result_received {
+                return Err(ApiError::InvalidState(format!(
+                    "node {name} already has its agent's result"
+                )));
             }
-            NodeState::CleanWait | NodeState::WaitCallBack => {
-                let deploying = r.fsm.state == NodeState::WaitCallBack;
-                let (event, reason) = match &result.error {
-                    None => (NodeEvent::Resume, None),
-                    Some(e) if deploying => (NodeEvent::Fail, Some(format!("agent: {e}"))),
-                    Some(e) => (NodeEvent::Fail, Some(format!("agent cleaning: {e}"))),
-                };
-                let actions = self.handle(&mut r, event, reason.as_deref())?;
-                if deploying {
-                    r.config_drive = result.config_drive;
-                }
-                drop(r);
-                self.spawn_actions(name, actions);
-                if result.error.is_none() {
-                    self.finish_in_background(name, move |me, record| async move {
-                        if deploying {
-                            me.finish_deploy(&record).await
-                        } else {
-                            me.tear_down(&record).await
+            lock(&r.history).push(HistoryEvent::Agent {
+                message: match &result.error {
+                    None => "result: the command succeeded".to_string(),
+                    Some(e) => format!("result: the command failed: {e}"),
+                },
+            });
+            match r.fsm.state {
+                NodeState::InspectWait => {
+                    let inventory = match (&result.error, result.inventory) {
+                        (None, Some(inv)) => Ok(inv.to_hardware()),
+                        (Some(e), _) => Err(format!("inspection: agent: {e}")),
+                        (None, None) => Err("inspection: the agent sent no inventory".to_string()),
+                    };
+                    match inventory {
+                        Ok(inventory) => {
+                            r.inventory = Some(inventory);
+                            self.index_macs(&r);
+                            r.agent.result_received = true;
+                            (Vec::new(), Some(Finish::Inspection))
                         }
-                        .map_err(|e| e.to_string())
-                    });
+                        Err(reason) => {
+                            r.agent = AgentSession::default();
+                            (self.handle(&mut r, NodeEvent::Fail, Some(&reason))?, None)
+                        }
+                    }
                 }
-                Ok(())
+                NodeState::CleanWait | NodeState::WaitCallBack => {
+                    let deploying = r.fsm.state == NodeState::WaitCallBack;
+                    let (event, reason) = match &result.error {
+                        None => (NodeEvent::Resume, None),
+                        Some(e) if deploying => {
+                            (NodeEvent::Fail, Some(format!("deploy: agent: {e}")))
+                        }
+                        Some(e) => (NodeEvent::Fail, Some(format!("cleaning: agent: {e}"))),
+                    };
+                    let actions = self.handle(&mut r, event, reason.as_deref())?;
+                    if deploying {
+                        r.config_drive = result.config_drive;
+                    }
+                    if result.error.is_none() {
+                        // Kept past the state change, which voided the token.
+                        r.agent.result_received = true;
+                        let finish = if deploying {
+                            Finish::Deploy
+                        } else {
+                            Finish::Cleaning
+                        };
+                        (actions, Some(finish))
+                    } else {
+                        r.agent = AgentSession::default();
+                        (actions, None)
+                    }
+                }
+                other => {
+                    return Err(ApiError::InvalidState(format!(
+                        "node {name} is {other}: no agent result is awaited"
+                    )));
+                }
             }
-            other => Err(ApiError::InvalidState(format!(
-                "node {name} is {other}: no agent result is awaited"
-            ))),
+        };
+        self.commit(&record).await?;
+        self.spawn_actions(name, actions);
+        match finish {
+            Some(Finish::Deploy) => self.finish_in_background(name, |me, record| async move {
+                me.finish_deploy(&record)
+                    .await
+                    .map_err(|e| format!("deploy: {e}"))
+            }),
+            Some(Finish::Inspection) => self.finish_in_background(name, |me, record| async move {
+                me.tear_down(&record)
+                    .await
+                    .map_err(|e| format!("inspection: {e}"))
+            }),
+            Some(Finish::Cleaning) => self.finish_in_background(name, |me, record| async move {
+                me.tear_down(&record)
+                    .await
+                    .map_err(|e| format!("cleaning: {e}"))
+            }),
+            None => {}
         }
+        Ok(())
     }
 
     /// Runs `work` on a node in the background and feeds its outcome to the node's
@@ -1109,26 +1670,68 @@ impl Conductor {
             let Ok(record) = me.record(&name) else {
                 return;
             };
-            let (event, reason) = match work(me.clone(), record.clone()).await {
-                Ok(()) => (NodeEvent::Done, None),
-                Err(e) => (NodeEvent::Fail, Some(e)),
+            let outcome = match work(me.clone(), record.clone()).await {
+                Ok(()) => Outcome::Event(NodeEvent::Done, None),
+                Err(e) => Outcome::Event(NodeEvent::Fail, Some(e)),
             };
-            let actions = {
-                let mut r = lock(&record);
-                match me.handle(&mut r, event, reason.as_deref()) {
-                    Ok(actions) => actions,
-                    Err(e) => {
-                        tracing::debug!(node = %name, error = %e, "outcome dropped");
-                        return;
-                    }
-                }
-            };
-            me.spawn_actions(&name, actions);
+            me.feed_outcome(&name, &record, outcome).await;
         });
+    }
+
+    /// Feeds an outcome of background work to the node's machine, commits, and starts
+    /// what it asks for next.
+    async fn feed_outcome(self: &Arc<Self>, name: &str, record: &Shared, outcome: Outcome) {
+        let Outcome::Event(event, reason) = outcome else {
+            return;
+        };
+        let actions = {
+            let mut r = lock(record);
+            match self.handle(&mut r, event, reason.as_deref()) {
+                Ok(actions) => {
+                    if !waits_for_agent(r.fsm.state) {
+                        r.agent.result_received = false;
+                    }
+                    actions
+                }
+                Err(e) => {
+                    tracing::debug!(node = %name, error = %e, "outcome dropped");
+                    return;
+                }
+            }
+        };
+        self.commit_then_run(name, record, actions).await;
     }
 }
 
-/// A boot override read back, in words (`cd once (UEFI)`, `none`).
+/// Runs `work` to its end even when the caller stops waiting (an HTTP request dropped,
+/// a caller's task aborted): what a call changed in memory is always committed and acted
+/// on, never left half done at an await.
+async fn to_the_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(e) => Err(ApiError::Unavailable(format!(
+            "the conductor's work for the call stopped: {e}"
+        ))),
+    }
+}
+
+/// The BMC work that follows an agent's result.
+enum Finish {
+    Inspection,
+    Deploy,
+    Cleaning,
+}
+
+/// Where this run's change feed starts: microseconds of the wall clock, so that a
+/// client's position from an earlier run of the conductor is older than every position
+/// of this run, and gets every node's state.
+fn feed_base() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0))
+}
 fn describe_override(state: &bmc_core::BootOverrideState) -> String {
     let Some(device) = &state.device else {
         return "none".to_string();
@@ -1180,7 +1783,7 @@ mod tests {
     use super::*;
     use bmc_core::{BmcAddress, Credentials};
 
-    fn conductor_with_a_node(name: &str, config: ConductorConfig) -> Arc<Conductor> {
+    async fn conductor_with_a_node(name: &str, config: ConductorConfig) -> Arc<Conductor> {
         let c = Conductor::new(config, Registry::new());
         let credentials =
             Credentials::new("admin", "password").unwrap_or_else(|e| unreachable!("{e}"));
@@ -1193,13 +1796,14 @@ mod tests {
             boot_mac: Some("52:54:00:00:00:01".to_string()),
             automated_clean: false,
         })
+        .await
         .unwrap_or_else(|e| unreachable!("{e}"));
         c
     }
 
     #[tokio::test]
     async fn the_change_feed_tells_creations_deletions_and_a_full_list_from_zero() {
-        let c = conductor_with_a_node("ns/a", ConductorConfig::default());
+        let c = conductor_with_a_node("ns/a", ConductorConfig::default()).await;
         let all = c.changes(0, Duration::ZERO).await;
         assert!(all.complete);
         assert_eq!(all.changes.len(), 1);
@@ -1221,7 +1825,7 @@ mod tests {
     use bmc_core::BmcScheme;
     use bmc_core::memory::MemoryBmc;
 
-    fn lab(bmc: &MemoryBmc, config: ConductorConfig) -> Arc<Conductor> {
+    async fn lab(bmc: &MemoryBmc, config: ConductorConfig) -> Arc<Conductor> {
         let mut registry = Registry::new();
         registry.register(BmcScheme::RedfishVirtualMedia, bmc.factory());
         let c = Conductor::new(config, registry);
@@ -1235,6 +1839,7 @@ mod tests {
             boot_mac: Some("52:54:00:00:00:01".into()),
             automated_clean: false,
         })
+        .await
         .unwrap_or_else(|e| unreachable!("{e}"));
         c
     }
@@ -1268,11 +1873,13 @@ mod tests {
             ..HardwareInventory::default()
         };
         let bmc = MemoryBmc::new(PowerState::Off).with_inventory(inventory);
-        let c = lab(&bmc, quick());
+        let c = lab(&bmc, quick()).await;
         c.provision("lab/node-0", Verb::Manage, None)
+            .await
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::Manageable).await;
         c.provision("lab/node-0", Verb::Inspect { in_band: false }, None)
+            .await
             .unwrap_or_else(|e| unreachable!("{e}"));
         let view = until(&c, NodeState::Manageable).await;
         assert!(view.inspected);
@@ -1281,6 +1888,7 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(inventory.total_memory_mib, Some(65_536));
         c.provision("lab/node-0", Verb::Provide, None)
+            .await
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::Available).await;
         let image = provision_fsm::Image {
@@ -1296,6 +1904,7 @@ mod tests {
             }),
             None,
         )
+        .await
         .unwrap_or_else(|e| unreachable!("{e}"));
         let view = until(&c, NodeState::Active).await;
         assert_eq!(
@@ -1312,6 +1921,7 @@ mod tests {
             "{calls:?}"
         );
         c.provision("lab/node-0", Verb::Undeploy, None)
+            .await
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::Available).await;
         assert_eq!(bmc.power_now(), PowerState::Off);
@@ -1324,8 +1934,9 @@ mod tests {
     #[tokio::test]
     async fn the_agents_log_lines_go_into_the_history() {
         let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.transition_reads = 0);
-        let c = lab(&bmc, quick());
+        let c = lab(&bmc, quick()).await;
         c.provision("lab/node-0", Verb::Manage, None)
+            .await
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::Manageable).await;
         c.provision(
@@ -1333,10 +1944,12 @@ mod tests {
             Verb::Inspect { in_band: true },
             Some("step-9"),
         )
+        .await
         .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::InspectWait).await;
         let lookup = c
             .agent_lookup(&["52:54:00:00:00:01".into()])
+            .await
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(lookup.correlation_id.as_deref(), Some("step-9"));
         let refused = c.agent_log("lab/node-0", "agent-guess", &["forged".into()]);
@@ -1380,16 +1993,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_node_waiting_for_its_agent_times_out_at_its_deadline() {
         let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.transition_reads = 0);
-        let c = lab(&bmc, quick());
+        let c = lab(&bmc, quick()).await;
         c.provision("lab/node-0", Verb::Manage, None)
+            .await
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::Manageable).await;
         c.provision("lab/node-0", Verb::Inspect { in_band: true }, None)
+            .await
             .unwrap_or_else(|e| unreachable!("{e}"));
         until(&c, NodeState::InspectWait).await;
         assert_eq!(bmc.power_now(), PowerState::On, "the agent was booted");
         // An agent calling now would be answered...
-        let lookup = c.agent_lookup(&["52:54:00:00:00:01".into()]);
+        let lookup = c.agent_lookup(&["52:54:00:00:00:01".into()]).await;
         assert!(lookup.is_ok(), "{lookup:?}");
         // Ironic's 30 minutes: still waiting just before, failed just after.
         tokio::time::sleep(Duration::from_secs(1790)).await;
@@ -1440,18 +2055,18 @@ mod tests {
         }
         assert_eq!(bmc.power_now(), PowerState::Off);
         // ...after the timeout it is refused: nothing waits for it.
-        assert!(c.agent_lookup(&["52:54:00:00:00:01".into()]).is_err());
+        assert!(c.agent_lookup(&["52:54:00:00:00:01".into()]).await.is_err());
     }
 
     #[tokio::test]
     async fn a_refused_verb_changes_nothing_of_the_node() {
-        let c = conductor_with_a_node("ns/a", ConductorConfig::default());
+        let c = conductor_with_a_node("ns/a", ConductorConfig::default()).await;
         let deploy = DeployConfig {
             image: provision_fsm::Image::at("http://x/os.qcow2"),
             config_drive: ConfigDrive::default(),
             legacy_boot: false,
         };
-        let refused = c.provision("ns/a", Verb::Deploy(deploy), None);
+        let refused = c.provision("ns/a", Verb::Deploy(deploy), None).await;
         assert!(
             matches!(refused, Err(ApiError::InvalidState(_))),
             "{refused:?}"

@@ -247,7 +247,7 @@ pub struct InProcess(pub Arc<Conductor>);
 #[async_trait]
 impl ConductorApi for InProcess {
     async fn create_node(&self, spec: NodeSpec) -> Result<NodeView, ApiError> {
-        self.0.create_node(spec)
+        self.0.create_node(spec).await
     }
     async fn node(&self, name: &str) -> Result<NodeView, ApiError> {
         self.0.node(name)
@@ -267,7 +267,7 @@ impl ConductorApi for InProcess {
         verb: Verb,
         correlation: Option<&str>,
     ) -> Result<NodeView, ApiError> {
-        self.0.provision(name, verb, correlation)
+        self.0.provision(name, verb, correlation).await
     }
     async fn set_power(
         &self,

@@ -53,6 +53,15 @@ impl Default for Feed {
 }
 
 impl Feed {
+    /// A feed whose first change is numbered `base + 1` (a run of the conductor starts its
+    /// feed past every position of the runs before it).
+    pub fn starting_after(base: u64) -> Feed {
+        Feed {
+            log: Mutex::new((base, VecDeque::new())),
+            seq: tokio::sync::watch::Sender::new(base),
+        }
+    }
+
     /// Records a change and wakes the waiters.
     pub fn push(&self, name: &str, state: Option<NodeState>) {
         let seq = {

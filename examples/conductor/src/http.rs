@@ -192,7 +192,11 @@ fn reply<T: Serialize>(result: Result<T, ApiError>) -> Response {
 }
 
 async fn create(State(c): State<Arc<Conductor>>, Json(body): Json<CreateNode>) -> Response {
-    reply(body.into_spec().and_then(|spec| c.create_node(spec)))
+    let spec = match body.into_spec() {
+        Ok(spec) => spec,
+        Err(e) => return error_response(e),
+    };
+    reply(c.create_node(spec).await)
 }
 
 async fn list(State(c): State<Arc<Conductor>>) -> Response {
@@ -229,10 +233,10 @@ async fn provision(
     Json(body): Json<ProvisionTarget>,
 ) -> Response {
     let id = correlation(&headers);
-    reply(
-        body.verb()
-            .and_then(|v| c.provision(&name, v, id.as_deref())),
-    )
+    match body.verb() {
+        Ok(verb) => reply(c.provision(&name, verb, id.as_deref()).await),
+        Err(e) => error_response(e),
+    }
 }
 
 async fn history(State(c): State<Arc<Conductor>>, Path(name): Path<String>) -> Response {
@@ -285,6 +289,12 @@ async fn changes(State(c): State<Arc<Conductor>>, Query(q): Query<ChangesQuery>)
     reply(Ok(c.changes(q.since, timeout).await))
 }
 
+/// The largest request body the admin API takes (a node, a deploy with its user data).
+pub const MAX_ADMIN_BODY: usize = 1 << 20;
+
+/// The largest request body the agent API takes (a heartbeat with an inventory).
+pub const MAX_AGENT_BODY: usize = 4 << 20;
+
 /// The admin API's routes.
 pub fn admin_routes(conductor: Arc<Conductor>) -> Router {
     Router::new()
@@ -296,6 +306,7 @@ pub fn admin_routes(conductor: Arc<Conductor>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/nodes/{name}/states/provision", put(provision))
         .route("/v1/nodes/{name}/states/power", put(power))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(conductor)
 }
 
@@ -306,7 +317,7 @@ struct LookupQuery {
 
 async fn lookup(State(c): State<Arc<Conductor>>, Query(q): Query<LookupQuery>) -> Response {
     let macs: Vec<String> = q.addresses.split(',').map(str::to_string).collect();
-    reply(c.agent_lookup(&macs))
+    reply(c.agent_lookup(&macs).await)
 }
 
 async fn heartbeat(
@@ -316,21 +327,28 @@ async fn heartbeat(
     Json(beat): Json<Heartbeat>,
 ) -> Response {
     let id = correlation(&headers);
-    let _span =
-        tracing::info_span!("agent", node = %node, correlation_id = id.as_deref().unwrap_or(""))
-            .entered();
-    tracing::debug!(result = beat.command_result.is_some(), "agent heartbeat");
-    if let Err(e) = c.agent_log(&node, &beat.agent_token, &beat.log) {
-        return error_response(e);
-    }
-    reply(match beat.command_result {
-        Some(result) => c
-            .agent_report(&node, &beat.agent_token, result)
-            .map(|()| HeartbeatReply { command: None }),
-        None => c
-            .agent_heartbeat(&node, &beat.agent_token)
-            .map(|command| HeartbeatReply { command }),
-    })
+    let span =
+        tracing::info_span!("agent", node = %node, correlation_id = id.as_deref().unwrap_or(""));
+    tracing::Instrument::instrument(
+        async move {
+            tracing::debug!(result = beat.command_result.is_some(), "agent heartbeat");
+            if let Err(e) = c.agent_log(&node, &beat.agent_token, &beat.log) {
+                return error_response(e);
+            }
+            reply(match beat.command_result {
+                Some(result) => c
+                    .agent_report(&node, &beat.agent_token, result)
+                    .await
+                    .map(|()| HeartbeatReply { command: None }),
+                None => c
+                    .agent_heartbeat(&node, &beat.agent_token)
+                    .await
+                    .map(|command| HeartbeatReply { command }),
+            })
+        },
+        span,
+    )
+    .await
 }
 
 /// The agent API's routes (`/v1/lookup`, `/v1/heartbeat/{node}`).
@@ -338,6 +356,7 @@ pub fn agent_routes(conductor: Arc<Conductor>) -> Router {
     Router::new()
         .route("/v1/lookup", get(lookup))
         .route("/v1/heartbeat/{node}", post(heartbeat))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_AGENT_BODY))
         .with_state(conductor)
 }
 
@@ -359,13 +378,57 @@ impl HttpConductor {
     /// Requests in flight at once.
     pub const MAX_IN_FLIGHT: usize = 64;
 
-    /// A client for the conductor at `base` (`http://127.0.0.1:6385`).
+    /// A client for the conductor at `base` (`http://127.0.0.1:6385`), without
+    /// credentials, trusting the system's CAs.
     pub fn new(base: &str) -> HttpConductor {
         HttpConductor {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(Self::MAX_IN_FLIGHT)),
         }
+    }
+
+    /// A client for the conductor at `base` (`https://conductor:6385`) that trusts the
+    /// CA certificates of `ca_pem` (PEM; none: the system's) and sends `credentials`
+    /// (HTTP basic auth) with every request. The password goes only into the
+    /// `Authorization` header, marked sensitive.
+    pub fn with_security(
+        base: &str,
+        ca_pem: Option<&[u8]>,
+        credentials: Option<&Credentials>,
+    ) -> Result<HttpConductor, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("the conductor's CA bundle: {e}"))?;
+            if certs.is_empty() {
+                return Err("the conductor's CA bundle has no certificate".into());
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(c) = credentials {
+            use base64::Engine as _;
+            let token = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                c.username(),
+                c.password().expose()
+            ));
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {token}"))
+                .map_err(|_| "the conductor credentials cannot go into a header".to_string())?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        Ok(HttpConductor {
+            base: base.trim_end_matches('/').to_string(),
+            http: builder
+                .build()
+                .map_err(|e| format!("the conductor client: {e}"))?,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(Self::MAX_IN_FLIGHT)),
+        })
     }
 
     async fn answer<T: serde::de::DeserializeOwned>(
@@ -380,6 +443,12 @@ impl HttpConductor {
         let status = response.status();
         if status == reqwest::StatusCode::NO_CONTENT {
             return Ok(None);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(ApiError::Unavailable(format!(
+                "{} refused the request: authentication required (no or wrong credentials)",
+                self.base
+            )));
         }
         if status.is_success() {
             return response

@@ -16,6 +16,10 @@
 //! - [`history`]: each node's bounded history (transitions, actions with the caller's
 //!   correlation id, every BMC request, agent calls, errors), served as
 //!   `GET /v1/nodes/{name}/history`; [`metrics`]: the Prometheus metrics of `GET /metrics`.
+//! - [`persist`]: the node store (redb, one file; BMC passwords sealed with a key file):
+//!   a restarted conductor resumes its nodes.
+//! - [`auth`]: HTTP basic auth of the admin API (htpasswd, bcrypt); [`tls`]: rustls for
+//!   both APIs.
 //! - [`service`]: the one assembly of the service for the binary, the demo and tests.
 //!
 //! ```
@@ -53,6 +57,7 @@
 //! ```
 
 pub mod agent_protocol;
+pub mod auth;
 pub mod conductor;
 pub mod contract;
 pub mod executor;
@@ -60,7 +65,9 @@ pub mod feed;
 pub mod history;
 pub mod http;
 pub mod metrics;
+pub mod persist;
 pub mod service;
+pub mod tls;
 
 pub use conductor::{Conductor, ConductorConfig};
 pub use contract::{

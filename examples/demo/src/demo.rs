@@ -461,6 +461,17 @@ async fn run_controller(api: Arc<std::sync::Mutex<EmulatedApi>>, operator: Share
     }
 }
 
+/// Files removed when it is dropped, however the run ends.
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
 /// Runs the demo.
 pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let started = Instant::now();
@@ -507,11 +518,24 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     };
     let agent_image_url = format!("{images_base}/images/agent.iso");
 
-    // The conductor service as its binary assembles it, on free ports.
+    // The conductor service as its binary assembles it, on free ports, with its node
+    // store in a temporary file (removed when the run ends).
+    let conductor_state = std::env::temp_dir().join(format!(
+        "metal3-demo-{}-{}-conductor.redb",
+        std::process::id(),
+        started.elapsed().as_nanos()
+    ));
+    let conductor_key = metal3_conductor::persist::default_key_path(&conductor_state);
+    let _remove_conductor_state = RemoveOnDrop(vec![conductor_state.clone(), conductor_key]);
     let service = Service::start(
         ServiceConfig {
             admin_listen: "127.0.0.1:0".into(),
             agent_listen: "127.0.0.1:0".into(),
+            state: Some(conductor_state),
+            state_key: None,
+            admin_htpasswd: None,
+            admin_tls: None,
+            agent_tls: None,
             conductor: ConductorConfig {
                 // Ironic's default for concurrent deploys is 250: with thousands of hosts
                 // the heavy operations' waits (agent boots, callbacks) need that many in

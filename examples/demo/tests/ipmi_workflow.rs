@@ -59,6 +59,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
                 },
                 ..ConductorConfig::default()
             },
+            ..ServiceConfig::default()
         },
         registry,
     )
@@ -77,16 +78,21 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
             // Cleaning by the agent would need a second network boot here.
             automated_clean: false,
         })
+        .await
         .unwrap();
-    conductor.provision(name, Verb::Manage, None).unwrap();
+    conductor.provision(name, Verb::Manage, None).await.unwrap();
     wait_for(&conductor, name, NodeState::Manageable).await;
     conductor
         .provision(name, Verb::Inspect { in_band: false }, None)
+        .await
         .unwrap();
     wait_for(&conductor, name, NodeState::Manageable).await;
     assert!(conductor.node(name).unwrap().inspected);
     assert!(!conductor.inventory(name).unwrap().firmware.is_empty());
-    conductor.provision(name, Verb::Provide, None).unwrap();
+    conductor
+        .provision(name, Verb::Provide, None)
+        .await
+        .unwrap();
     wait_for(&conductor, name, NodeState::Available).await;
 
     // A live ISO cannot go to a BMC without virtual media: a clear failure.
@@ -103,6 +109,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
             }),
             None,
         )
+        .await
         .unwrap();
     wait_for(&conductor, name, NodeState::DeployFailed).await;
     let error = conductor.node(name).unwrap().last_error.unwrap_or_default();
@@ -127,6 +134,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
             }),
             None,
         )
+        .await
         .unwrap();
     wait_for(&conductor, name, NodeState::WaitCallBack).await;
     // The host was set to boot from the network once and powered on.
@@ -148,7 +156,10 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
     assert!(ipmitool(&["chassis", "power", "status"]).contains("Chassis Power is on"));
     assert_eq!(conductor.node(name).unwrap().deploy_attempts, 2);
 
-    conductor.provision(name, Verb::Undeploy, None).unwrap();
+    conductor
+        .provision(name, Verb::Undeploy, None)
+        .await
+        .unwrap();
     wait_for(&conductor, name, NodeState::Available).await;
     assert!(ipmitool(&["chassis", "power", "status"]).contains("Chassis Power is off"));
     conductor.delete_node(name).await.unwrap();

@@ -74,12 +74,11 @@ impl Scheduler {
         self.changed.notify_one();
     }
 
-    /// Keys due now that are not running (marked running), and when the next is due.
-    fn take_due(&self) -> (Vec<String>, Option<Instant>) {
+    /// The earliest key due now that is not running (marked running), or when the next
+    /// key is due. A due key whose step runs is stepped again after it instead.
+    fn take_due(&self) -> Result<String, Option<Instant>> {
         let now = Instant::now();
         let mut q = lock(&self.queue);
-        let mut ready = Vec::new();
-        let mut later = Vec::new();
         while let Some((t, key)) = q.due.first().cloned() {
             if t > now {
                 break;
@@ -87,16 +86,13 @@ impl Scheduler {
             q.due.pop_first();
             q.at.remove(&key);
             if q.running.contains(&key) {
-                later.push(key);
+                q.again.insert(key);
                 continue;
             }
             q.running.insert(key.clone());
-            ready.push(key);
+            return Ok(key);
         }
-        for key in later {
-            q.again.insert(key);
-        }
-        (ready, q.due.first().map(|(t, _)| *t))
+        Err(q.due.first().map(|(t, _)| *t))
     }
 
     fn finished(&self, key: &str, result: &Reconciled) {
@@ -127,28 +123,35 @@ impl Scheduler {
     async fn dispatch(self: Arc<Self>, operator: Arc<Operator>) {
         let permits = Arc::new(Semaphore::new(self.max_running));
         loop {
-            let (ready, next) = self.take_due();
-            for key in ready {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let (me, op) = (self.clone(), operator.clone());
-                lock(&self.steps).spawn(async move {
-                    let result = op.reconcile(&key).await;
-                    drop(permit);
-                    me.finished(&key, &result);
-                });
-            }
+            // The permit comes first, the key second: a key is taken from the queue only
+            // when it can run, so keys woken while all permits are in use are served in
+            // the order they fall due, not behind a batch taken earlier.
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
             {
                 let mut steps = lock(&self.steps);
                 while steps.try_join_next().is_some() {}
             }
-            let wait = next.map_or(Duration::from_secs(3600), |t| {
-                t.saturating_duration_since(Instant::now())
-            });
-            tokio::select! {
-                _ = self.changed.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            match self.take_due() {
+                Ok(key) => {
+                    let (me, op) = (self.clone(), operator.clone());
+                    lock(&self.steps).spawn(async move {
+                        let result = op.reconcile(&key).await;
+                        drop(permit);
+                        me.finished(&key, &result);
+                    });
+                }
+                Err(next) => {
+                    drop(permit);
+                    let wait = next.map_or(Duration::from_secs(3600), |t| {
+                        t.saturating_duration_since(Instant::now())
+                    });
+                    tokio::select! {
+                        _ = self.changed.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
             }
         }
     }

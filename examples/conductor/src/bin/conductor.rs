@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use metal3_cli::{EXIT_FAILED, LogArgs, Shell};
-use metal3_conductor::service::{Service, ServiceConfig, drivers};
+use metal3_conductor::service::{Service, ServiceConfig, TlsFiles, drivers};
 
 /// The example conductor (Ironic's role): nodes driven through their provision states
 /// over every driver of the family, with an admin API for the operator and an agent API
@@ -19,10 +19,26 @@ use metal3_conductor::service::{Service, ServiceConfig, drivers};
 #[derive(Debug, Parser)]
 #[command(name = "conductor", version)]
 struct Cli {
-    /// The admin API's address (`GET /metrics` and node histories included). Keep it on
-    /// loopback: it has no authentication.
+    /// The admin API's address (`GET /metrics` and node histories included). Without
+    /// `--htpasswd` it listens on loopback only, whatever the address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6385")]
     listen: String,
+    /// The admin API's users: an htpasswd file of bcrypt hashes (`htpasswd -B`); every
+    /// admin request then needs HTTP basic auth.
+    #[arg(long, value_name = "FILE")]
+    htpasswd: Option<std::path::PathBuf>,
+    /// The admin API's TLS certificate chain (PEM); with `--tls-key`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The admin API's TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The agent API's TLS certificate chain (PEM); with `--agent-tls-key`.
+    #[arg(long, value_name = "FILE", requires = "agent_tls_key")]
+    agent_tls_cert: Option<std::path::PathBuf>,
+    /// The agent API's TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "agent_tls_cert")]
+    agent_tls_key: Option<std::path::PathBuf>,
     /// The agent API's address (look-up and heartbeats of the booted agents).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6386")]
     agent_listen: String,
@@ -35,6 +51,15 @@ struct Cli {
     /// Operations at once against one BMC.
     #[arg(long, value_name = "N")]
     per_bmc: Option<NonZeroUsize>,
+    /// Keeps the nodes in this file (created when missing) and resumes them on start;
+    /// without it, nodes live in memory and are lost when the conductor stops.
+    #[arg(long, value_name = "FILE")]
+    state: Option<std::path::PathBuf>,
+    /// The key file that seals the BMC passwords in the state file (32 random bytes,
+    /// created with mode 0600 when missing; default: the state file's name plus `.key`).
+    /// Keep it apart from the state file.
+    #[arg(long, value_name = "FILE", requires = "state")]
+    state_key: Option<std::path::PathBuf>,
     /// Prints shell completions for SHELL and exits.
     #[arg(long, value_name = "SHELL")]
     completions: Option<Shell>,
@@ -71,6 +96,17 @@ async fn main() -> ExitCode {
     let mut config = ServiceConfig {
         admin_listen: cli.listen,
         agent_listen: cli.agent_listen,
+        state: cli.state,
+        state_key: cli.state_key,
+        admin_htpasswd: cli.htpasswd,
+        admin_tls: cli
+            .tls_cert
+            .zip(cli.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
+        agent_tls: cli
+            .agent_tls_cert
+            .zip(cli.agent_tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
         ..ServiceConfig::default()
     };
     if let Some(url) = cli.agent_image {

@@ -26,6 +26,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bmc_core::Credentials;
 use clap::Parser;
 use metal3_cli::{EXIT_FAILED, EXIT_USAGE, LogArgs, Shell};
 use metal3_conductor::{ConductorApi, HttpConductor};
@@ -54,9 +55,18 @@ enum Inspection {
 #[derive(Debug, Parser)]
 #[command(name = "operator", version)]
 struct Cli {
-    /// The conductor's admin API (`http://127.0.0.1:6385`).
+    /// The conductor's admin API (`http://127.0.0.1:6385`, `https://conductor:6385`).
     #[arg(long, value_name = "URL", env = "OPERATOR_CONDUCTOR")]
     conductor: Option<String>,
+    /// CA certificates (PEM) that the conductor's TLS certificate must chain to (default:
+    /// the system's).
+    #[arg(long, value_name = "FILE", env = "OPERATOR_CONDUCTOR_CA")]
+    conductor_ca: Option<PathBuf>,
+    /// A file holding the conductor's credentials as `user:password` on one line (never
+    /// on the command line). `OPERATOR_CONDUCTOR_USERNAME` and
+    /// `OPERATOR_CONDUCTOR_PASSWORD` in the environment do the same.
+    #[arg(long, value_name = "FILE")]
+    conductor_credentials_file: Option<PathBuf>,
     /// A folder of Metal3 manifests (Secrets, IPPools, BareMetalHosts).
     #[arg(long, value_name = "DIR", required_unless_present_any = ["kube", "completions"])]
     manifests: Option<PathBuf>,
@@ -184,6 +194,44 @@ fn settled(operator: &Operator, keys: &[String]) -> bool {
     })
 }
 
+/// The conductor's client with the CA and credentials the command line and environment
+/// name.
+fn conductor_client(cli: &Cli, url: &str) -> Result<HttpConductor, String> {
+    let ca = match &cli.conductor_ca {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| format!("cannot read the conductor CA {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let credentials = match &cli.conductor_credentials_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "cannot read the conductor credentials {}: {e}",
+                    path.display()
+                )
+            })?;
+            let line = text.lines().next().unwrap_or_default().trim_end();
+            let (user, password) = line.split_once(':').ok_or_else(|| {
+                format!("{}: not user:password on its first line", path.display())
+            })?;
+            Some(Credentials::new(user, password).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => match (
+            std::env::var("OPERATOR_CONDUCTOR_USERNAME"),
+            std::env::var("OPERATOR_CONDUCTOR_PASSWORD"),
+        ) {
+            (Ok(user), Ok(password)) => Some(
+                Credentials::new(user, password)
+                    .map_err(|e| format!("the conductor credentials in the environment: {e}"))?,
+            ),
+            _ => None,
+        },
+    };
+    HttpConductor::with_security(url, ca.as_deref(), credentials.as_ref())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -234,7 +282,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let conductor: Arc<dyn ConductorApi> = Arc::new(HttpConductor::new(&conductor_url));
+    let conductor = match conductor_client(&cli, &conductor_url) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "operator failed");
+            eprintln!("operator: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let conductor: Arc<dyn ConductorApi> = Arc::new(conductor);
     let config = OperatorConfig {
         poll: Duration::from_millis(cli.poll_ms.max(1)),
         inspection,
