@@ -156,6 +156,8 @@ struct Inner {
     planned_at: Mutex<Vec<(String, Fault)>>,
     rng: Mutex<u64>,
     requests: AtomicU64,
+    /// Logins refused for wrong credentials (sessions and basic auth).
+    refused_logins: AtomicU64,
     next_session: AtomicU64,
     vendor: SimVendor,
     /// Dell boots set by configuration import, per system.
@@ -312,6 +314,7 @@ impl RedfishSim {
             planned_at: Mutex::new(Vec::new()),
             rng: Mutex::new(config.seed.max(1)),
             requests: AtomicU64::new(0),
+            refused_logins: AtomicU64::new(0),
             next_session: AtomicU64::new(1),
             vendor,
             dell_boot: Mutex::new(HashMap::new()),
@@ -402,6 +405,12 @@ impl RedfishSim {
         lock(&self.inner.sessions).len()
     }
 
+    /// Logins refused so far for wrong credentials (session logins and basic-auth
+    /// requests): what a real BMC counts towards locking the account.
+    pub fn refused_logins(&self) -> u64 {
+        self.inner.refused_logins.load(Ordering::Relaxed)
+    }
+
     /// Stops serving and waits for the server task.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -467,11 +476,15 @@ fn authorized(inner: &Inner, headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    base64::engine::general_purpose::STANDARD
+    let good = base64::engine::general_purpose::STANDARD
         .decode(basic.trim())
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .is_some_and(|pair| pair == format!("{user}:{pass}"))
+        .is_some_and(|pair| pair == format!("{user}:{pass}"));
+    if !good {
+        inner.refused_logins.fetch_add(1, Ordering::Relaxed);
+    }
+    good
 }
 
 async fn handle(
@@ -643,6 +656,7 @@ fn create_session(inner: &Inner, body: &Value) -> Response {
         .unwrap_or_default();
     if let Some((u, p)) = &inner.config.credentials {
         if user != u || pass != p {
+            inner.refused_logins.fetch_add(1, Ordering::Relaxed);
             return error(
                 StatusCode::UNAUTHORIZED,
                 "Base.1.8.InsufficientPrivilege",

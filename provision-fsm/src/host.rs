@@ -114,8 +114,13 @@ pub struct Host {
     pub error_count: u32,
     /// `status.provisioningFailCount`: consecutive failed provisionings of this image.
     pub provisioning_fail_count: u32,
-    /// Credentials version the conductor's node was registered with.
+    /// Credentials version the conductor's node was registered with (Metal3's
+    /// `goodCredentials`).
     pub registered_credentials: Option<String>,
+    /// Credentials version the BMC refused: not tried again while the credentials stay
+    /// the same.
+    #[serde(default)]
+    pub refused_credentials: Option<String>,
     /// Preparation settings version last applied.
     pub prepared: Option<String>,
     /// `status.poweredOn`, if known.
@@ -160,6 +165,7 @@ impl Host {
             error_count: 0,
             provisioning_fail_count: 0,
             registered_credentials: None,
+            refused_credentials: None,
             prepared: None,
             powered_on: None,
             detached: false,
@@ -299,6 +305,7 @@ impl Machine<'_> {
             } => {
                 self.answered(Pending::Register);
                 self.host.registered_credentials = Some(credentials_version.clone());
+                self.host.refused_credentials = None;
                 if self
                     .host
                     .error
@@ -313,6 +320,16 @@ impl Machine<'_> {
             HostEvent::RegistrationFailed(msg) => {
                 self.answered(Pending::Register);
                 self.fail(ErrorType::Registration, msg);
+                true
+            }
+            HostEvent::CredentialsRefused {
+                credentials_version,
+                message,
+            } => {
+                self.answered(Pending::Register);
+                self.host.refused_credentials = Some(credentials_version.clone());
+                self.host.registered_credentials = None;
+                self.set_error_without_backoff(ErrorType::Registration, message);
                 true
             }
             HostEvent::InspectionDone if kind == K::Inspecting => {
@@ -571,6 +588,12 @@ impl Machine<'_> {
         };
         if self.host.registered_credentials.as_deref() == Some(version.as_str()) {
             return true;
+        }
+        if self.host.refused_credentials.as_deref() == Some(version.as_str()) {
+            // Tried once and refused: no retry until the credentials change, which steps
+            // the host again.
+            self.host.operational_status = OperationalStatus::Error;
+            return false;
         }
         if let Some(at) = self.host.retry_at {
             if self.host.error.is_some() && self.ctx.now < at {

@@ -423,6 +423,15 @@ pub enum HostEvent {
     },
     /// Registration failed.
     RegistrationFailed(String),
+    /// Registration failed because the BMC refused these credentials: they are not tried
+    /// again until the credentials change (a BMC locks an account after a few wrong
+    /// passwords).
+    CredentialsRefused {
+        /// The credentials version refused.
+        credentials_version: String,
+        /// What the BMC said.
+        message: String,
+    },
     /// Inspection finished.
     InspectionDone,
     /// Inspection failed.

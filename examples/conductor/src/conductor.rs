@@ -138,6 +138,8 @@ struct NodeRecord {
     history: Arc<Mutex<History>>,
     /// The correlation id of the request that started the node's current work.
     correlation: Option<String>,
+    /// The BMC refused the credentials at the last verification.
+    credentials_refused: bool,
     /// The BMC password as sealed for the store (sealed once per credentials change).
     sealed_password: Option<String>,
     /// A digest of what was last committed for the node: an unchanged record is not
@@ -165,6 +167,8 @@ struct StoredNode {
     inspect_in_band: bool,
     agent: AgentSession,
     correlation: Option<String>,
+    #[serde(default)]
+    credentials_refused: bool,
 }
 
 /// The agent's token for its calls: 128 random bits from the OS's generator, hex.
@@ -226,6 +230,7 @@ impl NodeRecord {
             deployed_image: self.deployed_image.clone(),
             deploy_attempts: self.deploy_attempts,
             config_drive: self.config_drive.clone(),
+            credentials_refused: self.credentials_refused,
         }
     }
 
@@ -249,6 +254,7 @@ impl NodeRecord {
             inspect_in_band: self.inspect_in_band,
             agent: self.agent.clone(),
             correlation: self.correlation.clone(),
+            credentials_refused: self.credentials_refused,
         })
     }
 
@@ -286,6 +292,7 @@ impl NodeRecord {
             inspect_in_band: stored.inspect_in_band,
             history: Arc::new(Mutex::new(History::default())),
             correlation: stored.correlation,
+            credentials_refused: stored.credentials_refused,
             sealed_password: Some(stored.sealed_password),
             saved: None,
         })
@@ -800,6 +807,11 @@ impl Conductor {
             if r.spec.credentials.password().expose() != spec.credentials.password().expose() {
                 r.sealed_password = None;
             }
+            if r.spec.credentials.password().expose() != spec.credentials.password().expose()
+                || r.spec.credentials.username() != spec.credentials.username()
+            {
+                r.credentials_refused = false;
+            }
             if r.spec.address != spec.address
                 || r.spec.credentials.password().expose() != spec.credentials.password().expose()
                 || r.spec.credentials.username() != spec.credentials.username()
@@ -830,6 +842,7 @@ impl Conductor {
             inspect_in_band: false,
             history: Arc::new(Mutex::new(History::default())),
             correlation: None,
+            credentials_refused: false,
             sealed_password: None,
             saved: None,
         };
@@ -1299,9 +1312,14 @@ impl Conductor {
         let _bmc = self.bmc_permit(record).await;
         // A fresh connection: credentials may have changed since the last one.
         lock(record).driver = None;
-        let driver = self.driver(record).await?;
-        let power = executor::verify(driver.as_ref()).await?;
-        lock(record).power_on = Some(power == PowerState::On);
+        let verified = async {
+            let driver = self.driver(record).await?;
+            executor::verify(driver.as_ref()).await
+        }
+        .await;
+        let mut r = lock(record);
+        r.credentials_refused = matches!(verified, Err(BmcError::AuthenticationFailed { .. }));
+        r.power_on = Some(verified? == PowerState::On);
         Ok(())
     }
 

@@ -133,6 +133,10 @@ pub struct NodeView {
     pub deploy_attempts: u32,
     /// The config drive the agent reports it wrote (disk-image deploys).
     pub config_drive: Option<ConfigDrive>,
+    /// The BMC refused the node's credentials at the last verification: trying them
+    /// again risks locking the account (a caller waits for new credentials).
+    #[serde(default)]
+    pub credentials_refused: bool,
 }
 
 /// Why an API call failed.

@@ -129,6 +129,9 @@ pub struct HostReport {
     pub error: Option<String>,
     /// What went wrong (empty when it ended where it should).
     pub problems: Vec<String>,
+    /// Logins its simulated BMC refused for wrong credentials (hosts simulated in this
+    /// process only).
+    pub refused_logins: Option<u64>,
     /// The reasons of the Kubernetes Events recorded about it, oldest first (kube mode).
     pub events: Vec<String>,
 }
@@ -908,6 +911,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             }
             reports.push(HostReport {
                 events: front.event_reasons(&key),
+                refused_logins: sims.get(&key).map(|s| s.sim.refused_logins()),
                 key,
                 vendor: vendor.clone(),
                 way: "bad input".into(),
@@ -1084,6 +1088,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             .map(|r| r.phases.clone())
             .unwrap_or_default();
         reports.push(HostReport {
+            refused_logins: sims.get(&key).map(|s| s.sim.refused_logins()),
             key,
             vendor,
             way: if live { "live-iso" } else { "disk image" }.to_string(),

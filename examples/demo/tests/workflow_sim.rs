@@ -222,6 +222,18 @@ async fn bad_input_ends_in_metal3_error_states_while_the_others_carry_on_in(kube
             report.table()
         );
     }
+    // The wrong password was tried once, and the host says it waits for new credentials.
+    let wrong = report
+        .hosts
+        .iter()
+        .find(|h| h.key == "metal3/wrong-password")
+        .unwrap();
+    assert_eq!(wrong.refused_logins, Some(1), "{}", report.table());
+    assert!(
+        error_of("wrong-password").contains("not tried again until the credentials secret changes"),
+        "{}",
+        error_of("wrong-password")
+    );
     let good = report.hosts.iter().filter(|h| h.way != "bad input").count();
     assert_eq!(good, 5);
     // Through the controller each error raised is a Warning Event named by its type (a

@@ -124,6 +124,10 @@ pub struct HostRecord {
     /// and ended: Metal3's `status.operationHistory`.
     #[serde(default)]
     pub operations: OperationHistory,
+    /// The credentials version last sent to the conductor (Metal3's
+    /// `status.triedCredentials`): a refusal of the BMC is a refusal of this version.
+    #[serde(default)]
+    pub tried_credentials: Option<String>,
 }
 
 /// When an operation started and ended (seconds since the Unix epoch); an operation
@@ -210,6 +214,7 @@ impl HostRecord {
             next_event: None,
             sent: false,
             operations: OperationHistory::default(),
+            tried_credentials: None,
         }
     }
 }
@@ -295,6 +300,8 @@ pub struct Operator {
     steps: std::sync::atomic::AtomicU64,
     /// This process's random first half of them.
     correlation_prefix: u32,
+    /// The store's secret salt of credentials versions.
+    credentials_salt: [u8; 16],
 }
 
 impl std::fmt::Debug for Operator {
@@ -404,6 +411,7 @@ impl Operator {
         config: OperatorConfig,
     ) -> Result<Arc<Operator>, StoreError> {
         let records: HashMap<String, HostRecord> = store.hosts()?.into_iter().collect();
+        let credentials_salt = store.credentials_salt()?;
         Ok(Arc::new(Operator {
             conductor,
             store: Arc::new(store),
@@ -421,6 +429,7 @@ impl Operator {
             metrics: Arc::new(OperatorMetrics::new()),
             steps: std::sync::atomic::AtomicU64::new(1),
             correlation_prefix: random_u32(),
+            credentials_salt,
         }))
     }
 
@@ -651,6 +660,22 @@ impl Operator {
         }
     }
 
+    /// The version of these credentials: a digest under the store's secret salt, which
+    /// changes exactly when the credentials do.
+    fn credentials_version(&self, credentials: &Credentials) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(self.credentials_salt);
+        h.update(credentials.username().as_bytes());
+        h.update([0]);
+        h.update(credentials.password().expose().as_bytes());
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     fn spec_of(&self, key: &str) -> Option<(HostSpec, BareMetalHost)> {
         let (bmh, deleting) = {
             let desired = lock(&self.desired);
@@ -658,8 +683,8 @@ impl Operator {
             (d.bmh.clone(), d.deleting)
         };
         let credentials = match self.credentials(&bmh) {
-            Ok(_) => CredentialsState::Present {
-                version: "1".to_string(),
+            Ok(c) => CredentialsState::Present {
+                version: self.credentials_version(&c),
             },
             Err(CredentialsProblem::Missing) => CredentialsState::Missing,
             Err(CredentialsProblem::Invalid(why)) => CredentialsState::Invalid(why),
@@ -856,6 +881,18 @@ impl Operator {
             (Pending::Register, None) => Seen::Send(Call::Register),
             (Pending::Register, Some(n)) => match n.state {
                 N::Verifying => Seen::Waiting,
+                // The credentials sent last were refused (maybe by an earlier run of the
+                // operator): not sent again, or the BMC may lock the account.
+                N::Enroll if n.credentials_refused && record.tried_credentials.is_some() => {
+                    Seen::Event(HostEvent::CredentialsRefused {
+                        credentials_version: record.tried_credentials.clone().unwrap_or_default(),
+                        message: format!(
+                            "the BMC refused the credentials; they are not tried again until \
+                             the credentials secret changes ({})",
+                            n.last_error.as_deref().unwrap_or("authentication failed")
+                        ),
+                    })
+                }
                 N::Enroll if !record.sent => Seen::Send(Call::Register),
                 N::Enroll => Seen::Event(HostEvent::RegistrationFailed(
                     n.last_error
@@ -863,7 +900,10 @@ impl Operator {
                         .unwrap_or_else(|| "the BMC could not be verified".into()),
                 )),
                 _ => Seen::Event(HostEvent::Registered {
-                    credentials_version: "1".into(),
+                    credentials_version: record
+                        .tried_credentials
+                        .clone()
+                        .unwrap_or_else(|| "1".into()),
                 }),
             },
             (Pending::Inspect, None) => {
@@ -1307,6 +1347,12 @@ impl Operator {
         action: HostAction,
         cid: &str,
     ) -> Started {
+        if let HostAction::Register {
+            credentials_version,
+        } = &action
+        {
+            record.tried_credentials = Some(credentials_version.clone());
+        }
         if let Some(p) = started_from_node(&action) {
             // Registering always sends its node (the BMC details may have changed); the
             // others send the request that fits the node as it is now (what the next
@@ -1403,6 +1449,7 @@ fn persisted_eq(a: &HostRecord, b: &HostRecord, with_time: bool) -> bool {
         next_wake,
         deploy_accepted,
         operations,
+        tried_credentials,
         // Kept in memory only.
         power_accepted: _,
         next_event: _,
@@ -1417,6 +1464,7 @@ fn persisted_eq(a: &HostRecord, b: &HostRecord, with_time: bool) -> bool {
         && *next_wake == b.next_wake
         && *deploy_accepted == b.deploy_accepted
         && *operations == b.operations
+        && *tried_credentials == b.tried_credentials
 }
 
 /// Whether an action's result is read from the conductor's node (it runs there).

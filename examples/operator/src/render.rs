@@ -114,7 +114,18 @@ pub fn status_json(record: &HostRecord) -> Value {
         "hardware": record.hardware.as_ref().map(hardware_details),
         "operationHistory": operation_history(&record.operations),
         "lastUpdated": rfc3339(record.last_updated),
+        "triedCredentials": credentials_version(record.tried_credentials.as_deref()),
+        "goodCredentials": credentials_version(h.registered_credentials.as_deref()),
     })
+}
+
+/// Metal3's `triedCredentials` / `goodCredentials`: the credentials version (a salted
+/// digest, never the password); `{}` when there is none.
+fn credentials_version(version: Option<&str>) -> Value {
+    match version {
+        Some(v) => json!({"credentialsVersion": v}),
+        None => json!({}),
+    }
 }
 
 /// Metal3's `status.operationHistory`: start and end of the last registration,

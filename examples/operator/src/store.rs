@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 
 const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
 const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SALT: &str = "credentials_salt";
 
 /// What went wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +57,35 @@ impl Store {
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(HOSTS).map_err(err)?;
         txn.open_table(POOLS).map_err(err)?;
+        txn.open_table(META).map_err(err)?;
         txn.commit().map_err(err)?;
         Ok(Store { db })
+    }
+
+    /// The store's secret salt (16 random bytes, made on first use): credentials versions
+    /// are digests of the credentials under it, so a version in a host's status tells
+    /// nothing of the password to whoever cannot read the store.
+    pub fn credentials_salt(&self) -> Result<[u8; 16], StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        let salt = {
+            let mut meta = txn.open_table(META).map_err(err)?;
+            let stored = meta
+                .get(SALT)
+                .map_err(err)?
+                .and_then(|v| <[u8; 16]>::try_from(v.value()).ok());
+            match stored {
+                Some(salt) => salt,
+                None => {
+                    let mut salt = [0u8; 16];
+                    getrandom::fill(&mut salt)
+                        .map_err(|e| err(format!("no random bytes from the OS: {e}")))?;
+                    meta.insert(SALT, salt.as_slice()).map_err(err)?;
+                    salt
+                }
+            }
+        };
+        txn.commit().map_err(err)?;
+        Ok(salt)
     }
 
     /// Commits a change atomically.
