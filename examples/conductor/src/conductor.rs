@@ -77,6 +77,9 @@ impl Default for ConductorConfig {
 struct AgentSession {
     booted: bool,
     token_sha256: Option<[u8; 32]>,
+    /// The agent called with its token: a later look-up is refused.
+    #[serde(default)]
+    token_used: bool,
     command_sent: bool,
     #[serde(default)]
     result_received: bool,
@@ -169,6 +172,8 @@ struct StoredNode {
     correlation: Option<String>,
     #[serde(default)]
     credentials_refused: bool,
+    #[serde(default)]
+    target_power: Option<PowerRequest>,
 }
 
 /// The agent's token for its calls: 128 random bits from the OS's generator, hex.
@@ -255,6 +260,7 @@ impl NodeRecord {
             agent: self.agent.clone(),
             correlation: self.correlation.clone(),
             credentials_refused: self.credentials_refused,
+            target_power: self.target_power,
         })
     }
 
@@ -279,7 +285,7 @@ impl NodeRecord {
             },
             fsm: stored.fsm,
             power_on: stored.power_on,
-            target_power: None,
+            target_power: stored.target_power,
             power_error: None,
             power_requests: stored.power_requests,
             inventory: stored.inventory,
@@ -416,6 +422,11 @@ impl Conductor {
 
     /// Picks up a stored node's work after a restart.
     fn resume(self: &Arc<Self>, name: &str, record: &Shared) {
+        let power = lock(record).target_power;
+        if let Some(power) = power {
+            tracing::info!(node = %name, target = power.target(), "resumed after a restart: the power change");
+            self.spawn_power_change(name, record.clone(), power, None);
+        }
         let (state, agent_done, in_band) = {
             let r = lock(record);
             (r.fsm.state, r.agent.result_received, r.inspect_in_band)
@@ -970,8 +981,11 @@ impl Conductor {
             self.feed.push(name, None);
         }
         if let Some(d) = driver {
-            if let Err(e) = d.close().await {
-                tracing::debug!(node = %name, error = %e, "closing the BMC session");
+            // Best effort, and bounded: the node is gone whatever the BMC does.
+            match tokio::time::timeout(Duration::from_secs(10), d.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(node = %name, error = %e, "closing the BMC session"),
+                Err(_) => tracing::debug!(node = %name, "closing the BMC session timed out"),
             }
         }
         Ok(())
@@ -1043,7 +1057,22 @@ impl Conductor {
     /// once with the change under way (`target_power`). A change asked while one runs is
     /// refused. When it ends the change feed tells of the node, with `power_error` set if
     /// it failed.
-    pub fn set_power(
+    pub async fn set_power(
+        self: &Arc<Self>,
+        name: &str,
+        power: PowerRequest,
+        correlation: Option<&str>,
+    ) -> Result<NodeView, ApiError> {
+        let (me, name, correlation) = (
+            self.clone(),
+            name.to_string(),
+            correlation.map(str::to_string),
+        );
+        to_the_end(async move { me.set_power_now(&name, power, correlation.as_deref()).await })
+            .await
+    }
+
+    async fn set_power_now(
         self: &Arc<Self>,
         name: &str,
         power: PowerRequest,
@@ -1067,6 +1096,19 @@ impl Conductor {
             });
             r.view()
         };
+        // Committed first: a conductor restarted meanwhile carries the change out.
+        self.commit(&record).await?;
+        self.spawn_power_change(name, record, power, correlation);
+        Ok(view)
+    }
+
+    fn spawn_power_change(
+        self: &Arc<Self>,
+        name: &str,
+        record: Shared,
+        power: PowerRequest,
+        correlation: Option<&str>,
+    ) {
         let me = self.clone();
         let name = name.to_string();
         let span =
@@ -1091,7 +1133,6 @@ impl Conductor {
             },
             span,
         ));
-        Ok(view)
     }
 
     /// Carries out a power change; whether the host is on after it.
@@ -1439,7 +1480,9 @@ impl Conductor {
                 if !waits_for_agent(r.fsm.state) || !r.macs().iter().any(|m| wanted.contains(m)) {
                     continue;
                 }
-                if r.agent.token_sha256.is_some() {
+                // A token never used may have been lost on the way (a conductor killed
+                // as it answered): a new look-up replaces it. One in use is the agent's.
+                if r.agent.token_used {
                     refusal = Some(format!(
                         "node {name} already gave this boot's agent its token; the next \
                          boot of the agent gets a new one"
@@ -1481,12 +1524,16 @@ impl Conductor {
         let refused = || ApiError::InvalidState("unknown agent token".into());
         let record = self.record(name).map_err(|_| refused())?;
         let good = {
-            let r = lock(&record);
+            let mut r = lock(&record);
             let presented = token_digest(token);
-            waits_for_agent(r.fsm.state)
+            let good = waits_for_agent(r.fsm.state)
                 && r.agent
                     .token_sha256
-                    .is_some_and(|held| bool::from(held.ct_eq(&presented)))
+                    .is_some_and(|held| bool::from(held.ct_eq(&presented)));
+            if good {
+                r.agent.token_used = true;
+            }
+            good
         };
         if !good {
             return Err(refused());
@@ -1540,7 +1587,10 @@ impl Conductor {
         self.metrics.heartbeat();
         let command = {
             let mut r = lock(&record);
-            if r.agent.command_sent || r.agent.result_received {
+            // Until its result arrives the agent is given its command on each heartbeat:
+            // an answer lost with a killed conductor must not leave it without one. (An
+            // agent runs the command it is already running once.)
+            if r.agent.result_received {
                 return Ok(None);
             }
             let command = match r.fsm.state {
@@ -1555,10 +1605,12 @@ impl Conductor {
                 },
                 _ => return Ok(None),
             };
+            if !r.agent.command_sent {
+                lock(&r.history).push(HistoryEvent::Agent {
+                    message: format!("heartbeat: given the command {}", command.name()),
+                });
+            }
             r.agent.command_sent = true;
-            lock(&r.history).push(HistoryEvent::Agent {
-                message: format!("heartbeat: given the command {}", command.name()),
-            });
             command
         };
         self.commit(&record).await?;

@@ -279,7 +279,7 @@ impl ConductorApi for InProcess {
         power: PowerRequest,
         correlation: Option<&str>,
     ) -> Result<NodeView, ApiError> {
-        self.0.set_power(name, power, correlation)
+        self.0.set_power(name, power, correlation).await
     }
     async fn history(&self, name: &str) -> Result<NodeHistory, ApiError> {
         self.0.history(name)

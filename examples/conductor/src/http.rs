@@ -266,7 +266,10 @@ async fn power(
             body.target
         )));
     };
-    match c.set_power(&name, power, correlation(&headers).as_deref()) {
+    match c
+        .set_power(&name, power, correlation(&headers).as_deref())
+        .await
+    {
         // Accepted: the change runs in the background (Ironic answers 202 too).
         Ok(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
         Err(e) => error_response(e),
@@ -378,12 +381,19 @@ impl HttpConductor {
     /// Requests in flight at once.
     pub const MAX_IN_FLIGHT: usize = 64;
 
+    /// How long one request may take (the change feed's long poll asks for its own): a
+    /// conductor that takes a request and never answers must not hold its caller.
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
     /// A client for the conductor at `base` (`http://127.0.0.1:6385`), without
     /// credentials, trusting the system's CAs.
     pub fn new(base: &str) -> HttpConductor {
         HttpConductor {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .timeout(Self::REQUEST_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(Self::MAX_IN_FLIGHT)),
         }
     }
@@ -397,7 +407,7 @@ impl HttpConductor {
         ca_pem: Option<&[u8]>,
         credentials: Option<&Credentials>,
     ) -> Result<HttpConductor, String> {
-        let mut builder = reqwest::Client::builder();
+        let mut builder = reqwest::Client::builder().timeout(Self::REQUEST_TIMEOUT);
         if let Some(pem) = ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| format!("the conductor's CA bundle: {e}"))?;

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bmc_core::sync::lock as locked;
@@ -89,6 +90,13 @@ pub struct DemoConfig {
     /// How long the conductor's nodes wait for an agent (Ironic's 30 minutes when
     /// `None`).
     pub node_timeouts: Option<NodeTimeouts>,
+    /// Run the conductor in a child process and SIGKILL it this many times at random
+    /// moments, each time starting it again on its store ([`crate::conductor_process`]);
+    /// 0 keeps it in this process.
+    pub conductor_kills: u32,
+    /// Kill the operator this many times at random moments (its tasks stopped where they
+    /// are, as a crash does) and open it again on its store.
+    pub operator_kills: u32,
 }
 
 impl Default for DemoConfig {
@@ -108,6 +116,8 @@ impl Default for DemoConfig {
             kube_mode: false,
             separate_simulator: false,
             node_timeouts: None,
+            conductor_kills: 0,
+            operator_kills: 0,
         }
     }
 }
@@ -132,6 +142,8 @@ pub struct HostReport {
     /// Logins its simulated BMC refused for wrong credentials (hosts simulated in this
     /// process only).
     pub refused_logins: Option<u64>,
+    /// Disk images its simulated agent wrote (hosts simulated in this process only).
+    pub images_written: Option<u32>,
     /// The reasons of the Kubernetes Events recorded about it, oldest first (kube mode).
     pub events: Vec<String>,
 }
@@ -152,6 +164,8 @@ pub struct DemoReport {
     pub bmc_requests: u64,
     /// Times the operator was restarted.
     pub operator_restarts: u32,
+    /// Times the conductor was killed with SIGKILL and started again.
+    pub conductor_kills: u32,
     /// Peak resident memory of the fleet processes (KiB, the sum of each one's peak), with
     /// a separate simulator.
     pub simulator_peak_rss_kib: Option<u64>,
@@ -464,6 +478,27 @@ async fn run_controller(api: Arc<std::sync::Mutex<EmulatedApi>>, operator: Share
     }
 }
 
+/// The conductor's node, read through its API; a conductor restarting meanwhile is
+/// waited for (up to 20 s). `None` when it has no such node.
+async fn read_node(admin: &dyn ConductorApi, key: &str) -> Option<NodeView> {
+    for _ in 0..200 {
+        match admin.node(key).await {
+            Ok(n) => return Some(n),
+            Err(metal3_conductor::ApiError::NotFound(_)) => return None,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    None
+}
+
+/// A random gap between kills: 200 ms to 1 s (xorshift64).
+fn random_gap(state: &mut u64) -> Duration {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    Duration::from_millis(200 + *state % 800)
+}
+
 /// Files removed when it is dropped, however the run ends.
 struct RemoveOnDrop(Vec<PathBuf>);
 
@@ -530,37 +565,69 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     ));
     let conductor_key = metal3_conductor::persist::default_key_path(&conductor_state);
     let _remove_conductor_state = RemoveOnDrop(vec![conductor_state.clone(), conductor_key]);
-    let service = Service::start(
-        ServiceConfig {
-            admin_listen: "127.0.0.1:0".into(),
-            agent_listen: "127.0.0.1:0".into(),
-            state: Some(conductor_state),
-            state_key: None,
-            admin_htpasswd: None,
-            admin_tls: None,
-            agent_tls: None,
-            conductor: ConductorConfig {
-                // Ironic's default for concurrent deploys is 250: with thousands of hosts
-                // the heavy operations' waits (agent boots, callbacks) need that many in
-                // flight.
-                max_heavy: 256,
-                per_bmc: 2,
+    let max_heavy = 256;
+    // With kills, an agent's answer lost with a killed conductor must not hold a host
+    // for Ironic's 30 minutes: a minute, then the operator's retry.
+    let timeouts = config.node_timeouts.unwrap_or_else(|| {
+        if config.conductor_kills > 0 {
+            let minute = Duration::from_secs(60);
+            NodeTimeouts {
+                inspect_wait: minute,
+                deploy_callback: minute,
+                clean_callback: minute,
+            }
+        } else {
+            NodeTimeouts::default()
+        }
+    });
+    let mut conductor_process = None;
+    let mut service = None;
+    let (admin_url, agent_api_url) = if config.conductor_kills > 0 {
+        let process = crate::conductor_process::ConductorProcess::spawn(
+            crate::conductor_process::ConductorChild {
+                admin_listen: "127.0.0.1:0".into(),
+                agent_listen: "127.0.0.1:0".into(),
+                state: conductor_state,
                 agent_image_url: agent_image_url.clone(),
-                poll: PollPolicy {
-                    initial: Duration::from_millis(10),
-                    max: Duration::from_millis(200),
-                },
-                operation_timeout: Duration::from_secs(120),
-                timeouts: config.node_timeouts.unwrap_or_default(),
+                max_heavy,
+                timeouts,
             },
-        },
-        drivers(),
-    )
-    .await?;
-    let conductor = service.conductor.clone();
-    let agent_api_url = service.agent_url();
+        )
+        .await?;
+        let urls = (process.admin_url.clone(), process.agent_url.clone());
+        conductor_process = Some(process);
+        urls
+    } else {
+        let started = Service::start(
+            ServiceConfig {
+                admin_listen: "127.0.0.1:0".into(),
+                agent_listen: "127.0.0.1:0".into(),
+                state: Some(conductor_state),
+                conductor: ConductorConfig {
+                    // Ironic's default for concurrent deploys is 250: with thousands of
+                    // hosts the heavy operations' waits (agent boots, callbacks) need that
+                    // many in flight.
+                    max_heavy,
+                    per_bmc: 2,
+                    agent_image_url: agent_image_url.clone(),
+                    poll: PollPolicy {
+                        initial: Duration::from_millis(10),
+                        max: Duration::from_millis(200),
+                    },
+                    operation_timeout: Duration::from_secs(120),
+                    timeouts,
+                },
+                ..ServiceConfig::default()
+            },
+            drivers(),
+        )
+        .await?;
+        let urls = (started.admin_url(), started.agent_url());
+        service = Some(started);
+        urls
+    };
     // The operator talks to the conductor over its HTTP admin API, as the two binaries do.
-    let admin: Arc<dyn ConductorApi> = Arc::new(HttpConductor::new(&service.admin_url()));
+    let admin: Arc<dyn ConductorApi> = Arc::new(HttpConductor::new(&admin_url));
 
     // One simulated BMC per host.
     let agent_http = reqwest::Client::new();
@@ -697,6 +764,27 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let mut operator = open(admin.clone())?;
     // The clock of `provisioned_after` starts here: the fleet is up, the manifests go in.
     let applied_at = Instant::now();
+    // The conductor's killer: SIGKILLs at random moments, each followed by a restart.
+    let kills_wanted = config.conductor_kills;
+    let progress_lines = config.progress;
+    let killer = conductor_process.take().map(|mut process| {
+        tokio::spawn(async move {
+            let mut rng = u64::from(std::process::id()).rotate_left(17) | 1;
+            for _ in 0..kills_wanted {
+                tokio::time::sleep(random_gap(&mut rng)).await;
+                if let Err(e) = process.kill_and_restart().await {
+                    return (process, Err(e));
+                }
+                if progress_lines {
+                    println!(
+                        "conductor killed ({}/{kills_wanted}) and started again",
+                        process.kills
+                    );
+                }
+            }
+            (process, Ok(()))
+        })
+    });
     let mut applied = manifests.clone();
     applied.hosts = hosts.clone();
     // In kube mode the API server holds the hosts; the operator gets pools and claims.
@@ -728,6 +816,10 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let expected: Vec<Option<String>> = hosts.iter().map(expected_error).collect();
     let deadline = started + config.timeout;
     let mut restarts = 0;
+    // Operator kills at random moments of the provisioning (100 to 500 ms apart).
+    let mut kill_rng = u64::from(std::process::id()) | 1;
+    let mut operator_kills_left = config.operator_kills;
+    let mut next_operator_kill = Instant::now() + random_gap(&mut kill_rng) / 2;
 
     // 1. Everything provisioned; bad input in the error it should report, and then
     // deleted at once (before its retries back off for long).
@@ -765,9 +857,17 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         if config.progress {
             progress.tick(&operator, &keys);
         }
-        if let Some(at) = config.restart_operator_at {
-            let provisioning = operator.count_in(HostStateKind::Provisioning);
-            if restarts == 0 && provisioning >= at.min(keys.len()) {
+        let provisioning = operator.count_in(HostStateKind::Provisioning);
+        let restart_once = config
+            .restart_operator_at
+            .is_some_and(|at| restarts == 0 && provisioning >= at.min(keys.len()));
+        let kill_now = operator_kills_left > 0 && Instant::now() >= next_operator_kill;
+        if kill_now {
+            operator_kills_left -= 1;
+            next_operator_kill = Instant::now() + random_gap(&mut kill_rng) / 2;
+        }
+        {
+            if restart_once || kill_now {
                 // Kill the operator (its tasks with it) and start a new one on the store.
                 *locked(&shared_operator) = None;
                 // Let a controller pass in progress finish with the old operator.
@@ -786,7 +886,8 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                 }
             }
         }
-        if provisioned == keys.len() {
+        // Every host provisioned, and every operator kill asked for done.
+        if provisioned == keys.len() && operator_kills_left == 0 {
             break;
         }
         if Instant::now() > deadline {
@@ -810,11 +911,12 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     }
     let objects_at_provisioned = front.object_states();
     // Deploys the conductor accepted per node: the truth about "provisioned twice".
-    let nodes_at_provisioned: BTreeMap<String, NodeView> = conductor
-        .nodes()
-        .into_iter()
-        .map(|n| (n.name.clone(), n))
-        .collect();
+    let mut nodes_at_provisioned: BTreeMap<String, NodeView> = BTreeMap::new();
+    for key in &keys {
+        if let Some(n) = read_node(admin.as_ref(), key).await {
+            nodes_at_provisioned.insert(key.clone(), n);
+        }
+    }
     let deploys: BTreeMap<String, u32> = nodes_at_provisioned
         .iter()
         .map(|(k, n)| (k.clone(), n.deploy_attempts))
@@ -887,6 +989,18 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         ),
     };
 
+    // Every kill done before the checks read the conductor.
+    let mut conductor_kills = 0;
+    let mut conductor_process = None;
+    if let Some(killer) = killer {
+        let (process, result) = killer
+            .await
+            .map_err(|e| format!("the conductor's killer: {e}"))?;
+        result?;
+        conductor_kills = process.kills;
+        conductor_process = Some(process);
+    }
+
     // Checks.
     let mut addresses = HashSet::new();
     let mut reports = Vec::new();
@@ -912,6 +1026,9 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             reports.push(HostReport {
                 events: front.event_reasons(&key),
                 refused_logins: sims.get(&key).map(|s| s.sim.refused_logins()),
+                images_written: sims
+                    .get(&key)
+                    .map(|s| s.images_written.load(Ordering::Relaxed)),
                 key,
                 vendor: vendor.clone(),
                 way: "bad input".into(),
@@ -933,8 +1050,22 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             )),
         }
         let deployed = deploys.get(&key).copied().unwrap_or(0);
-        if rec.is_some_and(|r| deployed > 1 + r.host.provisioning_fail_count) {
+        // Under kills nothing may fail: exactly one deploy. Otherwise a provisioning that
+        // failed (injected faults) may be retried.
+        let allowed = if config.conductor_kills > 0 || config.operator_kills > 0 {
+            1
+        } else {
+            1 + rec.map_or(0, |r| r.host.provisioning_fail_count)
+        };
+        if deployed > allowed {
             problems.push(format!("deployed {deployed} times"));
+        }
+        // Counted at the host itself: the images its agents wrote.
+        let images_written = sims
+            .get(&key)
+            .map(|s| s.images_written.load(Ordering::Relaxed));
+        if let Some(n) = images_written.filter(|n| !live && *n > allowed) {
+            problems.push(format!("its agent wrote the image {n} times"));
         }
         let address = rec
             .and_then(|r| r.address.as_ref())
@@ -1014,10 +1145,18 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                 ));
             }
         }
+        let live_boots = boots
+            .iter()
+            .filter(|b| matches!(b, BootSource::VirtualCd { image: i, .. } if *i == image_url))
+            .count();
         if sim.is_none() {
             // An external BMC: what it booted is not observable from here.
         } else if live && !booted(&image_url) {
             problems.push(format!("never booted the live ISO (boots: {boots:?})"));
+        } else if live && live_boots > allowed as usize {
+            problems.push(format!(
+                "booted the live ISO {live_boots} times (boots: {boots:?})"
+            ));
         }
         if sim.is_some() {
             // The agent boots for in-band inspection, for each cleaning by the agent (on
@@ -1079,7 +1218,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                 }
             }
         }
-        if conductor.node(&key).is_ok() {
+        if read_node(admin.as_ref(), &key).await.is_some() {
             problems.push("its conductor node is still there".into());
         }
         let phases = at_available
@@ -1089,6 +1228,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             .unwrap_or_default();
         reports.push(HostReport {
             refused_logins: sims.get(&key).map(|s| s.sim.refused_logins()),
+            images_written,
             key,
             vendor,
             way: if live { "live-iso" } else { "disk image" }.to_string(),
@@ -1109,6 +1249,9 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     }
     drop(image_server);
     drop(service);
+    if let Some(p) = conductor_process {
+        p.stop().await;
+    }
     Ok(DemoReport {
         hosts: reports,
         provisioned_after,
@@ -1116,6 +1259,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
         total: started.elapsed(),
         bmc_requests,
         operator_restarts: restarts,
+        conductor_kills,
         simulator_peak_rss_kib,
         peak_rss_kib,
     })

@@ -166,6 +166,8 @@ pub struct SimHost {
     pub address: String,
     /// Its NICs' MAC addresses (the first is the boot MAC).
     pub macs: Vec<String>,
+    /// Disk images its simulated agents wrote: the count of deploys at the host itself.
+    pub images_written: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl std::fmt::Debug for SimHost {
@@ -213,6 +215,8 @@ pub async fn start_host(
     let api = config.agent_api.clone();
     let http = config.agent_http.clone();
     let silent = config.silent_agent;
+    let images_written = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let written = images_written.clone();
     let hook = BootHook(Arc::new(move |event: BootEvent| {
         if let BootSource::VirtualCd { image, .. } = &event.source {
             if *image == agent_image && !silent {
@@ -223,6 +227,7 @@ pub async fn start_host(
                     event.macs,
                     event.hardware,
                     http,
+                    written.clone(),
                 ));
             }
         }
@@ -244,6 +249,7 @@ pub async fn start_host(
         vendor,
         address,
         macs,
+        images_written,
     })
 }
 

@@ -16,6 +16,7 @@
 //! # Ok::<(), &str>(())
 //! ```
 
+pub mod conductor_process;
 pub mod demo;
 pub mod fleet;
 pub mod fleet_process;

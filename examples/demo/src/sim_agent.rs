@@ -12,15 +12,19 @@ use metal3_conductor::contract::CORRELATION_HEADER;
 use metal3_conductor::http::escape;
 use provision_fsm::Image;
 
-/// Runs one agent's life: look-up, heartbeats until one command is done, its result.
+/// Runs one agent's life: look-up, heartbeats until one command is done, its result
+/// (sent again until the conductor takes it: a conductor that restarts meanwhile must
+/// not lose it). Each disk image written counts in `images_written`.
 pub async fn run_simulated_agent(
     api: String,
     macs: Vec<String>,
     hardware: serde_json::Value,
     http: reqwest::Client,
+    images_written: std::sync::Arc<std::sync::atomic::AtomicU32>,
 ) {
     let lookup = async {
-        for _ in 0..100 {
+        // Long enough to outlast a conductor's restart.
+        for _ in 0..600 {
             let url = format!("{api}/v1/lookup?addresses={}", macs.join(","));
             if let Ok(r) = http.get(&url).send().await {
                 if r.status().is_success() {
@@ -75,6 +79,9 @@ pub async fn run_simulated_agent(
                 config_drive,
             }) => {
                 let mut result = install(&http, &image).await;
+                if result.error.is_none() {
+                    images_written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 log.push(match &result.error {
                     None => format!(
                         "wrote {} bytes of {} (checksum verified)",
@@ -105,16 +112,24 @@ pub async fn run_simulated_agent(
             None => None,
         };
         if let Some(result) = result {
-            let _ = http
-                .post(&beat_url)
-                .header(CORRELATION_HEADER, &correlation)
-                .json(&Heartbeat {
-                    agent_token,
-                    command_result: Some(result),
-                    log,
-                })
-                .send()
-                .await;
+            let beat = Heartbeat {
+                agent_token,
+                command_result: Some(result),
+                log,
+            };
+            for _ in 0..600 {
+                let sent = http
+                    .post(&beat_url)
+                    .header(CORRELATION_HEADER, &correlation)
+                    .json(&beat)
+                    .send()
+                    .await;
+                match sent {
+                    // Taken, or refused for good (the node moved on).
+                    Ok(r) if r.status().is_success() || r.status().is_client_error() => return,
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -145,6 +145,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
         vec![MAC.into()],
         json!({}),
         reqwest::Client::new(),
+        std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0)),
     ));
     wait_for(&conductor, name, NodeState::Active).await;
     let boot = ipmitool(&["chassis", "bootparam", "get", "5"]);

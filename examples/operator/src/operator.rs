@@ -367,6 +367,24 @@ async fn commit_pending(store: Arc<Store>, pending: Arc<Mutex<PendingCommit>>, p
     }
 }
 
+/// Why a request to the conductor did not go through.
+#[derive(Debug)]
+enum SendError {
+    /// It was refused (or could not be made): the action failed.
+    Refused(String),
+    /// The conductor could not be reached: nothing failed, it goes again.
+    Unavailable(String),
+}
+
+impl From<ApiError> for SendError {
+    fn from(e: ApiError) -> SendError {
+        match e {
+            ApiError::Unavailable(_) => SendError::Unavailable(e.to_string()),
+            other => SendError::Refused(other.to_string()),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum CredentialsProblem {
     Missing,
@@ -1147,6 +1165,9 @@ impl Operator {
             self.send(key, &bmh, &mut record, node.as_ref(), request)
                 .await;
         }
+        // An action that could not start now (the conductor down) is tried again soon:
+        // nothing else would step the host.
+        let mut retry_soon = false;
         for action in actions {
             match self
                 .start(key, &bmh, &mut record, node.as_ref(), action, cid)
@@ -1171,6 +1192,7 @@ impl Operator {
                 Started::Running => {}
                 Started::Retry => {
                     record.sent = false;
+                    retry_soon = true;
                 }
             }
         }
@@ -1190,7 +1212,7 @@ impl Operator {
         let wake = step.wake_at.map(|t| t.saturating_sub(self.uptime()));
         let requeue_after = if record.next_event.is_some() {
             Some(Duration::ZERO)
-        } else if record.host.pending.is_some() && !record.sent {
+        } else if retry_soon || (record.host.pending.is_some() && !record.sent) {
             Some(self.config.poll)
         } else if waiting_for_node {
             Some(wake.map_or(self.config.idle_recheck, |w| {
@@ -1229,7 +1251,7 @@ impl Operator {
             pending,
             correlation: cid,
         } = request;
-        let result: Result<(), String> = match call {
+        let result: Result<(), SendError> = match call {
             Call::Register => self.register(key, bmh, node, cid).await,
             Call::Inspect => self
                 .conductor
@@ -1242,7 +1264,7 @@ impl Operator {
                 )
                 .await
                 .map(drop)
-                .map_err(|e| e.to_string()),
+                .map_err(SendError::from),
             Call::Provide => self.verb(key, Verb::Provide, cid).await,
             Call::Undeploy => self.verb(key, Verb::Undeploy, cid).await,
             Call::Abort => self.verb(key, Verb::Abort, cid).await,
@@ -1250,7 +1272,12 @@ impl Operator {
         };
         match result {
             Ok(()) => record.sent = true,
-            Err(e) => {
+            // The conductor down (restarting, say): nothing failed, the request goes
+            // again on the next step.
+            Err(SendError::Unavailable(e)) => {
+                tracing::warn!(host = %key, ?call, error = %e, "conductor unavailable; the request goes again");
+            }
+            Err(SendError::Refused(e)) => {
                 tracing::warn!(host = %key, ?call, error = %e, "request to the conductor failed");
                 // A refused deploy is the provisioning's failure; anything else is tried
                 // again on the next step.
@@ -1263,12 +1290,12 @@ impl Operator {
         }
     }
 
-    async fn verb(&self, key: &str, verb: Verb, cid: &str) -> Result<(), String> {
+    async fn verb(&self, key: &str, verb: Verb, cid: &str) -> Result<(), SendError> {
         self.conductor
             .provision(key, verb, Some(cid))
             .await
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(SendError::from)
     }
 
     /// Creates (or updates) the node and starts its verification.
@@ -1278,9 +1305,11 @@ impl Operator {
         bmh: &BareMetalHost,
         node: Option<&NodeView>,
         cid: &str,
-    ) -> Result<(), String> {
-        let credentials = self.credentials(bmh).map_err(|e| e.to_string())?;
-        let address = BmcAddress::parse(&bmh.spec.bmc.address).map_err(|e| e.to_string())?;
+    ) -> Result<(), SendError> {
+        let refused = |e: String| SendError::Refused(e);
+        let credentials = self.credentials(bmh).map_err(|e| refused(e.to_string()))?;
+        let address =
+            BmcAddress::parse(&bmh.spec.bmc.address).map_err(|e| refused(e.to_string()))?;
         let view = self
             .conductor
             .create_node(NodeSpec {
@@ -1291,8 +1320,7 @@ impl Operator {
                 boot_mac: bmh.spec.boot_mac_address.clone(),
                 automated_clean: bmh.spec.automated_cleaning_mode.as_deref() != Some("disabled"),
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let state = node.map_or(view.state, |n| n.state);
         if state == NodeState::Enroll || view.state == NodeState::Enroll {
             self.verb(key, Verb::Manage, cid).await?;
@@ -1307,11 +1335,14 @@ impl Operator {
         bmh: &BareMetalHost,
         record: &mut HostRecord,
         cid: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), SendError> {
         let HostState::Provisioning { image } = record.host.state.clone() else {
-            return Err("not provisioning".into());
+            return Err(SendError::Refused("not provisioning".into()));
         };
-        let address = self.claim_address(key, bmh, record).await?;
+        let address = self
+            .claim_address(key, bmh, record)
+            .await
+            .map_err(SendError::Refused)?;
         let mac = bmh.spec.boot_mac_address.clone().or_else(|| {
             record.hardware.as_ref().and_then(|h| {
                 h.nics
@@ -1331,8 +1362,7 @@ impl Operator {
         let view = self
             .conductor
             .provision(key, Verb::Deploy(config), Some(cid))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         record.deploy_accepted = Some(view.deploy_attempts);
         Ok(())
     }

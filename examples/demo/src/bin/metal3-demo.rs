@@ -72,6 +72,14 @@ struct Cli {
     /// memory: this one then holds only the operator and the conductor.
     #[arg(long)]
     separate_simulator: bool,
+    /// Runs the conductor in a process of its own, killed with SIGKILL N times at
+    /// random moments and started again on its node store each time.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    kill_conductor: u32,
+    /// Kills the operator N times at random moments (its tasks stopped where they
+    /// are) and starts it again on its store each time.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    kill_operator: u32,
     /// Prints only the final table and figures.
     #[arg(long, short)]
     quiet: bool,
@@ -91,6 +99,8 @@ impl Cli {
             kube_mode: self.kube_mode,
             separate_simulator: self.separate_simulator,
             state: self.state,
+            conductor_kills: self.kill_conductor,
+            operator_kills: self.kill_operator,
             ..DemoConfig::default()
         };
         config.hosts = self.hosts.map(|n| n as usize);
@@ -130,6 +140,21 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if args.first().map(String::as_str) == Some(metal3_demo::conductor_process::CHILD_FLAG) {
+        let log = LogArgs {
+            log: std::env::var("RUST_LOG").ok(),
+            log_format: metal3_cli::LogFormat::Text,
+        };
+        let _ = log.init("warn");
+        let config = args.get(1).map(String::as_str).unwrap_or("{}");
+        return match metal3_demo::conductor_process::serve_child(config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("metal3-demo conductor: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     if let Some(shell) = cli.completions {
         metal3_cli::print_completions::<Cli>(shell);
@@ -160,6 +185,12 @@ async fn main() -> ExitCode {
                 report.bmc_requests,
                 report.bmc_requests as f64 / report.hosts.len().max(1) as f64
             );
+            if report.conductor_kills > 0 || report.operator_restarts > 0 {
+                println!(
+                    "conductor killed with SIGKILL {} times, operator killed {} times; each started again on its store",
+                    report.conductor_kills, report.operator_restarts
+                );
+            }
             let hosts = report.hosts.len().max(1) as f64;
             match report.simulator_peak_rss_kib {
                 Some(sim) => println!(
