@@ -2,6 +2,11 @@
 //! up by MAC addresses (`GET /v1/lookup?addresses=…`), then heartbeats
 //! (`POST /v1/heartbeat/{node}`); each answer may carry a command, and the heartbeat after
 //! it carries the result. Agent and conductor share these types, the inventory included.
+//!
+//! Delivery is at least once, as a conductor may be killed between committing an answer
+//! and sending it: the command comes with every heartbeat until its result arrives (an
+//! agent runs a command it already runs once), an agent sends its result until the
+//! conductor takes it, and a token never used may be looked up again.
 
 use md5::Md5;
 use serde::{Deserialize, Serialize};

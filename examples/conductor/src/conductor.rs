@@ -36,7 +36,7 @@ use crate::executor::{self, DeployStarted, StepSettings};
 use crate::feed::{Changes, Feed, NodeChange};
 use crate::history::{History, HistoryEvent, NodeHistory};
 use crate::metrics::ConductorMetrics;
-use crate::persist::{NodeStore, StoreError, random_bytes};
+use crate::persist::{NodeStore, NodeWrite, StoreError, random_bytes};
 use bmc_core::observe::{BmcCall, BmcCallObserver};
 use bmc_core::{BmcAddress, Credentials};
 
@@ -148,6 +148,8 @@ struct NodeRecord {
     /// A digest of what was last committed for the node: an unchanged record is not
     /// written again.
     saved: Option<[u8; 32]>,
+    /// The inventory is in the store as it is here.
+    inventory_saved: bool,
 }
 
 /// A node as the store keeps it (the BMC password sealed).
@@ -162,7 +164,6 @@ struct StoredNode {
     fsm: Node,
     power_on: Option<bool>,
     power_requests: u64,
-    inventory: Option<HardwareInventory>,
     deploy: Option<DeployConfig>,
     deployed_image: Option<String>,
     deploy_attempts: u32,
@@ -251,7 +252,6 @@ impl NodeRecord {
             fsm: self.fsm.clone(),
             power_on: self.power_on,
             power_requests: self.power_requests,
-            inventory: self.inventory.clone(),
             deploy: self.deploy.clone(),
             deployed_image: self.deployed_image.clone(),
             deploy_attempts: self.deploy_attempts,
@@ -265,7 +265,12 @@ impl NodeRecord {
     }
 
     /// A record from the store.
-    fn restore(name: &str, stored: StoredNode, store: &NodeStore) -> Result<NodeRecord, String> {
+    fn restore(
+        name: &str,
+        stored: StoredNode,
+        inventory: Option<HardwareInventory>,
+        store: &NodeStore,
+    ) -> Result<NodeRecord, String> {
         let address = BmcAddress::parse(&stored.address)
             .map_err(|e| format!("node {name}: stored address: {e}"))?;
         let password = store
@@ -288,7 +293,7 @@ impl NodeRecord {
             target_power: stored.target_power,
             power_error: None,
             power_requests: stored.power_requests,
-            inventory: stored.inventory,
+            inventory,
             deploy: stored.deploy,
             deployed_image: stored.deployed_image,
             deploy_attempts: stored.deploy_attempts,
@@ -301,6 +306,7 @@ impl NodeRecord {
             credentials_refused: stored.credentials_refused,
             sealed_password: Some(stored.sealed_password),
             saved: None,
+            inventory_saved: true,
         })
     }
 }
@@ -384,8 +390,8 @@ impl Conductor {
         let stored = store.load()?;
         let conductor = Conductor::build(config, registry, Some(store));
         let mut resumed = Vec::new();
-        for (name, bytes) in stored {
-            let record = conductor.restore(&name, &bytes)?;
+        for (name, bytes, inventory) in stored {
+            let record = conductor.restore(&name, &bytes, inventory.as_deref())?;
             resumed.push((name, record));
         }
         tracing::info!(nodes = resumed.len(), "nodes loaded from the store");
@@ -395,15 +401,25 @@ impl Conductor {
         Ok(conductor)
     }
 
-    fn restore(&self, name: &str, bytes: &[u8]) -> Result<Shared, StoreError> {
+    fn restore(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        inventory: Option<&[u8]>,
+    ) -> Result<Shared, StoreError> {
         let store_error = |e: String| StoreError::new(format!("node {name}: {e}"));
         let stored: StoredNode =
             serde_json::from_slice(bytes).map_err(|e| store_error(e.to_string()))?;
+        let inventory = inventory
+            .map(serde_json::from_slice::<HardwareInventory>)
+            .transpose()
+            .map_err(|e| store_error(format!("inventory: {e}")))?;
         let store = self
             .store
             .as_ref()
             .ok_or_else(|| store_error("no store".into()))?;
-        let mut record = NodeRecord::restore(name, stored, store).map_err(StoreError::new)?;
+        let mut record =
+            NodeRecord::restore(name, stored, inventory, store).map_err(StoreError::new)?;
         record.saved = Some(Sha256::digest(bytes).into());
         self.feed.push(name, Some(record.fsm.state));
         self.index_macs(&record);
@@ -613,7 +629,7 @@ impl Conductor {
             return Ok(());
         };
         let unavailable = |e: StoreError| ApiError::Unavailable(e.to_string());
-        let (name, bytes, digest) = {
+        let (name, bytes, inventory, digest) = {
             let mut r = lock(record);
             if r.sealed_password.is_none() {
                 let sealed = store
@@ -628,18 +644,33 @@ impl Conductor {
             let bytes = serde_json::to_vec(&stored)
                 .map_err(|e| ApiError::Unavailable(format!("node store: {e}")))?;
             let digest: [u8; 32] = Sha256::digest(&bytes).into();
-            if r.saved == Some(digest) {
+            if r.saved == Some(digest) && r.inventory_saved {
                 return Ok(());
             }
-            (r.spec.name.clone(), bytes, digest)
+            let inventory = match (&r.inventory, r.inventory_saved) {
+                (Some(i), false) => Some(
+                    serde_json::to_vec(i)
+                        .map_err(|e| ApiError::Unavailable(format!("node store: {e}")))?,
+                ),
+                _ => None,
+            };
+            (r.spec.name.clone(), bytes, inventory, digest)
         };
+        let wrote_inventory = inventory.is_some();
         store
-            .commit(&name, Some(bytes))
+            .commit(NodeWrite {
+                name,
+                node: Some(bytes),
+                inventory,
+            })
             .await
             .map_err(unavailable)?;
         let mut r = lock(record);
         // A later commit may have finished first; either way this state is durable.
         r.saved = Some(digest);
+        if wrote_inventory {
+            r.inventory_saved = true;
+        }
         Ok(())
     }
 
@@ -856,6 +887,7 @@ impl Conductor {
             credentials_refused: false,
             sealed_password: None,
             saved: None,
+            inventory_saved: true,
         };
         self.feed.push(&spec.name, Some(record.fsm.state));
         self.index_macs(&record);
@@ -973,7 +1005,11 @@ impl Conductor {
         };
         if let Some(store) = &self.store {
             store
-                .commit(name, None)
+                .commit(NodeWrite {
+                    name: name.to_string(),
+                    node: None,
+                    inventory: None,
+                })
                 .await
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         }
@@ -1377,6 +1413,7 @@ impl Conductor {
     fn set_inventory(&self, record: &Shared, inventory: HardwareInventory) {
         let mut r = lock(record);
         r.inventory = Some(inventory);
+        r.inventory_saved = false;
         self.index_macs(&r);
     }
 
@@ -1659,6 +1696,7 @@ impl Conductor {
                     match inventory {
                         Ok(inventory) => {
                             r.inventory = Some(inventory);
+                            r.inventory_saved = false;
                             self.index_macs(&r);
                             r.agent.result_received = true;
                             (Vec::new(), Some(Finish::Inspection))

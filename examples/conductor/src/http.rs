@@ -16,7 +16,9 @@
 //!
 //! Node names are `namespace/name`; the slash is escaped (`%2F`) in paths. Errors are
 //! `{"kind": …, "error": …}` with the status of [`ApiError::status`]. Credentials travel
-//! in the create body, so serve the admin API on loopback or behind TLS.
+//! in the create body: the [`crate::service`] serves the admin API with HTTP basic auth
+//! and TLS, or on loopback only. Request bodies are bounded ([`MAX_ADMIN_BODY`],
+//! [`MAX_AGENT_BODY`]).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -28,6 +28,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use bmc_core::sync::lock;
 
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+/// Inventories apart from their nodes: written once per inspection, not with every
+/// state change.
+const INVENTORIES: TableDefinition<&str, &[u8]> = TableDefinition::new("inventories");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const EPOCH: &str = "epoch_unix_ms";
 
@@ -165,9 +168,23 @@ pub fn default_key_path(state: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// One node's change to commit.
+#[derive(Debug, Clone)]
+pub struct NodeWrite {
+    /// The node's name.
+    pub name: String,
+    /// Its record; `None` removes the node and its inventory.
+    pub node: Option<Vec<u8>>,
+    /// Its inventory, when that changed.
+    pub inventory: Option<Vec<u8>>,
+}
+
+/// A stored node: its record and its inventory, if any.
+pub type StoredBytes = (String, Vec<u8>, Option<Vec<u8>>);
+
 #[derive(Default)]
 struct Pending {
-    writes: Vec<(String, Option<Vec<u8>>)>,
+    writes: Vec<NodeWrite>,
     waiters: Vec<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
     committing: bool,
 }
@@ -202,6 +219,7 @@ impl NodeStore {
         let txn = db.begin_write().map_err(err)?;
         let epoch_unix_ms = {
             txn.open_table(NODES).map_err(err)?;
+            txn.open_table(INVENTORIES).map_err(err)?;
             let mut meta = txn.open_table(META).map_err(err)?;
             let stored = meta
                 .get(EPOCH)
@@ -238,25 +256,30 @@ impl NodeStore {
         &self.key
     }
 
-    /// Every stored node: name and bytes.
-    pub fn load(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    /// Every stored node: name, record and inventory.
+    pub fn load(&self) -> Result<Vec<StoredBytes>, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         let table = txn.open_table(NODES).map_err(err)?;
+        let inventories = txn.open_table(INVENTORIES).map_err(err)?;
         let mut nodes = Vec::new();
         for entry in table.iter().map_err(err)? {
             let (k, v) = entry.map_err(err)?;
-            nodes.push((k.value().to_string(), v.value().to_vec()));
+            let inventory = inventories
+                .get(k.value())
+                .map_err(err)?
+                .map(|i| i.value().to_vec());
+            nodes.push((k.value().to_string(), v.value().to_vec(), inventory));
         }
         Ok(nodes)
     }
 
-    /// Writes (`Some`) or removes (`None`) a node; answers once the write is durable.
-    /// Writes that arrive while a commit runs are grouped into the next one.
-    pub async fn commit(&self, name: &str, value: Option<Vec<u8>>) -> Result<(), StoreError> {
+    /// Commits a node's change; answers once it is durable. Changes that arrive while a
+    /// commit runs are grouped into the next one.
+    pub async fn commit(&self, write: NodeWrite) -> Result<(), StoreError> {
         let (done, committed) = tokio::sync::oneshot::channel();
         let start = {
             let mut p = lock(&self.pending);
-            p.writes.push((name.to_string(), value));
+            p.writes.push(write);
             p.waiters.push(done);
             !std::mem::replace(&mut p.committing, true)
         };
@@ -294,18 +317,24 @@ async fn commit_pending(db: Arc<Database>, pending: Arc<Mutex<Pending>>) {
     }
 }
 
-fn write_all(db: &Database, writes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+fn write_all(db: &Database, writes: Vec<NodeWrite>) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(err)?;
     {
         let mut nodes = txn.open_table(NODES).map_err(err)?;
+        let mut inventories = txn.open_table(INVENTORIES).map_err(err)?;
         // Later writes of a node win: only its last state is kept.
-        for (name, value) in &writes {
-            match value {
+        for w in &writes {
+            let name = w.name.as_str();
+            match &w.node {
                 Some(v) => {
-                    nodes.insert(name.as_str(), v.as_slice()).map_err(err)?;
+                    nodes.insert(name, v.as_slice()).map_err(err)?;
+                    if let Some(i) = &w.inventory {
+                        inventories.insert(name, i.as_slice()).map_err(err)?;
+                    }
                 }
                 None => {
-                    nodes.remove(name.as_str()).map_err(err)?;
+                    nodes.remove(name).map_err(err)?;
+                    inventories.remove(name).map_err(err)?;
                 }
             }
         }
