@@ -127,8 +127,8 @@ impl BasicAuth {
                     .and_then(|h| h.get(4..6))
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(bcrypt::DEFAULT_COST);
-                let random: String = crate::persist::random_bytes::<16>()
-                    .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
+                let random = crate::persist::random_bytes::<16>()
+                    .map(|b| crate::persist::hex(&b))
                     .unwrap_or_default();
                 bcrypt::hash(random, cost).unwrap_or_default()
             })

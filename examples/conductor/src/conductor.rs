@@ -179,10 +179,7 @@ struct StoredNode {
 
 /// The agent's token for its calls: 128 random bits from the OS's generator, hex.
 fn new_agent_token() -> Result<String, StoreError> {
-    Ok(random_bytes::<16>()?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(crate::persist::hex(&random_bytes::<16>()?))
 }
 
 fn token_digest(token: &str) -> [u8; 32] {
@@ -846,17 +843,18 @@ impl Conductor {
         let mut nodes = lock(&self.nodes);
         if let Some(existing) = nodes.get(&spec.name) {
             let mut r = lock(existing);
-            if r.spec.credentials.password().expose() != spec.credentials.password().expose() {
+            let new_password =
+                r.spec.credentials.password().expose() != spec.credentials.password().expose();
+            let new_credentials =
+                new_password || r.spec.credentials.username() != spec.credentials.username();
+            if new_password {
                 r.sealed_password = None;
             }
-            if r.spec.credentials.password().expose() != spec.credentials.password().expose()
-                || r.spec.credentials.username() != spec.credentials.username()
-            {
+            if new_credentials {
                 r.credentials_refused = false;
             }
-            if r.spec.address != spec.address
-                || r.spec.credentials.password().expose() != spec.credentials.password().expose()
-                || r.spec.credentials.username() != spec.credentials.username()
+            if new_credentials
+                || r.spec.address != spec.address
                 || r.spec.disable_certificate_verification != spec.disable_certificate_verification
             {
                 r.driver = None;

@@ -185,9 +185,13 @@ async fn only_good_credentials_over_trusted_tls_get_in() {
         .header("content-type", "application/json")
         .body(big)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
+        .await;
+    // The server answers 413 from the headers and may close before the whole body is
+    // sent: the client then sees its write fail. Either way the body was not taken.
+    match response {
+        Ok(r) => assert_eq!(r.status(), 413),
+        Err(e) => assert!(format!("{e:?}").contains("BodyWrite"), "{e:?}"),
+    }
 
     // The agent API over TLS with the same CA (no node waits: 404, but over TLS).
     let lookup = raw
