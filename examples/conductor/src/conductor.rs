@@ -150,6 +150,10 @@ struct NodeRecord {
     saved: Option<[u8; 32]>,
     /// The inventory is in the store as it is here.
     inventory_saved: bool,
+    /// Held by whatever works on the node's BMC (actions, the work after an agent's
+    /// result, power changes): one at a time, in the order they were asked for, so an
+    /// abort's tear-down ends before the next operation boots anything.
+    work: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A node as the store keeps it (the BMC password sealed).
@@ -304,6 +308,7 @@ impl NodeRecord {
             sealed_password: Some(stored.sealed_password),
             saved: None,
             inventory_saved: true,
+            work: Arc::default(),
         })
     }
 }
@@ -495,6 +500,9 @@ impl Conductor {
                 let me = self.clone();
                 let name = name.to_string();
                 tokio::spawn(async move {
+                    let Some(_work) = me.work_permit(&name).await else {
+                        return;
+                    };
                     let Ok(record) = me.record(&name) else {
                         return;
                     };
@@ -886,6 +894,7 @@ impl Conductor {
             sealed_password: None,
             saved: None,
             inventory_saved: true,
+            work: Arc::default(),
         };
         self.feed.push(&spec.name, Some(record.fsm.state));
         self.index_macs(&record);
@@ -1149,6 +1158,8 @@ impl Conductor {
             tracing::info_span!("power", node = %name, correlation_id = correlation.unwrap_or(""));
         tokio::spawn(tracing::Instrument::instrument(
             async move {
+                let work = lock(&record).work.clone();
+                let _work = work.lock_owned().await;
                 let result = me.change_power(&record, power).await;
                 let state = {
                     let mut r = lock(&record);
@@ -1216,6 +1227,9 @@ impl Conductor {
     /// Runs actions and feeds their outcomes back into the node's machine until nothing
     /// is left to do.
     async fn run(self: Arc<Self>, name: String, actions: Vec<NodeAction>) {
+        let Some(_work) = self.work_permit(&name).await else {
+            return;
+        };
         let mut queue: VecDeque<NodeAction> = actions.into();
         while let Some(action) = queue.pop_front() {
             let Ok(record) = self.record(&name) else {
@@ -1377,6 +1391,14 @@ impl Conductor {
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_bmc.max(1))))
             .clone();
         sem.acquire_owned().await.ok()
+    }
+
+    /// The node's work lock, once whatever works on the node now has finished; none when
+    /// the node is gone.
+    async fn work_permit(&self, name: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let record = self.record(name).ok()?;
+        let work = lock(&record).work.clone();
+        Some(work.lock_owned().await)
     }
 
     async fn heavy_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
@@ -1773,6 +1795,9 @@ impl Conductor {
         let me = self.clone();
         let name = name.to_string();
         tokio::spawn(async move {
+            let Some(_work) = me.work_permit(&name).await else {
+                return;
+            };
             let Ok(record) = me.record(&name) else {
                 return;
             };
@@ -2033,6 +2058,46 @@ mod tests {
         assert_eq!(bmc.power_now(), PowerState::Off);
         let slots = lock(&bmc.state).slots.clone();
         assert!(slots.iter().all(|s| !s.inserted), "{slots:?}");
+    }
+
+    /// An abort's tear-down and the operation asked for right after it work on the
+    /// node one after the other: the host is powered off and its media ejected before
+    /// the agent boots again, and it ends up on, with the agent inserted.
+    #[tokio::test]
+    async fn an_abort_tear_down_ends_before_the_next_operation_starts() {
+        let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.transition_reads = 0);
+        let c = lab(&bmc, quick()).await;
+        c.provision("lab/node-0", Verb::Manage, None)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        until(&c, NodeState::Manageable).await;
+        let inspect = Verb::Inspect { in_band: true };
+        c.provision("lab/node-0", inspect.clone(), None)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        until(&c, NodeState::InspectWait).await;
+        // From here on a power change takes many reads: the tear-down is slow.
+        lock(&bmc.state).transition_reads = 40;
+        lock(&bmc.state).calls.clear();
+        c.provision("lab/node-0", Verb::Abort, None)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        c.provision("lab/node-0", inspect, None)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        until(&c, NodeState::InspectWait).await;
+        assert_eq!(bmc.power_now(), PowerState::On);
+        let calls = bmc.calls();
+        let at = |call: &str| calls.iter().position(|c| c.starts_with(call));
+        let (off, on) = (
+            at("power power off").or(at("power soft power off")),
+            at("power power on"),
+        );
+        let insert = at("insert_media");
+        assert!(
+            off.is_some() && off < insert && insert < on,
+            "the tear-down's power-off, then the agent's media, then power on: {calls:?}"
+        );
     }
 
     /// What a booted agent logs lands in its node's history, cleaned and bounded, and
