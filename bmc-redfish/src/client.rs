@@ -19,7 +19,7 @@ use bmc_core::{BmcError, BmcMessage, ConnectOptions, Credentials};
 
 use crate::fetch::{Fetch, SERVICE_ROOT};
 use crate::model::{ErrorBody, ServiceRoot, Task};
-use crate::path::normalize;
+use crate::path::request_path;
 use crate::quirks::QuirkSet;
 
 /// How the client authenticates.
@@ -409,7 +409,7 @@ impl RedfishClient {
                 let uri = headers
                     .get(LOCATION)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(normalize)
+                    .and_then(request_path)
                     .or_else(|| crate::json::own_id(&resp));
                 Ok(Auth::Session { token, uri })
             }
@@ -514,9 +514,31 @@ impl RedfishClient {
                 .map(str::to_string)
         };
         if status == StatusCode::ACCEPTED && *method != Method::GET {
-            if let Some(monitor) = header(LOCATION).and_then(|l| normalize(&l)) {
+            if let Some(monitor) = header(LOCATION).and_then(|l| request_path(&l)) {
                 return self.follow_task(method, path, &monitor, deadline).await;
             }
+        }
+        // A 2xx whose body is a Redfish error object is the error it carries, not the
+        // resource (seen on BMCs that answer a missing resource with 200).
+        if status.is_success() && body.get("error").is_some_and(Value::is_object) {
+            let messages = ErrorBody::from_json(&body)
+                .map(|e| e.all_messages())
+                .unwrap_or_default();
+            let missing = messages.iter().any(|m| {
+                m.id.contains("ResourceMissingAtURI") || m.id.contains("ResourceNotFound")
+            });
+            return Err(if missing {
+                BmcError::NotFound {
+                    resource: path.to_string(),
+                    messages,
+                }
+            } else {
+                BmcError::Rejected {
+                    operation: format!("{method} {path}"),
+                    status: Some(status.as_u16()),
+                    messages,
+                }
+            });
         }
         if status.is_success() {
             return Ok(Response {
@@ -718,7 +740,7 @@ impl Drop for RedfishClient {
 #[async_trait::async_trait]
 impl Fetch for RedfishClient {
     async fn get_json(&self, path: &str) -> Result<Value, BmcError> {
-        if crate::path::normalize(path).as_deref() == Some(SERVICE_ROOT) {
+        if crate::path::same(path, SERVICE_ROOT) {
             if let Some(root) = self.root.lock().ok().and_then(|mut r| r.take()) {
                 return Ok(root);
             }

@@ -10,7 +10,7 @@ use bmc_core::BmcError;
 pub use crate::fetch::{Fetch, SERVICE_ROOT};
 
 use crate::model::{ActionInfo, Collection, ComputerSystem, Manager, ServiceRoot, VirtualMedia};
-use crate::path::{identity, normalize};
+use crate::path::{identity, request_path};
 
 /// Where a virtual-media slot was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,7 @@ async fn read<T>(
 pub async fn discover(fetch: &dyn Fetch, system_path: Option<&str>) -> Result<Discovery, BmcError> {
     let mut notes = Vec::new();
     let mut root = None;
-    let system_path = match system_path.and_then(normalize) {
+    let system_path = match system_path.and_then(request_path) {
         Some(p) => p,
         None => {
             let root_json = fetch.get_json(SERVICE_ROOT).await?;

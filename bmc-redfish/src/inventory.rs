@@ -76,8 +76,13 @@ pub async fn read_parts(
     )
     .await;
     let mut drives = Vec::new();
+    // A drive linked from two storage controllers (or twice from one) is one drive.
+    let mut seen = std::collections::HashSet::new();
     for storage in members(fetch, system.storage.as_ref(), Storage::from_json).await {
         for path in storage.drives {
+            if !seen.insert(crate::path::identity(&path)) {
+                continue;
+            }
             if let Ok(v) = fetch.get_json(&path).await {
                 if let Ok(drive) = Drive::from_json(&v) {
                     drives.push(drive);

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::path::normalize;
+use crate::path::{identity, request_path};
 
 /// The value at `path` (object keys), if every step exists.
 pub(crate) fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -52,7 +52,7 @@ pub(crate) fn strings(v: &Value, path: &[&str]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The normalised `@odata.id` of the link object at `path`.
+/// The `@odata.id` of the link object at `path`, as the BMC wrote it.
 pub(crate) fn link(v: &Value, path: &[&str]) -> Option<String> {
     let target = at(v, path)?;
     // A link is `{"@odata.id": "..."}`; a few BMCs put the bare string.
@@ -60,25 +60,28 @@ pub(crate) fn link(v: &Value, path: &[&str]) -> Option<String> {
         .get("@odata.id")
         .and_then(Value::as_str)
         .or_else(|| target.as_str())?;
-    normalize(raw)
+    request_path(raw)
 }
 
-/// The normalised `@odata.id`s of an array of links at `path`; bad members are skipped.
+/// The `@odata.id`s of an array of links at `path`, each once (BMCs repeat members):
+/// bad members are skipped.
 pub(crate) fn links(v: &Value, path: &[&str]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
     at(v, path)
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|m| m.get("@odata.id").and_then(Value::as_str))
-                .filter_map(normalize)
+                .filter_map(request_path)
+                .filter(|p| seen.insert(identity(p)))
                 .collect()
         })
         .unwrap_or_default()
 }
 
-/// The object's own `@odata.id`, normalised.
+/// The object's own `@odata.id`, as the BMC wrote it.
 pub(crate) fn own_id(v: &Value) -> Option<String> {
     v.get("@odata.id")
         .and_then(Value::as_str)
-        .and_then(normalize)
+        .and_then(request_path)
 }

@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use bmc_core::{BmcError, BootMode, BootOverride, BootPersistence};
+use bmc_core::{BmcError, BootDevice, BootMode, BootOverride, BootPersistence};
 
 use crate::vocabulary::boot_target;
 
@@ -76,8 +76,13 @@ pub fn boot_patch(
     allowed_targets: &[String],
     current_mode: Option<&str>,
 ) -> Result<Value, BootPatchError> {
-    let target = boot_target(&boot.device);
-    if !allowed_targets.is_empty() && !allowed_targets.iter().any(|t| t == target) {
+    let mut target = boot_target(&boot.device);
+    let allowed = |t: &str| allowed_targets.is_empty() || allowed_targets.iter().any(|a| a == t);
+    // A BMC that offers the virtual CD only as `UsbCd` boots it by that name.
+    if boot.device == BootDevice::Cd && !allowed(target) && allowed("UsbCd") {
+        target = "UsbCd";
+    }
+    if !allowed(target) {
         return Err(BootPatchError::TargetNotAllowed {
             target: target.to_string(),
             allowed: allowed_targets.to_vec(),

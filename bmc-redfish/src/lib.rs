@@ -41,7 +41,12 @@
 //! }))?;
 //! assert!(slot.takes_cd());
 //! assert!(!slot.is_inserted());
-//! assert_eq!(slot.path.as_deref(), Some("/redfish/v1/Managers/1/VirtualMedia/2"));
+//! // The path as the BMC wrote it: requests go exactly there.
+//! assert_eq!(slot.path.as_deref(), Some("/redfish/v1/Managers/1/VirtualMedia/2/"));
+//! assert!(bmc_redfish::path::same(
+//!     slot.path.as_deref().unwrap_or_default(),
+//!     "/redfish/v1/managers/1/virtualmedia/2"
+//! ));
 //! # Ok::<(), bmc_redfish::model::ModelError>(())
 //! ```
 

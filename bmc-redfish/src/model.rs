@@ -23,6 +23,13 @@ pub struct ModelError {
 }
 
 fn object<'a>(v: &'a Value, resource: &'static str) -> Result<&'a Value, ModelError> {
+    // An error object is no resource, whatever status it came with.
+    if v.get("error").is_some_and(Value::is_object) {
+        return Err(ModelError {
+            resource,
+            found: "a Redfish error object",
+        });
+    }
     if v.is_object() {
         Ok(v)
     } else {
@@ -43,7 +50,7 @@ fn object<'a>(v: &'a Value, resource: &'static str) -> Result<&'a Value, ModelEr
 /// The resource's id: `Id`, or the last segment of its `@odata.id`.
 fn resource_id(v: &Value) -> String {
     string(v, &["Id"])
-        .or_else(|| own_id(v).map(|p| last_segment(&p).to_string()))
+        .or_else(|| own_id(v).map(|p| last_segment(&p)))
         .unwrap_or_default()
 }
 
@@ -98,24 +105,37 @@ fn oem_keys(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Any collection: its members' paths. Members without a usable `@odata.id` are skipped
-/// and counted, so one bad member cannot hide the rest.
+/// Any collection: its members' paths, each once. Members without a usable `@odata.id`
+/// are skipped and counted, so one bad member cannot hide the rest; a member listed again
+/// is counted once (BMCs repeat members).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Collection {
-    /// Member paths, normalised.
+    /// Member paths as the BMC wrote them, each resource once.
     pub members: Vec<String>,
     /// Members that could not be read.
     pub skipped: usize,
+    /// Members listed more than once (after the first time).
+    pub repeated: usize,
 }
 
 impl Collection {
-    /// Reads a collection; `"Members": null` is an empty collection.
+    /// Reads a collection; `"Members": null` or no `Members` is an empty collection.
     pub fn from_json(v: &Value) -> Result<Collection, ModelError> {
         let v = object(v, "Collection")?;
         let raw = at(v, &["Members"]).and_then(Value::as_array);
+        let usable = raw.map_or(0, |r| {
+            r.iter()
+                .filter_map(|m| m.get("@odata.id").and_then(Value::as_str))
+                .filter(|p| crate::path::request_path(p).is_some())
+                .count()
+        });
         let members = links(v, &["Members"]);
-        let skipped = raw.map_or(0, |r| r.len().saturating_sub(members.len()));
-        Ok(Collection { members, skipped })
+        let skipped = raw.map_or(0, |r| r.len().saturating_sub(usable));
+        Ok(Collection {
+            repeated: usable.saturating_sub(members.len()),
+            members,
+            skipped,
+        })
     }
 }
 
@@ -137,7 +157,7 @@ impl Action {
         let target = a
             .get("target")
             .and_then(Value::as_str)
-            .and_then(crate::path::normalize)?;
+            .and_then(crate::path::request_path)?;
         let key = format!("{param}@Redfish.AllowableValues");
         Some(Action {
             target,
@@ -145,7 +165,7 @@ impl Action {
             action_info: a
                 .get("@Redfish.ActionInfo")
                 .and_then(Value::as_str)
-                .and_then(crate::path::normalize),
+                .and_then(crate::path::request_path),
         })
     }
 }
@@ -168,7 +188,7 @@ fn oem_actions(v: &Value) -> Vec<OemAction> {
             if let Some(target) = a
                 .get("target")
                 .and_then(Value::as_str)
-                .and_then(crate::path::normalize)
+                .and_then(crate::path::request_path)
             {
                 out.push(OemAction {
                     name: name.clone(),
@@ -201,7 +221,7 @@ pub fn all_actions(v: &Value) -> Vec<OemAction> {
             let target = a
                 .get("target")
                 .and_then(Value::as_str)
-                .and_then(crate::path::normalize)?;
+                .and_then(crate::path::request_path)?;
             Some(OemAction {
                 name: name.clone(),
                 target,
@@ -225,7 +245,7 @@ fn oem_links(v: &Value) -> Vec<(String, String)> {
             if let Some(path) = target
                 .get("@odata.id")
                 .and_then(Value::as_str)
-                .and_then(crate::path::normalize)
+                .and_then(crate::path::request_path)
             {
                 out.push((name.clone(), path));
             }

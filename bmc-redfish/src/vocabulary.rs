@@ -113,11 +113,19 @@ pub fn capabilities(d: &Discovery) -> Capabilities {
             BootDevice::BiosSetup,
         ]
     } else {
-        boot.target_allowable
+        // `Cd` and `UsbCd` are both the CD: each device once.
+        let mut devices: Vec<BootDevice> = Vec::new();
+        for device in boot
+            .target_allowable
             .iter()
             .filter_map(|t| boot_device(t))
             .filter(|b| !matches!(b, BootDevice::Other(_)))
-            .collect()
+        {
+            if !devices.contains(&device) {
+                devices.push(device);
+            }
+        }
+        devices
     };
     let mut virtual_media = Vec::new();
     if d.cd().is_some() {

@@ -59,14 +59,22 @@ fn odd_payloads_are_survived() {
     let c = Collection::from_json(&json!({"Members": null, "Members@odata.count": 3})).unwrap();
     assert!(c.members.is_empty());
     let c = Collection::from_json(&json!({"Members": [
-        {"@odata.id": "/redfish/v1/Systems/1/"}, 7, {"id": "x"}, {"@odata.id": "/redfish/v1/Systems/2"}
+        {"@odata.id": "/redfish/v1/Systems/1/"}, 7, {"id": "x"}, {"@odata.id": "/redfish/v1/Systems/2"},
+        {"@odata.id": "/redfish/v1/systems/1"}, {"@odata.id": "/redfish/v1/Systems/2"}
     ]}))
     .unwrap();
+    // Members as the BMC wrote them (trailing slash kept), each resource once.
     assert_eq!(
         c.members,
-        ["/redfish/v1/Systems/1", "/redfish/v1/Systems/2"]
+        ["/redfish/v1/Systems/1/", "/redfish/v1/Systems/2"]
     );
-    assert_eq!(c.skipped, 2);
+    assert_eq!((c.skipped, c.repeated), (2, 2));
+    let c = Collection::from_json(&json!({"Name": "no members at all"})).unwrap();
+    assert!(c.members.is_empty());
+    // An error object is no collection.
+    let e = Collection::from_json(&json!({"error": {"code": "Base.1.8.GeneralError",
+        "@Message.ExtendedInfo": [{"MessageId": "Base.1.8.ResourceMissingAtURI"}]}}));
+    assert!(e.is_err(), "{e:?}");
 
     let s = ComputerSystem::from_json(&json!({
         "@odata.id": "/redfish/v1/Systems/Self",
@@ -238,7 +246,7 @@ proptest! {
         let _ = Task::from_json(&v).map(|t| t.succeeded());
         let _ = ErrorBody::from_json(&v).map(|e| e.all_messages());
         if let Some(s) = v.as_str() {
-            let _ = bmc_redfish::path::normalize(s);
+            let _ = bmc_redfish::path::request_path(s);
             let _ = bmc_redfish::path::last_segment(s);
         }
     }

@@ -6,7 +6,15 @@
 //! insert and eject (by action or by PATCH, as the tree's slots allow), sessions with
 //! expiry, ETags and `If-Match`, many systems behind one port, and injectable faults
 //! (status codes, busy with `Retry-After`, latency, expired sessions, garbage bodies,
-//! connections dropped mid-answer, and a random 503 rate).
+//! connections dropped mid-answer, answers of any status and body, and a random 503
+//! rate).
+//!
+//! It is as strict about URIs as a BMC: a recorded resource is served only at the path it
+//! was recorded at or at its own `@odata.id` (case and trailing slash as written), an
+//! action only at its advertised `target`, a session only at its `Location`; anything
+//! else is 404. Every answer carries `OData-Version: 4.0`, a method a resource does not
+//! take gets 405 with `Allow`. [`SimConfig::lenient_paths`] serves any spelling, for a
+//! test that asks for it.
 //!
 //! It also behaves like the vendor whose tree it serves ([`vendor`]): what a power-on
 //! boots is decided the vendor's way and recorded ([`RedfishSim::boots`]): a `Cd`

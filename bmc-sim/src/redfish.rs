@@ -1,7 +1,7 @@
 //! The simulated Redfish BMC: serves a tree with working power, boot override, virtual
 //! media and sessions, and injects faults on request.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -50,6 +50,11 @@ pub struct SimConfig {
     /// firmware, a missing action. Applied before the vendor is detected and the actions
     /// indexed.
     pub overrides: Vec<(String, Value)>,
+    /// Answers every path whatever its case and trailing slash, and an action at any
+    /// spelling of its target. Off by default: a real BMC answers at the URIs it
+    /// advertised (a resource at the path it was recorded at or its own `@odata.id`, an
+    /// action at its `target`, exactly), and a client that rewrites them fails there.
+    pub lenient_paths: bool,
 }
 
 impl Default for SimConfig {
@@ -66,6 +71,7 @@ impl Default for SimConfig {
             port: 0,
             overrides: Vec::new(),
             on_boot: None,
+            lenient_paths: false,
         }
     }
 }
@@ -108,6 +114,14 @@ pub enum Fault {
     ExpireSessions,
     /// Answer with a body that is not JSON.
     Garbage,
+    /// Answer with this status and JSON body, whatever was asked: a BMC that sends an
+    /// error object with 200, say.
+    Answer {
+        /// HTTP status.
+        status: u16,
+        /// The body.
+        body: Value,
+    },
     /// Start answering, then break the connection mid-body.
     Drop,
     /// Answer with this status and an error body carrying this message id and text (a
@@ -149,6 +163,8 @@ struct Session {
 struct Inner {
     resources: Mutex<Resources>,
     actions: HashMap<String, (ActionKind, String)>,
+    /// Action targets exactly as advertised (strict paths).
+    action_targets: HashSet<String>,
     sessions: Mutex<HashMap<String, Session>>,
     pending_power: Mutex<HashMap<String, (String, Instant)>>,
     planned: Mutex<VecDeque<Fault>>,
@@ -184,8 +200,13 @@ pub struct RedfishSim {
     task: Option<JoinHandle<()>>,
 }
 
-fn index_actions(resources: &Resources) -> HashMap<String, (ActionKind, String)> {
+/// Every action the tree advertises, by [`key`] of its target; and the targets exactly as
+/// advertised.
+fn index_actions(
+    resources: &Resources,
+) -> (HashMap<String, (ActionKind, String)>, HashSet<String>) {
     let mut out = HashMap::new();
+    let mut exact = HashSet::new();
     for (path, v) in resources.iter() {
         let Some(actions) = v.get("Actions").and_then(Value::as_object) else {
             continue;
@@ -211,10 +232,20 @@ fn index_actions(resources: &Resources) -> HashMap<String, (ActionKind, String)>
             };
             if let Some(target) = a.get("target").and_then(Value::as_str) {
                 out.insert(key(target), (kind, path.clone()));
+                exact.insert(uri_path(target).to_string());
             }
         }
     }
-    out
+    (out, exact)
+}
+
+/// The path of a URI as a tree writes it: no scheme, authority or fragment.
+fn uri_path(uri: &str) -> &str {
+    let path = match uri.find("://") {
+        Some(i) => uri[i + 3..].find('/').map_or("/", |j| &uri[i + 3 + j..]),
+        None => uri,
+    };
+    path.split(['#', '?']).next().unwrap_or_default()
 }
 
 fn etag_of(v: &Value) -> String {
@@ -275,9 +306,10 @@ impl RedfishSim {
     pub async fn start(config: SimConfig) -> std::io::Result<RedfishSim> {
         let base = match &config.tree {
             Some(dir) => load_shared(dir)?,
-            None => Arc::new(builtin()),
+            None => Arc::new(builtin().into()),
         };
         let first_system = base
+            .resources
             .get(&key("/redfish/v1/Systems"))
             .and_then(|c| c.get("Members"))
             .and_then(Value::as_array)
@@ -288,7 +320,7 @@ impl RedfishSim {
         let base = match first_system {
             Some(system) if config.systems > 1 => {
                 let mut copy = (*base).clone();
-                replicate_system(&mut copy, &system, config.systems);
+                replicate_system(&mut copy.resources, &system, config.systems);
                 Arc::new(copy)
             }
             _ => base,
@@ -298,16 +330,17 @@ impl RedfishSim {
             if value.is_null() {
                 resources.remove(&key(path));
             } else {
-                resources.insert(key(path), value.clone());
+                resources.insert_at(path, value.clone());
             }
         }
-        let actions = index_actions(&resources);
+        let (actions, action_targets) = index_actions(&resources);
         let vendor = SimVendor::detect(&resources);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             resources: Mutex::new(resources),
             actions,
+            action_targets,
             sessions: Mutex::new(HashMap::new()),
             pending_power: Mutex::new(HashMap::new()),
             planned: Mutex::new(VecDeque::new()),
@@ -378,7 +411,7 @@ impl RedfishSim {
     /// Replaces (or adds) a resource, to set up a case: a job in the queue, firmware
     /// without an action. Actions are indexed at start: a new action target is not served.
     pub fn put_resource(&self, path: &str, value: Value) {
-        lock(&self.inner.resources).insert(key(path), value);
+        lock(&self.inner.resources).insert_at(path, value);
     }
 
     /// Whose firmware the simulator behaves like (detected from the tree).
@@ -520,6 +553,15 @@ async fn handle(
         Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
         Some(Fault::ExpireSessions) => lock(&inner.sessions).clear(),
         Some(Fault::Garbage) => return (StatusCode::OK, "{\"not json").into_response(),
+        Some(Fault::Answer { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return (
+                status,
+                [("Content-Type", "application/json")],
+                body.to_string(),
+            )
+                .into_response();
+        }
         Some(Fault::Drop) => {
             // A body that fails: the server aborts the connection mid-response.
             let broken = futures_util::stream::once(async {
@@ -545,6 +587,13 @@ async fn handle(
             "no valid session or credentials",
         );
     }
+    if !inner.config.lenient_paths && !advertised(&inner, &method, &path, &k) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Base.1.8.ResourceMissingAtURI",
+            &format!("{path} is not a URI this service advertises"),
+        );
+    }
     let json_body: Value = if body.is_empty() {
         Value::Null
     } else {
@@ -559,18 +608,34 @@ async fn handle(
             }
         }
     };
-    let response = match method {
-        Method::GET => get(&inner, &k),
-        Method::POST if k == sessions_path => create_session(&inner, &json_body),
-        Method::POST => post_action(&inner, &k, &json_body),
-        Method::PATCH => patch(&inner, &k, &headers, &json_body),
-        Method::DELETE => delete(&inner, &k, &headers),
-        _ => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Base.1.8.OperationNotAllowed",
-            "method not allowed",
-        ),
+    let is_session = |k: &str| k.starts_with(&format!("{sessions_path}/"));
+    let exists = lock(&inner.resources).get(&k).is_some();
+    let not_allowed = match method {
+        Method::GET | Method::PATCH => false,
+        Method::POST => {
+            exists
+                && k != sessions_path
+                && !inner.actions.contains_key(&k)
+                && !is_collection(&inner, &k)
+        }
+        Method::DELETE => exists && !is_session(&k),
+        _ => true,
     };
+    let mut response = if not_allowed {
+        method_not_allowed(&inner, &k, &method)
+    } else {
+        match method {
+            Method::GET => get(&inner, &k),
+            Method::POST if k == sessions_path => create_session(&inner, &json_body),
+            Method::POST => post_action(&inner, &k, &json_body),
+            Method::PATCH => patch(&inner, &k, &headers, &json_body),
+            _ => delete(&inner, &k, &headers),
+        }
+    };
+    // Every Redfish service says which OData version it speaks.
+    response
+        .headers_mut()
+        .insert("OData-Version", HeaderValue::from_static("4.0"));
     if let Some(hook) = &inner.config.on_boot {
         let events = std::mem::take(&mut *lock(&inner.boot_events));
         for event in events {
@@ -578,6 +643,97 @@ async fn handle(
         }
     }
     response
+}
+
+/// Whether `path` (as requested) is a URI the service advertised for what is asked: a
+/// resource at the path it was recorded at or at its own `@odata.id`, an action at its
+/// `target`, a session at its `Location`, exactly (case and trailing slash). Requests for
+/// what does not exist at all pass, to be answered as such.
+fn advertised(inner: &Inner, method: &Method, path: &str, k: &str) -> bool {
+    let decoded = percent_decoded(path);
+    let is = |uri: &str| {
+        let uri = uri_path(uri);
+        uri == path || decoded.as_deref() == Some(uri)
+    };
+    if *method == Method::POST && !is_collection(inner, k) {
+        return !inner.actions.contains_key(k)
+            || inner.action_targets.contains(path)
+            || decoded
+                .as_deref()
+                .is_some_and(|d| inner.action_targets.contains(d));
+    }
+    if *method == Method::DELETE {
+        let sessions = lock(&inner.sessions);
+        if let Some(s) = sessions.values().find(|s| key(&s.uri) == k) {
+            return is(&s.uri);
+        }
+    }
+    let resources = lock(&inner.resources);
+    match resources.get(k) {
+        None => true,
+        Some(v) => {
+            let own = v.get("@odata.id").and_then(Value::as_str);
+            let recorded = resources.recorded_path(k);
+            // A recording's folders cannot say whether the link had a trailing slash:
+            // a resource that names no `@odata.id` of its own (an error body) is served
+            // at its folder's path with or without one.
+            let recorded_either = |r: &str| {
+                own.is_none() && is(r.trim_end_matches('/'))
+                    || own.is_none() && is(&format!("{}/", r.trim_end_matches('/')))
+            };
+            (own.is_none() && recorded.is_none())
+                || own.is_some_and(is)
+                || recorded.is_some_and(|r| is(r) || recorded_either(r))
+        }
+    }
+}
+
+/// 405 with the `Allow` header a BMC sends: what the resource at `k` takes.
+fn method_not_allowed(inner: &Inner, k: &str, method: &Method) -> Response {
+    let allow = {
+        let resources = lock(&inner.resources);
+        match resources.get(k) {
+            Some(v) if v.get("Members").is_some() && k.ends_with("/sessions") => "GET, POST",
+            Some(v) if v.get("Boot").is_some() || v.get("MediaTypes").is_some() => "GET, PATCH",
+            _ if inner.actions.contains_key(k) => "POST",
+            _ => "GET",
+        }
+    };
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Base.1.8.OperationNotAllowed",
+        &format!("{method} is not allowed here"),
+    );
+    r.headers_mut()
+        .insert("Allow", HeaderValue::from_static(allow));
+    r
+}
+
+/// Whether the resource at `k` is a collection (a POST there creates a member).
+fn is_collection(inner: &Inner, k: &str) -> bool {
+    lock(&inner.resources)
+        .get(k)
+        .is_some_and(|v| v.get("Members").is_some())
+}
+
+/// `%XX` escapes decoded, when there are any and the result is UTF-8.
+fn percent_decoded(path: &str) -> Option<String> {
+    if !path.contains('%') {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(path.get(i + 1..i + 3)?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The status a recorded error body was sent with. The trees keep the bodies of the

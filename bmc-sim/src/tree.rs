@@ -14,10 +14,30 @@ pub fn key(path: &str) -> String {
     p.trim_end_matches('/').to_ascii_lowercase()
 }
 
-/// Reads every `index.json` under `dir` into path → JSON. Files that are not JSON are
+/// A loaded tree: each resource under its [`key`], and the path it was recorded at.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    /// Resources by [`key`].
+    pub resources: HashMap<String, Value>,
+    /// The path each resource was recorded at (case as captured), by [`key`]; none for
+    /// resources made up in code.
+    pub recorded: HashMap<String, String>,
+}
+
+impl From<HashMap<String, Value>> for Tree {
+    fn from(resources: HashMap<String, Value>) -> Tree {
+        Tree {
+            resources,
+            recorded: HashMap::new(),
+        }
+    }
+}
+
+/// Reads every `index.json` under `dir` into a [`Tree`]. Files that are not JSON are
 /// skipped and reported.
-pub fn load_dir(dir: &Path) -> std::io::Result<(HashMap<String, Value>, Vec<String>)> {
+pub fn load_dir(dir: &Path) -> std::io::Result<(Tree, Vec<String>)> {
     let mut out = HashMap::new();
+    let mut recorded = HashMap::new();
     let mut skipped = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -35,13 +55,20 @@ pub fn load_dir(dir: &Path) -> std::io::Result<(HashMap<String, Value>, Vec<Stri
                 match std::fs::read(&path).map(|b| serde_json::from_slice::<Value>(&b)) {
                     Ok(Ok(v)) => {
                         out.insert(key(&rel), v);
+                        recorded.insert(key(&rel), rel);
                     }
                     _ => skipped.push(rel),
                 }
             }
         }
     }
-    Ok((out, skipped))
+    Ok((
+        Tree {
+            resources: out,
+            recorded,
+        },
+        skipped,
+    ))
 }
 
 /// A small, complete tree: one system with CD and USB slots under it, one manager, a
@@ -189,7 +216,7 @@ pub fn replicate_system(resources: &mut HashMap<String, Value>, system: &str, n:
 }
 
 /// A loaded tree, shared read-only between simulated BMCs serving the same recording.
-pub type BaseTree = Arc<HashMap<String, Value>>;
+pub type BaseTree = Arc<Tree>;
 
 /// Loads the tree under `dir` once per process and hands out the same copy after that:
 /// a fleet of 10,000 simulated hosts of five vendors holds five trees, not 10,000.
@@ -220,6 +247,8 @@ pub struct Resources {
     base: BaseTree,
     /// Written resources; `None` for one removed.
     changed: HashMap<String, Option<Value>>,
+    /// The paths resources were put at ([`Resources::insert_at`]), by [`key`].
+    put_at: HashMap<String, String>,
 }
 
 impl Resources {
@@ -228,6 +257,7 @@ impl Resources {
         Resources {
             base,
             changed: HashMap::new(),
+            put_at: HashMap::new(),
         }
     }
 
@@ -235,14 +265,29 @@ impl Resources {
     pub fn get(&self, k: &str) -> Option<&Value> {
         match self.changed.get(k) {
             Some(v) => v.as_ref(),
-            None => self.base.get(k),
+            None => self.base.resources.get(k),
         }
+    }
+
+    /// The path the resource at `k` was recorded at, if it came from a recording.
+    pub fn recorded_path(&self, k: &str) -> Option<&str> {
+        self.put_at
+            .get(k)
+            .or_else(|| self.base.recorded.get(k))
+            .map(String::as_str)
+    }
+
+    /// Adds or replaces the resource at `path`, served at that path as if recorded there.
+    pub fn insert_at(&mut self, path: &str, v: Value) {
+        let k = key(path);
+        self.put_at.insert(k.clone(), path.to_string());
+        self.insert(k, v);
     }
 
     /// The resource at `k` for writing (copied out of the base on first write).
     pub fn get_mut(&mut self, k: &str) -> Option<&mut Value> {
         if !self.changed.contains_key(k) {
-            let v = self.base.get(k)?.clone();
+            let v = self.base.resources.get(k)?.clone();
             self.changed.insert(k.to_string(), Some(v));
         }
         self.changed.get_mut(k).and_then(Option::as_mut)
@@ -268,6 +313,7 @@ impl Resources {
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)));
         let base = self
             .base
+            .resources
             .iter()
             .filter(|(k, _)| !self.changed.contains_key(*k));
         changed.chain(base)
@@ -285,7 +331,7 @@ mod tests {
 
     #[test]
     fn writes_stay_in_the_overlay_and_reads_see_them() {
-        let base: BaseTree = Arc::new(builtin());
+        let base: BaseTree = Arc::new(builtin().into());
         let mut a = Resources::new(base.clone());
         let b = Resources::new(base.clone());
         let system = key("/redfish/v1/Systems/1");
@@ -297,17 +343,18 @@ mod tests {
             b.get(&system).map(|s| &s["PowerState"]),
             Some(&json!("Off"))
         );
-        assert_eq!(base[&system]["PowerState"], json!("Off"));
+        assert_eq!(base.resources[&system]["PowerState"], json!("Off"));
         assert_eq!(a.changed(), 1);
 
         let manager = key("/redfish/v1/Managers/1");
         a.remove(&manager);
         assert!(a.get(&manager).is_none());
         assert!(b.get(&manager).is_some());
-        assert_eq!(a.iter().count(), base.len() - 1);
-        assert_eq!(b.iter().count(), base.len());
+        let n = base.resources.len();
+        assert_eq!(a.iter().count(), n - 1);
+        assert_eq!(b.iter().count(), n);
         a.insert("/new".into(), json!({}));
-        assert_eq!(a.iter().count(), base.len());
+        assert_eq!(a.iter().count(), n);
         // Removing what is not there leaves no tombstone.
         a.remove("/nothing");
         assert_eq!(a.changed(), 3);

@@ -314,3 +314,117 @@ async fn injected_faults_and_random_503s() {
         "the root is never faulted"
     );
 }
+
+/// Strict by default: a recorded resource only at the path it was recorded at or its own
+/// `@odata.id`, an action only at its target as advertised; `lenient_paths` serves any
+/// spelling. Every answer says `OData-Version: 4.0`; a method a resource does not take
+/// gets 405 with `Allow`.
+#[tokio::test]
+async fn paths_are_served_as_advertised_unless_lenient() {
+    let tree = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/redfish/hpe-proliant-dl385-gen10plus-v2-ilo5-fw2.72");
+    let status = |s: &RedfishSim, method: reqwest::Method, path: &str| {
+        let url = format!("{}{path}", s.url());
+        async move {
+            let r = reqwest::Client::new()
+                .request(method, url)
+                .basic_auth("admin", Some("pw"))
+                .json(&json!({"ResetType": "On"}))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.headers()
+                    .get("allow")
+                    .map(|v| v.to_str().unwrap().to_string()),
+                r.headers().contains_key("odata-version"),
+            )
+        }
+    };
+    let start = |lenient_paths: bool| {
+        let tree = tree.clone();
+        async move {
+            RedfishSim::start(SimConfig {
+                tree: Some(tree),
+                credentials: Some(("admin".into(), "pw".into())),
+                lenient_paths,
+                ..SimConfig::default()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let strict = start(false).await;
+    let get = reqwest::Method::GET;
+    // The folder's path and the resource's own `@odata.id` (this drive's has a trailing
+    // slash, the system's none).
+    let drive = "/redfish/v1/Systems/1/Storage/DA000000/Drives/DA000000";
+    assert_eq!(status(&strict, get.clone(), drive).await.0, 200);
+    assert_eq!(
+        status(&strict, get.clone(), &format!("{drive}/")).await.0,
+        200
+    );
+    assert_eq!(
+        status(&strict, get.clone(), "/redfish/v1/Systems/1")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        status(&strict, get.clone(), "/redfish/v1/Systems/1/")
+            .await
+            .0,
+        404
+    );
+    // Another case is not a URI the BMC gave out.
+    assert_eq!(
+        status(&strict, get.clone(), "/redfish/v1/SYSTEMS/1")
+            .await
+            .0,
+        404
+    );
+    // The iLO's BIOS folder was recorded in lower case, as the iLO links to it.
+    assert_eq!(
+        status(&strict, get.clone(), "/redfish/v1/systems/1/bios")
+            .await
+            .0,
+        200
+    );
+    // An action only at its target as written.
+    let post = reqwest::Method::POST;
+    let reset = "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset";
+    assert_eq!(status(&strict, post.clone(), reset).await.0, 204);
+    assert_eq!(
+        status(&strict, post.clone(), &reset.to_ascii_lowercase())
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        status(&strict, post.clone(), &format!("{reset}/")).await.0,
+        404
+    );
+    // 405 with Allow, and OData-Version everywhere.
+    let (code, allow, odata) = status(&strict, post.clone(), "/redfish/v1/Systems/1").await;
+    assert_eq!(
+        (code, allow.as_deref(), odata),
+        (405, Some("GET, PATCH"), true)
+    );
+    let (code, allow, _) = status(&strict, reqwest::Method::PUT, "/redfish/v1/Chassis/1").await;
+    assert_eq!((code, allow.as_deref()), (405, Some("GET")));
+    let (code, allow, _) = status(&strict, reqwest::Method::DELETE, "/redfish/v1/Chassis/1").await;
+    assert_eq!((code, allow.as_deref()), (405, Some("GET")));
+
+    let lenient = start(true).await;
+    assert_eq!(
+        status(&lenient, get.clone(), "/redfish/v1/SYSTEMS/1")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        status(&lenient, post.clone(), &format!("{reset}/")).await.0,
+        204
+    );
+}
