@@ -321,6 +321,7 @@ impl RedfishSim {
             Some(system) if config.systems > 1 => {
                 let mut copy = (*base).clone();
                 replicate_system(&mut copy.resources, &system, config.systems);
+                copy.linked = crate::tree::links_in(&copy.resources);
                 Arc::new(copy)
             }
             _ => base,
@@ -575,19 +576,45 @@ async fn handle(
         None => {}
     }
     let sessions_path = key("/redfish/v1/SessionService/Sessions");
-    let public = (method == Method::GET && (k == "/redfish/v1" || k == "/redfish"))
-        || (method == Method::POST && k == sessions_path);
+    let reading = method == Method::GET || method == Method::HEAD;
+    // What the specification lets anyone read, and the login.
+    let public = (reading && STANDARD_URIS.contains(&k.as_str()))
+        || (method == Method::POST
+            && (k == sessions_path || k == format!("{sessions_path}/members")));
     if !public && inner.config.fault_rate > 0.0 && next_random(&inner) < inner.config.fault_rate {
         return busy("random fault");
     }
     if !public && !authorized(&inner, &headers) {
-        return error(
+        let mut r = error(
             StatusCode::UNAUTHORIZED,
             "Base.1.8.NoValidSession",
             "no valid session or credentials",
         );
+        r.headers_mut().insert(
+            "WWW-Authenticate",
+            HeaderValue::from_static("Basic realm=\"bmc-sim\""),
+        );
+        return r;
     }
-    if !inner.config.lenient_paths && !advertised(&inner, &method, &path, &k) {
+    // A client may ask for an OData version the service does not speak.
+    if headers
+        .get("OData-Version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() != "4.0")
+    {
+        return error(
+            StatusCode::PRECONDITION_FAILED,
+            "Base.1.8.PreconditionFailed",
+            "only OData-Version 4.0 is supported",
+        );
+    }
+    if let Some(refused) = refused_query(uri.query()) {
+        return refused;
+    }
+    if !inner.config.lenient_paths
+        && !STANDARD_URIS.contains(&k.as_str())
+        && !advertised(&inner, &method, &path, &k)
+    {
         return error(
             StatusCode::NOT_FOUND,
             "Base.1.8.ResourceMissingAtURI",
@@ -608,10 +635,13 @@ async fn handle(
             }
         }
     };
-    let is_session = |k: &str| k.starts_with(&format!("{sessions_path}/"));
-    let exists = lock(&inner.resources).get(&k).is_some();
+    let is_session = |k: &str| {
+        k.starts_with(&format!("{sessions_path}/")) && k != format!("{sessions_path}/members")
+    };
+    let exists = STANDARD_URIS.contains(&k.as_str()) || lock(&inner.resources).get(&k).is_some();
     let not_allowed = match method {
-        Method::GET | Method::PATCH => false,
+        Method::GET | Method::HEAD => false,
+        Method::PATCH => exists && !patchable(&inner, &k),
         Method::POST => {
             exists
                 && k != sessions_path
@@ -625,17 +655,29 @@ async fn handle(
         method_not_allowed(&inner, &k, &method)
     } else {
         match method {
-            Method::GET => get(&inner, &k),
-            Method::POST if k == sessions_path => create_session(&inner, &json_body),
+            Method::GET | Method::HEAD => get(&inner, &k),
+            Method::POST if k == sessions_path || k == format!("{sessions_path}/members") => {
+                create_session(&inner, &json_body)
+            }
+            Method::POST if is_subscriptions(&inner, &k) => subscribe(&inner, &k, &json_body),
             Method::POST => post_action(&inner, &k, &json_body),
             Method::PATCH => patch(&inner, &k, &headers, &json_body),
             _ => delete(&inner, &k, &headers),
         }
     };
-    // Every Redfish service says which OData version it speaks.
-    response
-        .headers_mut()
-        .insert("OData-Version", HeaderValue::from_static("4.0"));
+    // Every Redfish service says which OData version it speaks, and a read what else
+    // the resource takes.
+    let h = response.headers_mut();
+    h.insert("OData-Version", HeaderValue::from_static("4.0"));
+    h.insert("Cache-Control", HeaderValue::from_static("no-cache"));
+    if reading && response.status().is_success() {
+        if let Some(link) = described_by(&inner, &k) {
+            response.headers_mut().insert("Link", link);
+        }
+        response
+            .headers_mut()
+            .insert("Allow", HeaderValue::from_static(allow_for(&inner, &k)));
+    }
     if let Some(hook) = &inner.config.on_boot {
         let events = std::mem::take(&mut *lock(&inner.boot_events));
         for event in events {
@@ -646,7 +688,8 @@ async fn handle(
 }
 
 /// Whether `path` (as requested) is a URI the service advertised for what is asked: a
-/// resource at the path it was recorded at or at its own `@odata.id`, an action at its
+/// resource at the path it was recorded at, at its own `@odata.id` or at a spelling the
+/// tree links to it by, an action at its
 /// `target`, a session at its `Location`, exactly (case and trailing slash). Requests for
 /// what does not exist at all pass, to be answered as such.
 fn advertised(inner: &Inner, method: &Method, path: &str, k: &str) -> bool {
@@ -684,21 +727,14 @@ fn advertised(inner: &Inner, method: &Method, path: &str, k: &str) -> bool {
             (own.is_none() && recorded.is_none())
                 || own.is_some_and(is)
                 || recorded.is_some_and(|r| is(r) || recorded_either(r))
+                || resources.linked_paths(k).iter().any(|l| is(l))
         }
     }
 }
 
 /// 405 with the `Allow` header a BMC sends: what the resource at `k` takes.
 fn method_not_allowed(inner: &Inner, k: &str, method: &Method) -> Response {
-    let allow = {
-        let resources = lock(&inner.resources);
-        match resources.get(k) {
-            Some(v) if v.get("Members").is_some() && k.ends_with("/sessions") => "GET, POST",
-            Some(v) if v.get("Boot").is_some() || v.get("MediaTypes").is_some() => "GET, PATCH",
-            _ if inner.actions.contains_key(k) => "POST",
-            _ => "GET",
-        }
-    };
+    let allow = allow_for(inner, k);
     let mut r = error(
         StatusCode::METHOD_NOT_ALLOWED,
         "Base.1.8.OperationNotAllowed",
@@ -708,6 +744,73 @@ fn method_not_allowed(inner: &Inner, k: &str, method: &Method) -> Response {
         .insert("Allow", HeaderValue::from_static(allow));
     r
 }
+
+/// Query parameters the simulator does not carry out: an unknown `$` parameter is 501
+/// (the specification's answer), `only` and `excerpt`, which take no value, with one are
+/// 400. Other parameters are ignored, as a service that does not support them does.
+fn refused_query(query: Option<&str>) -> Option<Response> {
+    for pair in query?.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name.starts_with('$') {
+            return Some(error(
+                StatusCode::NOT_IMPLEMENTED,
+                "Base.1.8.QueryNotSupported",
+                &format!("the query parameter {name} is not supported"),
+            ));
+        }
+        if matches!(name, "only" | "excerpt") && !value.is_empty() {
+            return Some(error(
+                StatusCode::BAD_REQUEST,
+                "Base.1.8.QueryParameterValueFormatError",
+                &format!("the query parameter {name} takes no value"),
+            ));
+        }
+    }
+    None
+}
+
+/// `Link: <schema>; rel=describedby`: the JSON schema of the resource's type.
+fn described_by(inner: &Inner, k: &str) -> Option<HeaderValue> {
+    let resources = lock(&inner.resources);
+    let t = resources.get(k)?.get("@odata.type")?.as_str()?;
+    // `#ComputerSystem.v1_5_0.ComputerSystem` is described by `ComputerSystem.v1_5_0.json`.
+    let (namespace, _) = t.trim_start_matches('#').rsplit_once('.')?;
+    HeaderValue::from_str(&format!(
+        "<http://redfish.dmtf.org/schemas/v1/{namespace}.json>; rel=describedby"
+    ))
+    .ok()
+}
+
+/// The methods the resource at `k` takes, as its `Allow` header says.
+fn allow_for(inner: &Inner, k: &str) -> &'static str {
+    if inner.actions.contains_key(k) {
+        return "POST";
+    }
+    if k.ends_with("/sessions") && is_collection(inner, k) {
+        return "GET, HEAD, POST";
+    }
+    if patchable(inner, k) {
+        return "GET, HEAD, PATCH";
+    }
+    "GET, HEAD"
+}
+
+/// Whether a PATCH can change the resource at `k` (a system's boot override, a
+/// virtual-media slot).
+fn patchable(inner: &Inner, k: &str) -> bool {
+    lock(&inner.resources)
+        .get(k)
+        .is_some_and(|v| v.get("Boot").is_some() || v.get("MediaTypes").is_some() || is_settable(v))
+}
+
+/// The URIs the specification defines for every service (lower case, as [`key`] makes
+/// them): readable without authentication, at any spelling.
+const STANDARD_URIS: [&str; 4] = [
+    "/redfish",
+    "/redfish/v1",
+    "/redfish/v1/odata",
+    "/redfish/v1/$metadata",
+];
 
 /// Whether the resource at `k` is a collection (a POST there creates a member).
 fn is_collection(inner: &Inner, k: &str) -> bool {
@@ -751,6 +854,87 @@ fn recorded_error_status(v: &Value) -> Option<StatusCode> {
     )
 }
 
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let body = body.to_string();
+    let etag = etag_of_text(&body);
+    (
+        status,
+        [
+            ("Content-Type", "application/json".to_string()),
+            ("ETag", etag),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `/redfish/v1/odata`: the service root and each of its top-level resources.
+fn odata_service_document(resources: &Resources) -> Value {
+    let mut value = vec![json!({"name": "Service", "kind": "Singleton", "url": "/redfish/v1/"})];
+    if let Some(root) = resources
+        .get(&key("/redfish/v1"))
+        .and_then(Value::as_object)
+    {
+        for (name, link) in root {
+            if let Some(url) = link.get("@odata.id").and_then(Value::as_str) {
+                value.push(json!({"name": name, "kind": "Singleton", "url": url}));
+            }
+        }
+    }
+    json!({"@odata.context": "/redfish/v1/$metadata", "value": value})
+}
+
+/// `/redfish/v1/$metadata`: a CSDL document referring to the DMTF schema of every
+/// resource type in the tree, with the service's entity container.
+fn metadata_document(resources: &Resources) -> String {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut namespaces: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let namespace_of = |v: &Value| {
+        // `#ComputerSystem.v1_5_0.ComputerSystem`: namespace `ComputerSystem.v1_5_0`.
+        let t = v.get("@odata.type")?.as_str()?.trim_start_matches('#');
+        Some(t.rsplit_once('.')?.0.to_string())
+    };
+    for (_, v) in resources.iter() {
+        let Some(namespace) = namespace_of(v) else {
+            continue;
+        };
+        let schema = namespace.split('.').next().unwrap_or_default().to_string();
+        if !schema.is_empty() && schema.chars().all(|c| c.is_ascii_alphanumeric()) {
+            let set = namespaces.entry(schema.clone()).or_default();
+            set.insert(schema);
+            set.insert(namespace);
+        }
+    }
+    let root_namespace = resources
+        .get(&key("/redfish/v1"))
+        .and_then(namespace_of)
+        .unwrap_or_else(|| "ServiceRoot.v1_0_0".to_string());
+    namespaces
+        .entry("ServiceRoot".into())
+        .or_default()
+        .insert(root_namespace.clone());
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <edmx:Edmx xmlns:edmx=\"http://docs.oasis-open.org/odata/ns/edmx\" Version=\"4.0\">\n",
+    );
+    for (schema, includes) in &namespaces {
+        xml.push_str(&format!(
+            "  <edmx:Reference Uri=\"http://redfish.dmtf.org/schemas/v1/{schema}_v1.xml\">\n"
+        ));
+        for ns in includes {
+            xml.push_str(&format!("    <edmx:Include Namespace=\"{ns}\"/>\n"));
+        }
+        xml.push_str("  </edmx:Reference>\n");
+    }
+    xml.push_str(&format!(
+        "  <edmx:DataServices>\n    <Schema xmlns=\"http://docs.oasis-open.org/odata/ns/edm\" \
+         Namespace=\"Service\">\n      <EntityContainer Name=\"Service\" \
+         Extends=\"{root_namespace}.ServiceContainer\"/>\n    </Schema>\n  \
+         </edmx:DataServices>\n</edmx:Edmx>\n"
+    ));
+    xml
+}
+
 /// Completes a running Dell job once its time has come.
 fn settle_job(inner: &Inner, k: &str) {
     let mut jobs = lock(&inner.running_jobs);
@@ -772,6 +956,55 @@ fn get(inner: &Inner, k: &str) -> Response {
     settle_power(inner, k);
     settle_job(inner, k);
     let resources = lock(&inner.resources);
+    // The sessions collection lists the sessions open now.
+    if k == key("/redfish/v1/SessionService/Sessions") {
+        if let Some(collection) = resources.get(k) {
+            let mut collection = collection.clone();
+            let members: Vec<Value> = lock(&inner.sessions)
+                .values()
+                .map(|s| json!({"@odata.id": s.uri}))
+                .collect();
+            collection["Members@odata.count"] = json!(members.len());
+            collection["Members"] = Value::Array(members);
+            return json_response(StatusCode::OK, &collection);
+        }
+    }
+    // A session open now is a resource of its own.
+    if let Some((id, session)) = lock(&inner.sessions)
+        .values()
+        .find(|s| key(&s.uri) == k)
+        .map(|s| {
+            (
+                s.uri.rsplit('/').next().unwrap_or_default().to_string(),
+                s.uri.clone(),
+            )
+        })
+    {
+        return json_response(
+            StatusCode::OK,
+            &json!({"@odata.id": session, "@odata.type": "#Session.v1_0_0.Session",
+                    "Id": id, "Name": "User Session", "UserName": inner.config.credentials.as_ref().map(|c| c.0.clone())}),
+        );
+    }
+    if resources.get(k).is_none() {
+        match k {
+            "/redfish" => {
+                return json_response(StatusCode::OK, &json!({"v1": "/redfish/v1/"}));
+            }
+            "/redfish/v1/odata" => {
+                return json_response(StatusCode::OK, &odata_service_document(&resources));
+            }
+            "/redfish/v1/$metadata" => {
+                return (
+                    StatusCode::OK,
+                    [("Content-Type", "application/xml")],
+                    metadata_document(&resources),
+                )
+                    .into_response();
+            }
+            _ => {}
+        }
+    }
     match resources.get(k) {
         Some(v) if recorded_error_status(v).is_some() => (
             recorded_error_status(v).unwrap_or(StatusCode::BAD_REQUEST),
@@ -840,7 +1073,9 @@ fn create_session(inner: &Inner, body: &Value) -> Response {
             ("Location", uri.clone()),
             ("Content-Type", "application/json".to_string()),
         ],
-        json!({"@odata.id": uri, "Id": n.to_string(), "UserName": user}).to_string(),
+        json!({"@odata.id": uri, "@odata.type": "#Session.v1_0_0.Session",
+               "Id": n.to_string(), "Name": "User Session", "UserName": user})
+        .to_string(),
     )
         .into_response()
 }
@@ -882,6 +1117,72 @@ fn allowable_reset_types(resources: &Resources, system: &Value) -> Vec<String> {
         .and_then(|ps| ps.iter().find(|p| p["Name"] == "ResetType"))
         .map(|p| str_list(&p["AllowableValues"]))
         .unwrap_or_default()
+}
+
+/// Whether `k` is the event service's subscriptions collection.
+fn is_subscriptions(inner: &Inner, k: &str) -> bool {
+    k.ends_with("/eventservice/subscriptions") && is_collection(inner, k)
+}
+
+/// Creates an event subscription (kept and listed; the simulator sends no events): a
+/// `Destination` URI and the `Redfish` protocol are required, as the schema says.
+fn subscribe(inner: &Inner, k: &str, body: &Value) -> Response {
+    let destination = body.get("Destination").and_then(Value::as_str);
+    let protocol = body.get("Protocol").and_then(Value::as_str);
+    let Some(destination) = destination.filter(|d| d.contains("://")) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Base.1.8.PropertyMissing",
+            "Destination (a URI) is required",
+        );
+    };
+    if protocol != Some("Redfish") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Base.1.8.PropertyValueNotInList",
+            &format!("the value {protocol:?} for Protocol is not in the list of acceptable values"),
+        );
+    }
+    let mut resources = lock(&inner.resources);
+    let Some(collection) = resources.get(k).cloned() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Base.1.8.ResourceMissingAtURI",
+            "no such collection",
+        );
+    };
+    let base = collection
+        .get("@odata.id")
+        .and_then(Value::as_str)
+        .unwrap_or("/redfish/v1/EventService/Subscriptions")
+        .trim_end_matches('/')
+        .to_string();
+    let n = inner.next_job.fetch_add(1, Ordering::Relaxed);
+    let uri = format!("{base}/sim-{n}");
+    let subscription = json!({
+        "@odata.id": uri, "@odata.type": "#EventDestination.v1_7_0.EventDestination",
+        "Id": format!("sim-{n}"), "Name": "Event subscription",
+        "Destination": destination, "Protocol": "Redfish",
+        "Context": body.get("Context").cloned().unwrap_or(Value::Null),
+        "EventTypes": body.get("EventTypes").cloned().unwrap_or(json!([]))
+    });
+    resources.insert_at(&uri, subscription.clone());
+    if let Some(c) = resources.get_mut(k) {
+        let members = c["Members"].as_array().cloned().unwrap_or_default();
+        let mut members = members;
+        members.push(json!({"@odata.id": uri}));
+        c["Members@odata.count"] = json!(members.len());
+        c["Members"] = Value::Array(members);
+    }
+    (
+        StatusCode::CREATED,
+        [
+            ("Location", uri),
+            ("Content-Type", "application/json".to_string()),
+        ],
+        subscription.to_string(),
+    )
+        .into_response()
 }
 
 fn post_action(inner: &Inner, k: &str, body: &Value) -> Response {
@@ -1277,8 +1578,9 @@ fn insert_into(slot: &mut Value, image: &str, write_protected: Option<bool>) {
 }
 
 fn eject(slot: &mut Value) {
-    slot["Image"] = json!("");
-    slot["ImageName"] = json!("");
+    // An empty slot's image is null, as most BMCs (and the schema) say.
+    slot["Image"] = Value::Null;
+    slot["ImageName"] = Value::Null;
     slot["Inserted"] = json!(false);
     slot["ConnectedVia"] = json!("NotConnected");
 }
@@ -1371,9 +1673,94 @@ fn patch(inner: &Inner, k: &str, headers: &HeaderMap, body: &Value) -> Response 
         }
         return StatusCode::NO_CONTENT.into_response();
     }
+    if is_settable(resource) {
+        let Some(changes) = body.as_object() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Base.1.8.MalformedJSON",
+                "the body is not an object",
+            );
+        };
+        let mut changes = changes.clone();
+        // A password is written, never read back.
+        if is_account(resource) {
+            changes.remove("Password");
+        }
+        let mut changed = resource.clone();
+        if let Err(property) = merge_existing(&mut changed, &changes) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Base.1.8.PropertyNotWritable",
+                &format!("the property {property} cannot be written"),
+            );
+        }
+        *resource = changed;
+        return StatusCode::NO_CONTENT.into_response();
+    }
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         "Base.1.8.OperationNotAllowed",
         "this resource cannot be changed",
     )
+}
+
+/// What BMCs let clients change beyond boot and media: a manager's network protocol
+/// settings (NTP servers and the like) and its accounts (iDRAC's fixed account slots are
+/// filled by PATCH).
+fn is_settable(v: &Value) -> bool {
+    v.get("@odata.type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| {
+            t.starts_with("#ManagerNetworkProtocol.") || t.starts_with("#ManagerAccount.")
+        })
+}
+
+fn is_account(v: &Value) -> bool {
+    v.get("@odata.type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("#ManagerAccount."))
+}
+
+/// Applies a PATCH to the properties the resource already has, with Redfish's array
+/// rules: `null` removes an element, `{}` leaves it, a shorter array truncates. A property
+/// the resource does not have, or an identity property, is refused (its name returned).
+fn merge_existing(
+    target: &mut Value,
+    changes: &serde_json::Map<String, Value>,
+) -> Result<(), String> {
+    for (name, change) in changes {
+        if name.starts_with('@')
+            || name.contains("@odata")
+            || matches!(name.as_str(), "Id" | "Name")
+        {
+            return Err(name.clone());
+        }
+        let Some(current) = target.get_mut(name) else {
+            return Err(name.clone());
+        };
+        match (current, change) {
+            (Value::Object(_), Value::Object(inner)) => {
+                let mut sub = target[name].clone();
+                merge_existing(&mut sub, inner).map_err(|p| format!("{name}/{p}"))?;
+                target[name] = sub;
+            }
+            (Value::Array(items), Value::Array(new)) => {
+                let mut out = Vec::new();
+                for (i, element) in new.iter().enumerate() {
+                    match element {
+                        Value::Null => {}
+                        Value::Object(o) if o.is_empty() => {
+                            if let Some(old) = items.get(i) {
+                                out.push(old.clone());
+                            }
+                        }
+                        other => out.push(other.clone()),
+                    }
+                }
+                *items = out;
+            }
+            (current, change) => *current = change.clone(),
+        }
+    }
+    Ok(())
 }

@@ -22,15 +22,51 @@ pub struct Tree {
     /// The path each resource was recorded at (case as captured), by [`key`]; none for
     /// resources made up in code.
     pub recorded: HashMap<String, String>,
+    /// Every spelling by which the tree links to each resource (`@odata.id`s inside other
+    /// resources), by [`key`]: a recording's links are URIs the BMC gave out, and the
+    /// recorder followed them.
+    pub linked: HashMap<String, Vec<String>>,
 }
 
 impl From<HashMap<String, Value>> for Tree {
     fn from(resources: HashMap<String, Value>) -> Tree {
+        let linked = links_in(&resources);
         Tree {
             resources,
             recorded: HashMap::new(),
+            linked,
         }
     }
+}
+
+/// Every `@odata.id` inside the resources (their own at the top level aside), by the
+/// [`key`] of what it names.
+pub(crate) fn links_in(resources: &HashMap<String, Value>) -> HashMap<String, Vec<String>> {
+    fn walk(v: &Value, top: bool, out: &mut HashMap<String, Vec<String>>) {
+        match v {
+            Value::Object(o) => {
+                for (name, value) in o {
+                    match value {
+                        Value::String(link) if name == "@odata.id" && !top => {
+                            let spellings = out.entry(key(link)).or_default();
+                            let link = link.split(['#', '?']).next().unwrap_or_default();
+                            if !spellings.iter().any(|s| s == link) {
+                                spellings.push(link.to_string());
+                            }
+                        }
+                        other => walk(other, false, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, false, out)),
+            _ => {}
+        }
+    }
+    let mut out = HashMap::new();
+    for v in resources.values() {
+        walk(v, true, &mut out);
+    }
+    out
 }
 
 /// Reads every `index.json` under `dir` into a [`Tree`]. Files that are not JSON are
@@ -62,10 +98,12 @@ pub fn load_dir(dir: &Path) -> std::io::Result<(Tree, Vec<String>)> {
             }
         }
     }
+    let linked = links_in(&out);
     Ok((
         Tree {
             resources: out,
             recorded,
+            linked,
         },
         skipped,
     ))
@@ -80,7 +118,7 @@ pub fn builtin() -> HashMap<String, Value> {
         json!({
             "@odata.id": format!("{vm}/{id}"), "@odata.type": "#VirtualMedia.v1_6_0.VirtualMedia",
             "Id": id, "Name": format!("Virtual {id}"), "MediaTypes": types,
-            "Image": "", "Inserted": false, "WriteProtected": true, "ConnectedVia": "NotConnected",
+            "Image": null, "Inserted": false, "WriteProtected": true, "ConnectedVia": "NotConnected",
             "Actions": {
                 "#VirtualMedia.InsertMedia": {"target": format!("{vm}/{id}/Actions/VirtualMedia.InsertMedia")},
                 "#VirtualMedia.EjectMedia": {"target": format!("{vm}/{id}/Actions/VirtualMedia.EjectMedia")}
@@ -96,6 +134,7 @@ pub fn builtin() -> HashMap<String, Value> {
                 "Systems": {"@odata.id": "/redfish/v1/Systems"},
                 "Managers": {"@odata.id": "/redfish/v1/Managers"},
                 "SessionService": {"@odata.id": "/redfish/v1/SessionService"},
+                "AccountService": {"@odata.id": "/redfish/v1/AccountService"},
                 "Links": {"Sessions": {"@odata.id": "/redfish/v1/SessionService/Sessions"}}
             }),
         ),
@@ -179,6 +218,114 @@ pub fn builtin() -> HashMap<String, Value> {
             }),
         ),
     ];
+    let mut entries = entries;
+    // The account service with the predefined roles every service has.
+    let roles = "/redfish/v1/AccountService/Roles";
+    entries.push((
+        "/redfish/v1/AccountService".to_string(),
+        json!({
+            "@odata.id": "/redfish/v1/AccountService", "@odata.type": "#AccountService.v1_5_0.AccountService",
+            "Id": "AccountService", "Name": "Account Service", "ServiceEnabled": true,
+            "Accounts": {"@odata.id": "/redfish/v1/AccountService/Accounts"},
+            "Roles": {"@odata.id": roles}
+        }),
+    ));
+    entries.push((
+        "/redfish/v1/AccountService/Accounts".to_string(),
+        json!({
+            "@odata.id": "/redfish/v1/AccountService/Accounts",
+            "@odata.type": "#ManagerAccountCollection.ManagerAccountCollection",
+            "Name": "Accounts", "Members": [], "Members@odata.count": 0
+        }),
+    ));
+    let predefined = [
+        (
+            "Administrator",
+            vec![
+                "Login",
+                "ConfigureManager",
+                "ConfigureUsers",
+                "ConfigureSelf",
+                "ConfigureComponents",
+            ],
+        ),
+        (
+            "Operator",
+            vec!["Login", "ConfigureSelf", "ConfigureComponents"],
+        ),
+        ("ReadOnly", vec!["Login", "ConfigureSelf"]),
+    ];
+    entries.push((
+        roles.to_string(),
+        json!({
+            "@odata.id": roles, "@odata.type": "#RoleCollection.RoleCollection", "Name": "Roles",
+            "Members": predefined.iter().map(|(id, _)| json!({"@odata.id": format!("{roles}/{id}")})).collect::<Vec<_>>(),
+            "Members@odata.count": predefined.len()
+        }),
+    ));
+    for (id, privileges) in predefined {
+        entries.push((
+            format!("{roles}/{id}"),
+            json!({
+                "@odata.id": format!("{roles}/{id}"), "@odata.type": "#Role.v1_2_0.Role",
+                "Id": id, "Name": format!("{id} role"), "RoleId": id, "IsPredefined": true,
+                "AssignedPrivileges": privileges
+            }),
+        ));
+    }
+    // What every Redfish resource carries: a type, a name, a collection's count.
+    let types = [
+        (
+            "/redfish/v1/Systems",
+            "#ComputerSystemCollection.ComputerSystemCollection",
+        ),
+        (
+            "/EthernetInterfaces",
+            "#EthernetInterfaceCollection.EthernetInterfaceCollection",
+        ),
+        (
+            "/EthernetInterfaces/1",
+            "#EthernetInterface.v1_6_0.EthernetInterface",
+        ),
+        (
+            "/VirtualMedia",
+            "#VirtualMediaCollection.VirtualMediaCollection",
+        ),
+        (
+            "/redfish/v1/Managers",
+            "#ManagerCollection.ManagerCollection",
+        ),
+        ("/redfish/v1/Managers/1", "#Manager.v1_10_0.Manager"),
+        (
+            "/redfish/v1/SessionService",
+            "#SessionService.v1_1_8.SessionService",
+        ),
+        (
+            "/redfish/v1/SessionService/Sessions",
+            "#SessionCollection.SessionCollection",
+        ),
+    ];
+    for (path, v) in &mut entries {
+        let Some(o) = v.as_object_mut() else {
+            continue;
+        };
+        if !o.contains_key("@odata.type") {
+            if let Some((_, t)) = types.iter().find(|(suffix, _)| path.ends_with(suffix)) {
+                o.insert("@odata.type".into(), json!(t));
+            }
+        }
+        if !o.contains_key("Id") && !o.contains_key("Members") && path != "/redfish/v1" {
+            let id = path.rsplit('/').next().unwrap_or_default().to_string();
+            o.insert("Id".into(), json!(id));
+        }
+        if !o.contains_key("Name") {
+            let name = path.rsplit('/').next().unwrap_or_default().to_string();
+            o.insert("Name".into(), json!(name));
+        }
+        if let Some(n) = o.get("Members").and_then(Value::as_array).map(Vec::len) {
+            o.entry("Members@odata.count").or_insert(json!(n));
+        }
+    }
     entries.into_iter().map(|(k, v)| (key(&k), v)).collect()
 }
 
@@ -275,6 +422,11 @@ impl Resources {
             .get(k)
             .or_else(|| self.base.recorded.get(k))
             .map(String::as_str)
+    }
+
+    /// The spellings by which the tree links to the resource at `k`.
+    pub fn linked_paths(&self, k: &str) -> &[String] {
+        self.base.linked.get(k).map_or(&[], Vec::as_slice)
     }
 
     /// Adds or replaces the resource at `path`, served at that path as if recorded there.

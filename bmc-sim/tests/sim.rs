@@ -409,12 +409,12 @@ async fn paths_are_served_as_advertised_unless_lenient() {
     let (code, allow, odata) = status(&strict, post.clone(), "/redfish/v1/Systems/1").await;
     assert_eq!(
         (code, allow.as_deref(), odata),
-        (405, Some("GET, PATCH"), true)
+        (405, Some("GET, HEAD, PATCH"), true)
     );
     let (code, allow, _) = status(&strict, reqwest::Method::PUT, "/redfish/v1/Chassis/1").await;
-    assert_eq!((code, allow.as_deref()), (405, Some("GET")));
+    assert_eq!((code, allow.as_deref()), (405, Some("GET, HEAD")));
     let (code, allow, _) = status(&strict, reqwest::Method::DELETE, "/redfish/v1/Chassis/1").await;
-    assert_eq!((code, allow.as_deref()), (405, Some("GET")));
+    assert_eq!((code, allow.as_deref()), (405, Some("GET, HEAD")));
 
     let lenient = start(true).await;
     assert_eq!(

@@ -1,6 +1,6 @@
 //! The real peers the example tests run against (`shared/peers`): sushy-emulator and the
-//! IPMI simulators, each stopped by its script when dropped, and ipmitool to check them.
-//! Test support only: no production crate depends on it.
+//! IPMI simulators, each stopped by its script when dropped, ipmitool to check them, and
+//! DMTF's Redfish validators and client ([`DmtfTools`]). Test support only: no production crate depends on it.
 //!
 //! ```
 //! let port = test_peers::free_tcp_port();
@@ -234,4 +234,148 @@ pub fn assert_help_snapshot(binary: &str, subcommands: &[&[&str]], snapshot: &Pa
                 .join("\n"),
         );
     }
+}
+
+/// DMTF's own Redfish tools from PyPI, in a venv of their own: the protocol validator
+/// (`rf_protocol_validator`), the service validator, and the `redfish` library with its
+/// utilities (`rf_power_reset.py`, `rf_boot_override.py`, `rf_virtual_media.py`), a client
+/// we did not write. Versions pinned; installed once per folder.
+pub struct DmtfTools {
+    /// The venv's `bin` folder.
+    pub bin: PathBuf,
+}
+
+/// What the venv holds, resolved and tested together on Python 3.11.
+const DMTF_REQUIREMENTS: &str = "redfish-protocol-validator==1.3.2
+redfish-service-validator==3.1.8
+redfish==3.4.2
+redfish_utilities==3.5.2
+aenum==3.1.17
+certifi==2026.10.19.post1
+cffi==2.1.1
+charset-normalizer==3.5.3
+colorama==0.4.6
+cryptography==50.0.2
+et_xmlfile==2.0.0
+idna==3.20
+jsonpatch==1.48
+jsonpath-ng==1.16.0
+jsonpointer==3.12
+openpyxl==3.1.5
+pyasn1==0.6.5
+pyasn1_modules==0.4.2
+pycparser==3.12
+pyOpenSSL==26.4.0
+requests==2.34.2
+requests-toolbelt==1.0.0
+requests-unixsocket==0.4.1
+sseclient-py==1.9.0
+typing_extensions==4.16.0
+urllib3==2.8.0
+xlsxwriter==3.3.1
+";
+
+impl DmtfTools {
+    /// The tools in `dir/venv`, installed first when missing (a few seconds from PyPI).
+    pub fn install(dir: &Path) -> DmtfTools {
+        let venv = dir.join("venv");
+        let bin = venv.join("bin");
+        let done = dir.join("installed");
+        if std::fs::read_to_string(&done).ok().as_deref() == Some(DMTF_REQUIREMENTS) {
+            return DmtfTools { bin };
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let run = |command: &mut Command, what: &str| {
+            let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(
+                out.status.success(),
+                "{what} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(
+            Command::new(&python)
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
+            "python3 -m venv",
+        );
+        let requirements = dir.join("requirements.txt");
+        std::fs::write(&requirements, DMTF_REQUIREMENTS).unwrap();
+        run(
+            Command::new(bin.join("pip"))
+                .args(["install", "-q", "--disable-pip-version-check", "-r"])
+                .arg(&requirements),
+            "pip install DMTF's Redfish tools",
+        );
+        std::fs::write(&done, DMTF_REQUIREMENTS).unwrap();
+        DmtfTools { bin }
+    }
+
+    /// A command for one of the venv's programs.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin.join("python"));
+        command.arg(self.bin.join(program));
+        command
+    }
+}
+
+/// The crate on crates.io that bundles DMTF's Redfish CSDL schemas (DSP8010), and its
+/// sha256: the schemas the service validator checks against, since DMTF's own site is
+/// not reachable from here.
+const CSDL_CRATE: &str =
+    "https://static.crates.io/crates/nv-redfish-schema/nv-redfish-schema-0.10.1.crate";
+const CSDL_CRATE_SHA256: &str = "1bdee22eb005df9021012e5014584c282b50b6d80c3aa49aca5480760920b05d";
+
+/// DMTF's Redfish CSDL schema files in `dir` (downloaded and checked once): the folder
+/// to give the service validator as `--schema_directory`.
+pub fn redfish_csdl_schemas(dir: &Path) -> PathBuf {
+    let schemas = dir.join("csdl");
+    if schemas.join("ServiceRoot_v1.xml").exists() {
+        return schemas;
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let archive = dir.join("schemas.crate");
+    let run = |command: &mut Command, what: &str| {
+        let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    run(
+        Command::new("curl")
+            .args(["-fsSL", "--retry", "3", "-o"])
+            .arg(&archive)
+            .arg(CSDL_CRATE),
+        "downloading the Redfish CSDL schemas",
+    );
+    let sum = run(Command::new("sha256sum").arg(&archive), "sha256sum");
+    assert!(
+        sum.starts_with(CSDL_CRATE_SHA256),
+        "{CSDL_CRATE}: sha256 {sum}, expected {CSDL_CRATE_SHA256}"
+    );
+    let unpacked = dir.join("unpacked");
+    let _ = std::fs::remove_dir_all(&unpacked);
+    std::fs::create_dir_all(&unpacked).unwrap();
+    run(
+        Command::new("tar")
+            .arg("xzf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&unpacked),
+        "unpacking the schemas",
+    );
+    let from = unpacked.join("nv-redfish-schema-0.10.1/redfish-csdl/csdl");
+    let staging = dir.join("csdl.partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap().flatten() {
+        std::fs::copy(entry.path(), staging.join(entry.file_name())).unwrap();
+    }
+    std::fs::rename(&staging, &schemas).unwrap();
+    schemas
 }
