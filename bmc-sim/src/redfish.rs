@@ -720,13 +720,13 @@ fn advertised(inner: &Inner, method: &Method, path: &str, k: &str) -> bool {
             // A recording's folders cannot say whether the link had a trailing slash:
             // a resource that names no `@odata.id` of its own (an error body) is served
             // at its folder's path with or without one.
-            let recorded_either = |r: &str| {
-                own.is_none() && is(r.trim_end_matches('/'))
-                    || own.is_none() && is(&format!("{}/", r.trim_end_matches('/')))
+            let at_folder = |r: &str| match own {
+                Some(_) => is(r),
+                None => path.trim_end_matches('/') == r.trim_end_matches('/'),
             };
             (own.is_none() && recorded.is_none())
                 || own.is_some_and(is)
-                || recorded.is_some_and(|r| is(r) || recorded_either(r))
+                || recorded.is_some_and(at_folder)
                 || resources.linked_paths(k).iter().any(|l| is(l))
         }
     }

@@ -17,8 +17,6 @@ const PASSWORD: &str = "client-pw-1";
 const ISO: &str = "http://127.0.0.1:9/images/agent.iso";
 
 fn tools() -> DmtfTools {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     DmtfTools::install(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmtf-tools"))
 }
 

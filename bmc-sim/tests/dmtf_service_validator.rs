@@ -20,8 +20,6 @@ fn tmp() -> PathBuf {
 }
 
 fn tools() -> (DmtfTools, PathBuf) {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let tools = DmtfTools::install(&tmp().join("dmtf-tools"));
     let schemas = test_peers::redfish_csdl_schemas(&tmp().join("redfish-csdl"));
     (tools, schemas)

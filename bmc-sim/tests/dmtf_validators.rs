@@ -14,9 +14,6 @@ const USER: &str = "admin";
 const PASSWORD: &str = "validator-pw-1";
 
 fn tools() -> DmtfTools {
-    // One install for every test of the run (they may start at once).
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     DmtfTools::install(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmtf-tools"))
 }
 

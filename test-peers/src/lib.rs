@@ -236,6 +236,21 @@ pub fn assert_help_snapshot(binary: &str, subcommands: &[&[&str]], snapshot: &Pa
     }
 }
 
+/// Held while something is installed for the tests (a venv, the schemas).
+static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs an install step: its standard output, after checking it succeeded.
+fn run(command: &mut Command, what: &str) -> String {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 /// DMTF's own Redfish tools from PyPI, in a venv of their own: the protocol validator
 /// (`rf_protocol_validator`), the service validator, and the `redfish` library with its
 /// utilities (`rf_power_reset.py`, `rf_boot_override.py`, `rf_virtual_media.py`), a client
@@ -278,6 +293,8 @@ xlsxwriter==3.3.1
 impl DmtfTools {
     /// The tools in `dir/venv`, installed first when missing (a few seconds from PyPI).
     pub fn install(dir: &Path) -> DmtfTools {
+        // Tests of one run may all ask at once: one installs, the others wait.
+        let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
         let venv = dir.join("venv");
         let bin = venv.join("bin");
         let done = dir.join("installed");
@@ -286,15 +303,6 @@ impl DmtfTools {
         }
         std::fs::create_dir_all(dir).unwrap();
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let run = |command: &mut Command, what: &str| {
-            let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert!(
-                out.status.success(),
-                "{what} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
         run(
             Command::new(&python)
                 .args(["-m", "venv", "--clear"])
@@ -331,21 +339,13 @@ const CSDL_CRATE_SHA256: &str = "1bdee22eb005df9021012e5014584c282b50b6d80c3aa49
 /// DMTF's Redfish CSDL schema files in `dir` (downloaded and checked once): the folder
 /// to give the service validator as `--schema_directory`.
 pub fn redfish_csdl_schemas(dir: &Path) -> PathBuf {
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let schemas = dir.join("csdl");
     if schemas.join("ServiceRoot_v1.xml").exists() {
         return schemas;
     }
     std::fs::create_dir_all(dir).unwrap();
     let archive = dir.join("schemas.crate");
-    let run = |command: &mut Command, what: &str| {
-        let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(
-            out.status.success(),
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
     run(
         Command::new("curl")
             .args(["-fsSL", "--retry", "3", "-o"])
