@@ -1,5 +1,5 @@
-//! The real peers the example tests run against (`shared/peers`): sushy-emulator and the
-//! IPMI simulators, each stopped by its script when dropped, ipmitool to check them, and
+//! The real peers the example tests run against (`shared/peers`): sushy-emulator,
+//! sushy-static ([`SushyStatic`]) and the IPMI simulators, each stopped by its script when dropped, ipmitool to check them, and
 //! DMTF's Redfish validators and client ([`DmtfTools`]). Test support only: no production crate depends on it.
 //!
 //! ```
@@ -114,6 +114,73 @@ impl Drop for SushyPeer {
             .arg(peers_dir().join("sushy-emulator.sh"))
             .args(["-d", self.dir.to_str().unwrap(), "stop"])
             .output();
+    }
+}
+
+/// sushy-tools' `sushy-static` serving a recorded tree's files as they are, on 127.0.0.1:
+/// a second Redfish server we did not write, for read paths. It strips a trailing slash
+/// from every path, serves nothing outside `/redfish/v1`, speaks HTTP/1.0 (one request
+/// per connection), ignores credentials, and answers every POST and PATCH with 204
+/// without changing anything. Killed by PID when dropped.
+pub struct SushyStatic {
+    child: std::process::Child,
+    /// Its TCP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl SushyStatic {
+    /// Serves `tree` (a folder holding `redfish/v1/index.json`), with sushy-tools from the
+    /// sushy-emulator script's venv in `venv_dir` (installed first when missing) and the
+    /// server's output in `log`.
+    pub fn start(venv_dir: &Path, tree: &Path, log: &Path) -> SushyStatic {
+        {
+            let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+            run(
+                Command::new("bash")
+                    .arg(peers_dir().join("sushy-emulator.sh"))
+                    .args(["-d", venv_dir.to_str().unwrap(), "install"]),
+                "installing sushy-tools",
+            );
+        }
+        let mockup = tree.join("redfish/v1");
+        assert!(mockup.join("index.json").is_file(), "{}", mockup.display());
+        let port = free_tcp_port();
+        let out = std::fs::File::create(log).unwrap();
+        let child = Command::new(venv_dir.join("venv/bin/sushy-static"))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m"])
+            .arg(&mockup)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("sushy-static starts");
+        let mut peer = SushyStatic { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = peer.child.try_wait().unwrap() {
+                panic!(
+                    "sushy-static exited ({status}): {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sushy-static did not listen on {port} within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        peer
+    }
+
+    /// `host:port` of the server.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SushyStatic {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
