@@ -1,0 +1,15 @@
+//! The example agent (the Ironic-Python-Agent's role): the program a booted host runs to
+//! be inspected, cleaned and provisioned. Its parts are pure where they can be and work
+//! on files as well as block devices, so each is tested on files and loop devices:
+//!
+//! - [`qcow2`]: a qcow2 file read as a stream into the raw disk it describes;
+//! - [`image`]: an image streamed to a disk, its format checked and checksum computed.
+//!
+//! ```
+//! use metal3_agent::qcow2::Qcow2Stream;
+//! let stream = Qcow2Stream::new(64 << 20);
+//! assert_eq!(stream.virtual_size(), None);
+//! ```
+
+pub mod image;
+pub mod qcow2;
