@@ -56,7 +56,7 @@
 //! # Ok::<(), String>(())
 //! ```
 
-pub mod agent_protocol;
+pub use metal3_agent_protocol as agent_protocol;
 pub mod auth;
 pub mod conductor;
 pub mod contract;

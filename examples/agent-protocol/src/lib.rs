@@ -7,6 +7,16 @@
 //! and sending it: the command comes with every heartbeat until its result arrives (an
 //! agent runs a command it already runs once), an agent sends its result until the
 //! conductor takes it, and a token never used may be looked up again.
+//!
+//! A crate of its own, without I/O, so the agent takes the very types the conductor does
+//! without linking the conductor (its HTTP server, BMC drivers and their TLS stack);
+//! the conductor re-exports it as `metal3_conductor::agent_protocol`.
+//!
+//! ```
+//! use metal3_agent_protocol::{AgentCommand, HeartbeatReply};
+//! let reply: HeartbeatReply = serde_json::from_str(r#"{"command": {"command": "inspect"}}"#).unwrap();
+//! assert_eq!(reply.command, Some(AgentCommand::Inspect));
+//! ```
 
 use md5::Md5;
 use serde::{Deserialize, Serialize};
