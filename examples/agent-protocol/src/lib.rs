@@ -85,6 +85,9 @@ pub enum AgentCommand {
         image: Image,
         /// The config drive.
         config_drive: ConfigDrive,
+        /// The host's root device hints: the disk to write.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root_device_hints: Option<RootDeviceHints>,
     },
     /// Report the hardware inventory.
     Inspect,
@@ -148,6 +151,17 @@ pub struct AgentInventory {
     /// `disks`.
     #[serde(default)]
     pub disks: Vec<AgentDisk>,
+    /// `boot`.
+    #[serde(default)]
+    pub boot: AgentBoot,
+}
+
+/// `boot` of an agent inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentBoot {
+    /// `uefi` or `bios`.
+    #[serde(default)]
+    pub current_boot_mode: Option<String>,
 }
 
 /// `system_vendor` of an agent inventory.
@@ -176,6 +190,9 @@ pub struct AgentCpu {
     /// Architecture (`x86_64`).
     #[serde(default)]
     pub architecture: Option<String>,
+    /// CPU flags (`vmx`, `svm`, `avx2`…).
+    #[serde(default)]
+    pub flags: Vec<String>,
 }
 
 /// `memory` of an agent inventory.
@@ -184,6 +201,9 @@ pub struct AgentMemory {
     /// Physical memory in MiB.
     #[serde(default)]
     pub physical_mb: Option<u64>,
+    /// Memory the kernel can use, in bytes.
+    #[serde(default)]
+    pub total: Option<u64>,
 }
 
 /// One of `interfaces` of an agent inventory.
@@ -198,6 +218,18 @@ pub struct AgentInterface {
     /// Link speed.
     #[serde(default)]
     pub speed_mbps: Option<u32>,
+    /// A cable is in and the link is up.
+    #[serde(default)]
+    pub has_carrier: Option<bool>,
+    /// The kernel driver (`e1000e`, `virtio_net`).
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// The first IPv4 address.
+    #[serde(default)]
+    pub ipv4_address: Option<String>,
+    /// The first global IPv6 address.
+    #[serde(default)]
+    pub ipv6_address: Option<String>,
 }
 
 /// One of `disks` of an agent inventory.
@@ -218,6 +250,128 @@ pub struct AgentDisk {
     /// A spinning disk.
     #[serde(default)]
     pub rotational: Option<bool>,
+    /// Vendor.
+    #[serde(default)]
+    pub vendor: Option<String>,
+    /// World Wide Name (`0x5000c500…`).
+    #[serde(default)]
+    pub wwn: Option<String>,
+    /// The WWN with its vendor extension.
+    #[serde(default)]
+    pub wwn_with_extension: Option<String>,
+    /// The WWN's vendor extension.
+    #[serde(default)]
+    pub wwn_vendor_extension: Option<String>,
+    /// SCSI host:channel:target:lun.
+    #[serde(default)]
+    pub hctl: Option<String>,
+    /// `/dev/disk/by-path/…`.
+    #[serde(default)]
+    pub by_path: Option<String>,
+}
+
+/// A BareMetalHost's `rootDeviceHints` (Metal3's field names): the disk to install on
+/// is the first one matching all hints given. As Metal3 turns them into Ironic's:
+/// `model` and `vendor` match a substring, `minSizeGigabytes` a size at least that many
+/// GiB, the others exactly; `deviceName` is a kernel name or a `/dev/disk/by-path` link.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RootDeviceHints {
+    /// `deviceName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    /// `hctl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hctl: Option<String>,
+    /// `model` (a substring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `vendor` (a substring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// `serialNumber`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// `minSizeGigabytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size_gigabytes: Option<u64>,
+    /// `wwn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn: Option<String>,
+    /// `wwnWithExtension`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn_with_extension: Option<String>,
+    /// `wwnVendorExtension`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn_vendor_extension: Option<String>,
+    /// `rotational`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotational: Option<bool>,
+}
+
+/// The smallest disk Ironic's agent installs on when no hint is given (4 GiB).
+pub const MIN_ROOT_DISK_BYTES: u64 = 4 << 30;
+
+impl RootDeviceHints {
+    /// No hint given.
+    pub fn is_empty(&self) -> bool {
+        *self == RootDeviceHints::default()
+    }
+
+    /// Whether `disk` matches every hint given.
+    pub fn matches(&self, disk: &AgentDisk) -> bool {
+        let exact = |hint: &Option<String>, value: &Option<String>| {
+            hint.as_ref()
+                .is_none_or(|h| value.as_deref().is_some_and(|v| v.trim() == h.trim()))
+        };
+        let within = |hint: &Option<String>, value: &Option<String>| {
+            hint.as_ref().is_none_or(|h| {
+                value
+                    .as_deref()
+                    .is_some_and(|v| v.to_lowercase().contains(&h.trim().to_lowercase()))
+            })
+        };
+        let name = self.device_name.as_ref().is_none_or(|h| {
+            let short = |s: &str| s.trim_start_matches("/dev/").to_string();
+            short(h) == short(&disk.name) || disk.by_path.as_deref() == Some(h.as_str())
+        });
+        name && exact(&self.hctl, &disk.hctl)
+            && within(&self.model, &disk.model)
+            && within(&self.vendor, &disk.vendor)
+            && exact(&self.serial_number, &disk.serial)
+            && exact(&self.wwn, &disk.wwn)
+            && exact(&self.wwn_with_extension, &disk.wwn_with_extension)
+            && exact(&self.wwn_vendor_extension, &disk.wwn_vendor_extension)
+            && self.rotational.is_none_or(|r| disk.rotational == Some(r))
+            && self
+                .min_size_gigabytes
+                .is_none_or(|g| disk.size.is_some_and(|s| s >> 30 >= g))
+    }
+
+    /// The disk to install on: the first matching every hint, or, with no hint, the
+    /// smallest of at least [`MIN_ROOT_DISK_BYTES`] (as Ironic's agent chooses). `Err`
+    /// says what was looked for among which disks.
+    pub fn choose<'a>(&self, disks: &'a [AgentDisk]) -> Result<&'a AgentDisk, String> {
+        let found = if self.is_empty() {
+            disks
+                .iter()
+                .filter(|d| d.size.is_some_and(|s| s >= MIN_ROOT_DISK_BYTES))
+                .min_by_key(|d| d.size)
+        } else {
+            disks.iter().find(|d| self.matches(d))
+        };
+        found.ok_or_else(|| {
+            let names: Vec<&str> = disks.iter().map(|d| d.name.as_str()).collect();
+            if self.is_empty() {
+                format!("no disk of at least 4 GiB among {names:?}")
+            } else {
+                format!(
+                    "no disk matches the root device hints {} among {names:?}",
+                    serde_json::to_string(self).unwrap_or_default()
+                )
+            }
+        })
+    }
 }
 
 impl AgentInventory {
@@ -330,6 +484,76 @@ mod tests {
         image.checksum = Some(sha256.to_uppercase());
         assert_eq!(verify_image(&image, b"hello"), Ok(()));
         assert!(verify_image(&image, b"hellO").is_err_and(|e| e.contains("mismatch")));
+    }
+
+    fn disk(name: &str, gib: u64) -> AgentDisk {
+        AgentDisk {
+            name: name.into(),
+            size: Some(gib << 30),
+            ..AgentDisk::default()
+        }
+    }
+
+    #[test]
+    fn root_device_hints_choose_as_metal3_and_ironic_do() {
+        let mut sda = disk("/dev/sda", 480);
+        sda.model = Some("SAMSUNG MZ7LH480".into());
+        sda.vendor = Some("ATA".into());
+        sda.serial = Some("S45NNE0M".into());
+        sda.rotational = Some(false);
+        sda.hctl = Some("0:0:0:0".into());
+        sda.wwn = Some("0x5002538e00000001".into());
+        let mut sdb = disk("/dev/sdb", 2000);
+        sdb.rotational = Some(true);
+        sdb.by_path = Some("/dev/disk/by-path/pci-0000:00:17.0-ata-2".into());
+        let tiny = disk("/dev/sdc", 2);
+        let disks = vec![sda, sdb, tiny];
+        let hints = |json: serde_json::Value| -> RootDeviceHints {
+            serde_json::from_value(json).unwrap_or_else(|e| unreachable!("{e}"))
+        };
+        let chosen = |h: RootDeviceHints| h.choose(&disks).map(|d| d.name.clone());
+        // No hint: the smallest disk of at least 4 GiB.
+        assert_eq!(
+            chosen(RootDeviceHints::default()).as_deref(),
+            Ok("/dev/sda")
+        );
+        assert_eq!(
+            chosen(hints(serde_json::json!({"rotational": true}))).as_deref(),
+            Ok("/dev/sdb")
+        );
+        assert_eq!(
+            chosen(hints(serde_json::json!({"model": "mz7lh"}))).as_deref(),
+            Ok("/dev/sda")
+        );
+        assert_eq!(
+            chosen(hints(serde_json::json!({"minSizeGigabytes": 500}))).as_deref(),
+            Ok("/dev/sdb")
+        );
+        assert_eq!(
+            chosen(hints(serde_json::json!({"deviceName": "sdb"}))).as_deref(),
+            Ok("/dev/sdb")
+        );
+        assert_eq!(
+            chosen(hints(
+                serde_json::json!({"deviceName": "/dev/disk/by-path/pci-0000:00:17.0-ata-2"})
+            ))
+            .as_deref(),
+            Ok("/dev/sdb")
+        );
+        assert_eq!(
+            chosen(hints(serde_json::json!({"hctl": "0:0:0:0", "wwn": "0x5002538e00000001", "serialNumber": "S45NNE0M"}))).as_deref(),
+            Ok("/dev/sda")
+        );
+        // Every hint must match; the error names the hints and the disks.
+        let err = chosen(hints(
+            serde_json::json!({"model": "MZ7LH", "rotational": true}),
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("\"rotational\":true") && err.contains("/dev/sdc"),
+            "{err}"
+        );
+        assert!(RootDeviceHints::default().choose(&disks[2..]).is_err());
     }
 
     #[test]

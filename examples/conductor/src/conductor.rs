@@ -1657,6 +1657,7 @@ impl Conductor {
                     Some(d) => AgentCommand::InstallImage {
                         image: d.image.clone(),
                         config_drive: d.config_drive.clone(),
+                        root_device_hints: d.root_device_hints.clone(),
                     },
                     None => return Ok(None),
                 },
@@ -2032,6 +2033,7 @@ mod tests {
                 image,
                 config_drive: ConfigDrive::default(),
                 legacy_boot: false,
+                root_device_hints: None,
             }),
             None,
         )
@@ -2236,6 +2238,7 @@ mod tests {
             image: provision_fsm::Image::at("http://x/os.qcow2"),
             config_drive: ConfigDrive::default(),
             legacy_boot: false,
+            root_device_hints: None,
         };
         let refused = c.provision("ns/a", Verb::Deploy(deploy), None).await;
         assert!(

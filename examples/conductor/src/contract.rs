@@ -46,6 +46,9 @@ pub struct DeployConfig {
     /// Boot in legacy BIOS mode (`bootMode: legacy`) rather than UEFI.
     #[serde(default)]
     pub legacy_boot: bool,
+    /// The host's `rootDeviceHints`: the disk the agent writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_device_hints: Option<crate::agent_protocol::RootDeviceHints>,
 }
 
 /// A provisioning verb of the API.

@@ -83,6 +83,7 @@ fn deploy(image: Image) -> Verb {
         image,
         config_drive: ConfigDrive::default(),
         legacy_boot: false,
+        root_device_hints: None,
     })
 }
 

@@ -77,6 +77,7 @@ pub async fn run_simulated_agent(
             Some(AgentCommand::InstallImage {
                 image,
                 config_drive,
+                ..
             }) => {
                 let mut result = install(&http, &image).await;
                 if result.error.is_none() {

@@ -106,6 +106,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
                 },
                 config_drive: ConfigDrive::default(),
                 legacy_boot: false,
+                root_device_hints: None,
             }),
             None,
         )
@@ -131,6 +132,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
                     meta_data: json!({"uuid": name}),
                 },
                 legacy_boot: false,
+                root_device_hints: None,
             }),
             None,
         )

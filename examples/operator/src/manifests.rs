@@ -135,9 +135,9 @@ pub struct BareMetalHostSpec {
     /// `metaData`.
     #[serde(default)]
     pub meta_data: Option<SecretRef>,
-    /// `rootDeviceHints`, kept as sent.
+    /// `rootDeviceHints`: the disk the agent writes.
     #[serde(default)]
-    pub root_device_hints: Option<Value>,
+    pub root_device_hints: Option<metal3_conductor::agent_protocol::RootDeviceHints>,
     /// `bootMode` (`UEFI`, `UEFISecureBoot`, `legacy`).
     #[serde(default)]
     pub boot_mode: Option<String>,
@@ -420,6 +420,13 @@ metadata:
             Some(provision_fsm::ChecksumType::Md5)
         );
         assert!(h.reboot_requested() && !h.paused() && !h.live_iso());
+        assert_eq!(
+            h.spec
+                .root_device_hints
+                .as_ref()
+                .and_then(|r| r.device_name.as_deref()),
+            Some("/dev/sda")
+        );
         let secret = m.secret("default", "example-baremetalhost-secret");
         assert_eq!(
             secret

@@ -1358,6 +1358,7 @@ impl Operator {
                 .boot_mode
                 .as_deref()
                 .is_some_and(|m| m.eq_ignore_ascii_case("legacy")),
+            root_device_hints: bmh.spec.root_device_hints.clone(),
         };
         let view = self
             .conductor
