@@ -85,9 +85,10 @@ pub enum AgentCommand {
         image: Image,
         /// The config drive.
         config_drive: ConfigDrive,
-        /// The host's root device hints: the disk to write.
+        /// The host's root device hints: the disk to write (boxed: most commands are
+        /// small).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        root_device_hints: Option<RootDeviceHints>,
+        root_device_hints: Option<Box<RootDeviceHints>>,
     },
     /// Report the hardware inventory.
     Inspect,
