@@ -1657,7 +1657,7 @@ impl Conductor {
                     Some(d) => AgentCommand::InstallImage {
                         image: d.image.clone(),
                         config_drive: d.config_drive.clone(),
-                        root_device_hints: d.root_device_hints.clone().map(Box::new),
+                        root_device_hints: d.root_device_hints.clone(),
                     },
                     None => return Ok(None),
                 },

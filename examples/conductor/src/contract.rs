@@ -48,7 +48,7 @@ pub struct DeployConfig {
     pub legacy_boot: bool,
     /// The host's `rootDeviceHints`: the disk the agent writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub root_device_hints: Option<crate::agent_protocol::RootDeviceHints>,
+    pub root_device_hints: Option<Box<crate::agent_protocol::RootDeviceHints>>,
 }
 
 /// A provisioning verb of the API.

@@ -1358,7 +1358,7 @@ impl Operator {
                 .boot_mode
                 .as_deref()
                 .is_some_and(|m| m.eq_ignore_ascii_case("legacy")),
-            root_device_hints: bmh.spec.root_device_hints.clone(),
+            root_device_hints: bmh.spec.root_device_hints.clone().map(Box::new),
         };
         let view = self
             .conductor
