@@ -3,7 +3,8 @@
 //! on files as well as block devices, so each is tested on files and loop devices:
 //!
 //! - [`qcow2`]: a qcow2 file read as a stream into the raw disk it describes;
-//! - [`image`]: an image streamed to a disk, its format checked and checksum computed.
+//! - [`image`]: an image streamed to a disk, its format checked and checksum computed;
+//! - [`inspect`]: the host read from `/proc` and `/sys` into the protocol's inventory.
 //!
 //! ```
 //! use metal3_agent::qcow2::Qcow2Stream;
@@ -12,4 +13,5 @@
 //! ```
 
 pub mod image;
+pub mod inspect;
 pub mod qcow2;
