@@ -4,7 +4,8 @@
 //!
 //! - [`qcow2`]: a qcow2 file read as a stream into the raw disk it describes;
 //! - [`image`]: an image streamed to a disk, its format checked and checksum computed;
-//! - [`inspect`]: the host read from `/proc` and `/sys` into the protocol's inventory.
+//! - [`inspect`]: the host read from `/proc` and `/sys` into the protocol's inventory;
+//! - [`configdrive`]: FAT images labelled `config-2` in the OpenStack layout.
 //!
 //! ```
 //! use metal3_agent::qcow2::Qcow2Stream;
@@ -12,6 +13,7 @@
 //! assert_eq!(stream.virtual_size(), None);
 //! ```
 
+pub mod configdrive;
 pub mod image;
 pub mod inspect;
 pub mod qcow2;
