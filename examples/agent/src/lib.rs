@@ -5,7 +5,9 @@
 //! - [`qcow2`]: a qcow2 file read as a stream into the raw disk it describes;
 //! - [`image`]: an image streamed to a disk, its format checked and checksum computed;
 //! - [`inspect`]: the host read from `/proc` and `/sys` into the protocol's inventory;
-//! - [`configdrive`]: FAT images labelled `config-2` in the OpenStack layout.
+//! - [`configdrive`]: FAT images labelled `config-2` in the OpenStack layout;
+//! - [`partition`]: MBR and GPT read, and the config drive's partition added at the end;
+//! - [`erase`]: Metal3's metadata cleaning: partition tables and signatures removed.
 //!
 //! ```
 //! use metal3_agent::qcow2::Qcow2Stream;
@@ -14,6 +16,8 @@
 //! ```
 
 pub mod configdrive;
+pub mod erase;
 pub mod image;
 pub mod inspect;
+pub mod partition;
 pub mod qcow2;
