@@ -26,6 +26,26 @@ use sha2::{Digest, Sha256, Sha512};
 use bmc_core::{Cpu, Disk, DiskKind, HardwareInventory, Nic, SystemIdentity};
 use provision_fsm::{ChecksumType, Image};
 
+/// The header carrying the correlation id of a piece of work (`x-correlation-id`): sent
+/// with admin requests and with the agent's heartbeats.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// A name as one segment of a URL path (`/` and `%` escaped): node names hold a
+/// namespace and a slash.
+pub fn path_segment(name: &str) -> String {
+    name.replace('%', "%25").replace('/', "%2F")
+}
+
+/// The look-up path for these MAC addresses.
+pub fn lookup_path(macs: &[String]) -> String {
+    format!("/v1/lookup?addresses={}", macs.join(","))
+}
+
+/// The heartbeat path of `node`.
+pub fn heartbeat_path(node: &str) -> String {
+    format!("/v1/heartbeat/{}", path_segment(node))
+}
+
 /// `GET /v1/lookup?addresses=mac,mac` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Lookup {

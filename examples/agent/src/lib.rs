@@ -7,7 +7,9 @@
 //! - [`inspect`]: the host read from `/proc` and `/sys` into the protocol's inventory;
 //! - [`configdrive`]: FAT images labelled `config-2` in the OpenStack layout;
 //! - [`partition`]: MBR and GPT read, and the config drive's partition added at the end;
-//! - [`erase`]: Metal3's metadata cleaning: partition tables and signatures removed.
+//! - [`erase`]: Metal3's metadata cleaning: partition tables and signatures removed;
+//! - [`agent`]: the agent's life: look-up, heartbeats, and the commands carried out;
+//! - [`config`]: where the agent learns its conductor (config image, kernel command line).
 //!
 //! ```
 //! use metal3_agent::qcow2::Qcow2Stream;
@@ -15,6 +17,8 @@
 //! assert_eq!(stream.virtual_size(), None);
 //! ```
 
+pub mod agent;
+pub mod config;
 pub mod configdrive;
 pub mod erase;
 pub mod image;

@@ -230,8 +230,9 @@ pub trait ConductorApi: Send + Sync {
 }
 
 /// The HTTP header that carries a correlation id from the operator's step through the
-/// conductor's work to the BMC requests and the agent.
-pub const CORRELATION_HEADER: &str = "x-correlation-id";
+/// conductor's work to the BMC requests and the agent (defined with the agent protocol,
+/// which sends it too).
+pub use metal3_agent_protocol::CORRELATION_HEADER;
 
 /// The longest correlation id taken; longer ones are cut (they end up in every log line).
 pub const MAX_CORRELATION_LEN: usize = 64;

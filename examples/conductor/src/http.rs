@@ -366,9 +366,7 @@ pub fn agent_routes(conductor: Arc<Conductor>) -> Router {
 }
 
 /// A node name as one path segment.
-pub fn escape(name: &str) -> String {
-    name.replace('%', "%25").replace('/', "%2F")
-}
+pub use metal3_agent_protocol::path_segment as escape;
 
 /// The admin API over HTTP. At most [`HttpConductor::MAX_IN_FLIGHT`] requests are in
 /// flight at once, so thousands of hosts reconciled at once share a few connections.

@@ -103,6 +103,12 @@ impl Images {
         }
     }
 
+    /// These images and one more, `name` holding `data`.
+    pub fn with(mut self, name: &str, data: Vec<u8>) -> Images {
+        Arc::make_mut(&mut self.files).insert(name.to_string(), data.into());
+        self
+    }
+
     /// The hex checksum of an image.
     pub fn checksum(&self, name: &str, kind: &str) -> Option<String> {
         let data = self.files.get(name)?;

@@ -1,0 +1,115 @@
+//! `metal3-agent`: the agent as the main job of a booted ramdisk. It finds its conductor
+//! in the config image (`--config-image`, else a device labelled `config-2`), else on the
+//! kernel command line (`metal3.conductor=URL`), else in `--conductor`; then looks its
+//! node up and works until the conductor is done with it. Logs go to standard error.
+//! Exit status: 0 when the conductor ended its part, 1 on failure, 2 for a wrong command
+//! line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use metal3_agent::agent::{Agent, AgentConfig};
+use metal3_agent::config::{
+    AgentSection, find_config_devices, from_cmdline, from_config_files, read_config_image,
+};
+use metal3_cli::{EXIT_FAILED, LogArgs};
+
+/// The example agent (the Ironic-Python-Agent's role): inspects the host, erases disk
+/// metadata, writes images and config drives, as its conductor asks.
+#[derive(Debug, Parser)]
+#[command(name = "metal3-agent", version)]
+struct Cli {
+    /// The conductor's agent API, when neither a config image nor the kernel command
+    /// line names one.
+    #[arg(long, value_name = "URL", env = "METAL3_AGENT_CONDUCTOR")]
+    conductor: Option<String>,
+    /// A CA (PEM file) to trust for the conductor and image servers.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// The config image (a device or file); by default the first device labelled
+    /// config-2.
+    #[arg(long, value_name = "PATH")]
+    config_image: Option<PathBuf>,
+    /// Where /proc and /sys are.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Where the disks' device files are.
+    #[arg(long, value_name = "DIR", default_value = "/dev")]
+    dev: PathBuf,
+    /// Count loop devices as disks (for tests on loop devices).
+    #[arg(long)]
+    loop_devices: bool,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+fn section(cli: &Cli) -> Result<AgentSection, String> {
+    let image = match &cli.config_image {
+        Some(path) => Some(path.clone()),
+        None => find_config_devices(&cli.root, &cli.dev).into_iter().next(),
+    };
+    if let Some(path) = image {
+        let files = read_config_image(&path)?;
+        if let Some(section) = from_config_files(&files)? {
+            tracing::info!(config_image = %path.display(), "configuration from the config image");
+            return Ok(section);
+        }
+    }
+    let cmdline = std::fs::read_to_string(cli.root.join("proc/cmdline")).unwrap_or_default();
+    if let Some(section) = from_cmdline(&cmdline) {
+        tracing::info!("configuration from the kernel command line");
+        return Ok(section);
+    }
+    cli.conductor
+        .clone()
+        .map(|conductor_url| AgentSection {
+            conductor_url,
+            ca_pem: None,
+        })
+        .ok_or_else(|| "no conductor: no config image, no metal3.conductor= on the kernel command line, no --conductor".to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = cli.log.init("info") {
+        eprintln!("metal3-agent: {e}");
+        return ExitCode::from(2);
+    }
+    let section = match section(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let mut config = AgentConfig::new(section.conductor_url);
+    config.ca_pem = section.ca_pem;
+    if let Some(ca) = &cli.ca {
+        match std::fs::read_to_string(ca) {
+            Ok(pem) => config.ca_pem = Some(pem),
+            Err(e) => {
+                tracing::error!("reading {}: {e}", ca.display());
+                return ExitCode::from(EXIT_FAILED);
+            }
+        }
+    }
+    config.root = cli.root;
+    config.dev = cli.dev;
+    config.loop_devices = cli.loop_devices;
+    let agent = match Agent::new(config) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match agent.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Where the agent learns its conductor: the config image (a FAT volume labelled
+//! `config-2` in a second virtual-media slot, holding `metal3/agent.json` beside the
+//! OpenStack files), else the kernel command line (`metal3.conductor=URL`). One shared
+//! agent ISO thus serves every host: what differs per host travels in a few KiB.
+//!
+//! ```
+//! use metal3_agent::config::{AgentSection, from_cmdline};
+//! let section = from_cmdline("console=ttyS0 metal3.conductor=https://10.0.0.1:6385 quiet");
+//! assert_eq!(section, Some(AgentSection { conductor_url: "https://10.0.0.1:6385".into(), ca_pem: None }));
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::configdrive::{LABEL, read_fat_image};
+
+/// Where in a config image the agent's own section is.
+pub const AGENT_SECTION: &str = "metal3/agent.json";
+/// Where in a config image the network configuration is.
+pub const NETWORK_DATA: &str = "openstack/latest/network_data.json";
+
+/// The agent's own section of a config image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSection {
+    /// The conductor's agent API.
+    pub conductor_url: String,
+    /// A CA (PEM) for the conductor and image servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+/// The agent's section from a config image's files; `Err` if it is there but wrong.
+pub fn from_config_files(
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<Option<AgentSection>, String> {
+    match files.get(AGENT_SECTION) {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| format!("{AGENT_SECTION} in the config image: {e}")),
+    }
+}
+
+/// The agent's section from a kernel command line (`metal3.conductor=URL`).
+pub fn from_cmdline(cmdline: &str) -> Option<AgentSection> {
+    cmdline.split_whitespace().find_map(|word| {
+        word.strip_prefix("metal3.conductor=")
+            .map(|url| AgentSection {
+                conductor_url: url.to_string(),
+                ca_pem: None,
+            })
+    })
+}
+
+/// Block devices under `root/sys/block` (whole disks and their partitions) whose first
+/// sector is a FAT boot sector labelled `config-2`: the config image candidates, by
+/// their device file in `dev`.
+pub fn find_config_devices(root: &Path, dev: &Path) -> Vec<PathBuf> {
+    let mut names = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root.join("sys/block")) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(parts) = std::fs::read_dir(e.path()) {
+                for p in parts.flatten() {
+                    let part = p.file_name().to_string_lossy().into_owned();
+                    if part.starts_with(&name) && p.path().join("partition").exists() {
+                        names.push(part);
+                    }
+                }
+            }
+            names.push(name);
+        }
+    }
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| dev.join(n))
+        .filter(|path| {
+            let mut sector = [0u8; 512];
+            std::fs::File::open(path)
+                .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut sector, 0))
+                .is_ok()
+                && fat_label(&sector).is_some_and(|l| l.eq_ignore_ascii_case(LABEL))
+        })
+        .collect()
+}
+
+/// The volume label in a FAT boot sector (FAT12/16 or FAT32 layout).
+fn fat_label(sector: &[u8; 512]) -> Option<String> {
+    if sector[510..512] != [0x55, 0xAA] {
+        return None;
+    }
+    let at = if sector[38] == 0x29 {
+        43
+    } else if sector[66] == 0x29 {
+        71
+    } else {
+        return None;
+    };
+    Some(
+        String::from_utf8_lossy(&sector[at..at + 11])
+            .trim()
+            .to_string(),
+    )
+}
+
+/// Reads a config image from a device or file: its files.
+pub fn read_config_image(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    read_fat_image(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configdrive::{ConfigFiles, fat_image};
+
+    #[test]
+    fn the_agent_section_comes_from_the_config_image_or_the_command_line() {
+        let section = AgentSection {
+            conductor_url: "https://192.0.2.1:6385".into(),
+            ca_pem: Some("-----BEGIN CERTIFICATE-----\n…".into()),
+        };
+        let files = ConfigFiles::new().with(
+            AGENT_SECTION,
+            serde_json::to_vec(&section).unwrap_or_default(),
+        );
+        assert_eq!(from_config_files(&files.0), Ok(Some(section)));
+        let broken = ConfigFiles::new().with(AGENT_SECTION, b"{".to_vec());
+        assert!(from_config_files(&broken.0).is_err_and(|e| e.contains(AGENT_SECTION)));
+        assert_eq!(from_config_files(&BTreeMap::new()), Ok(None));
+        assert_eq!(from_cmdline("ro quiet"), None);
+        let image = fat_image(&files, LABEL).unwrap_or_default();
+        let mut sector = [0u8; 512];
+        sector.copy_from_slice(&image[..512]);
+        assert_eq!(fat_label(&sector).as_deref(), Some("config-2"));
+    }
+}
