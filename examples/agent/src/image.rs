@@ -330,6 +330,8 @@ pub struct Written {
     pub disk_bytes: u64,
     /// The checksum of the bytes received, when one was expected (and matched).
     pub checksum: Option<String>,
+    /// The most bytes a qcow2 image kept waiting for its tables at once (0 for raw).
+    pub peak_kept_bytes: usize,
 }
 
 enum Decoder {
@@ -488,9 +490,9 @@ impl<D: Disk> ImageWriter<D> {
             self.start(&head)?;
             self.decode(0, &head)?;
         }
-        let disk_bytes = match &self.decoder {
-            Decoder::Qcow2(stream) => stream.finish()?.size,
-            _ => self.received,
+        let (disk_bytes, peak_kept_bytes) = match &self.decoder {
+            Decoder::Qcow2(stream) => (stream.finish()?.size, stream.peak_kept_bytes()),
+            _ => (self.received, 0),
         };
         let checksum = match self.checksum.take() {
             Some((expected, hasher)) => {
@@ -513,6 +515,7 @@ impl<D: Disk> ImageWriter<D> {
             image_bytes: self.received,
             disk_bytes,
             checksum,
+            peak_kept_bytes,
         })
     }
 }

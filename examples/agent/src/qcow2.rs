@@ -279,6 +279,7 @@ pub struct Qcow2Stream {
     /// Bytes nobody claimed yet, kept until every table is read: (start, bytes).
     kept: Vec<(u64, Vec<u8>)>,
     kept_bytes: usize,
+    peak_kept: usize,
     limit: usize,
     /// L1 read and no L2 table outstanding: unclaimed bytes are of no use.
     l2_outstanding: usize,
@@ -303,6 +304,7 @@ impl Qcow2Stream {
             interests,
             kept: Vec::new(),
             kept_bytes: 0,
+            peak_kept: 0,
             limit,
             l2_outstanding: 0,
             l1_read: false,
@@ -327,6 +329,11 @@ impl Qcow2Stream {
     /// Bytes kept waiting for their tables right now.
     pub fn kept_bytes(&self) -> usize {
         self.kept_bytes
+    }
+
+    /// The most bytes kept waiting at once so far.
+    pub fn peak_kept_bytes(&self) -> usize {
+        self.peak_kept
     }
 
     fn all_mapped(&self) -> bool {
@@ -415,6 +422,7 @@ impl Qcow2Stream {
 
     fn keep(&mut self, at: u64, bytes: &[u8]) -> Result<(), Qcow2Error> {
         self.kept_bytes += bytes.len();
+        self.peak_kept = self.peak_kept.max(self.kept_bytes);
         if self.kept_bytes > self.limit {
             return Err(Qcow2Error::BufferLimit {
                 limit: self.limit,
