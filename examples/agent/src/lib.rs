@@ -9,7 +9,8 @@
 //! - [`partition`]: MBR and GPT read, and the config drive's partition added at the end;
 //! - [`erase`]: Metal3's metadata cleaning: partition tables and signatures removed;
 //! - [`agent`]: the agent's life: look-up, heartbeats, and the commands carried out;
-//! - [`config`]: where the agent learns its conductor (config image, kernel command line).
+//! - [`config`]: where the agent learns its conductor (config image, kernel command line);
+//! - [`network`]: static networking from `network_data.json`, so no DHCP server is needed.
 //!
 //! ```
 //! use metal3_agent::qcow2::Qcow2Stream;
@@ -23,5 +24,6 @@ pub mod configdrive;
 pub mod erase;
 pub mod image;
 pub mod inspect;
+pub mod network;
 pub mod partition;
 pub mod qcow2;

@@ -1,4 +1,5 @@
-//! `metal3-agent`: the agent as the main job of a booted ramdisk. It finds its conductor
+//! `metal3-agent`: the agent as the main job of a booted ramdisk. It applies the config
+//! image's `network_data.json` (static addresses, routes, DNS) and finds its conductor
 //! in the config image (`--config-image`, else a device labelled `config-2`), else on the
 //! kernel command line (`metal3.conductor=URL`), else in `--conductor`; then looks its
 //! node up and works until the conductor is done with it. Logs go to standard error.
@@ -11,8 +12,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use metal3_agent::agent::{Agent, AgentConfig};
 use metal3_agent::config::{
-    AgentSection, find_config_devices, from_cmdline, from_config_files, read_config_image,
+    AgentSection, NETWORK_DATA, find_config_devices, from_cmdline, from_config_files,
+    read_config_image,
 };
+use metal3_agent::network::configure;
 use metal3_cli::{EXIT_FAILED, LogArgs};
 
 /// The example agent (the Ironic-Python-Agent's role): inspects the host, erases disk
@@ -51,6 +54,17 @@ fn section(cli: &Cli) -> Result<AgentSection, String> {
     };
     if let Some(path) = image {
         let files = read_config_image(&path)?;
+        if let Some(network) = files.get(NETWORK_DATA) {
+            // Static networking from the config image: no DHCP server needed.
+            let plan = configure(network, &cli.root)?;
+            tracing::info!(
+                commands = plan.commands.len(),
+                "network configured from network_data.json"
+            );
+            if !plan.dhcp.is_empty() {
+                tracing::warn!(interfaces = ?plan.dhcp, "network_data.json asks for DHCP on these interfaces; the agent runs no DHCP client");
+            }
+        }
         if let Some(section) = from_config_files(&files)? {
             tracing::info!(config_image = %path.display(), "configuration from the config image");
             return Ok(section);
