@@ -56,6 +56,8 @@ impl ConfigFiles {
 
 /// Bytes per sector of the images made.
 const SECTOR: usize = 512;
+/// A CD's block size: config images are padded to it, to be served as a second CD.
+const CD_SECTOR: usize = 2048;
 /// Root directory entries (two sectors' worth: a label and a few names).
 const ROOT_ENTRIES: usize = 32;
 /// FAT12 holds fewer clusters than this; more take larger clusters.
@@ -243,6 +245,8 @@ pub fn fat_image(files: &ConfigFiles, label: &str) -> io::Result<Vec<u8>> {
     write_dir(&root, 0, true, &mut image, &cluster_at, &mut root_dir);
     let at = (1 + 2 * fat_sectors) * SECTOR;
     image[at..at + root_dir.len()].copy_from_slice(&root_dir);
+    // A whole number of CD sectors: a drive shows only whole 2 KiB blocks of an image.
+    image.resize(image.len().div_ceil(CD_SECTOR) * CD_SECTOR, 0);
     Ok(image)
 }
 

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Builds the one agent ISO every host boots: Debian's kernel, an initramfs with the
+# kernel modules the agent needs, busybox and the static metal3-agent binary as the
+# ramdisk's main job, bootable on BIOS and UEFI (grub-mkrescue), serial console.
+# What differs per host (network, conductor) travels in the per-host config image.
+#
+# Usage:
+#   agent-image.sh build [OUT_DIR]     # default OUT_DIR: target/agent-image
+#
+# Installs its Debian packages when missing (root or sudo). Prints the ISO's size and
+# the build time. Environment: KERNEL_PACKAGE (default linux-image-amd64, the generic
+# kernel: USB storage, AHCI, NVMe and server NICs; the cloud kernel has none of them) and
+# CARGO_TARGET_DIR (where the agent is built).
+set -euo pipefail
+
+cmd="${1:-}"
+[ "$cmd" = "build" ] || { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2; }
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../../.." && pwd)"
+out="${2:-$repo/target/agent-image}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+start=$(date +%s.%N)
+log() { echo "agent-image: $*" >&2; }
+
+packages=(busybox-static cpio kmod grub-common grub-pc-bin grub-efi-amd64-bin xorriso mtools)
+need=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+if [ "${#need[@]}" -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    log "installing ${need[*]}"
+    $SUDO apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >&2
+fi
+
+# The agent, static (glibc's static libc; rustls, no OpenSSL).
+log "building metal3-agent (static)"
+(cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
+    -p metal3-agent --bin metal3-agent --target x86_64-unknown-linux-gnu >&2)
+agent="${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/release/metal3-agent"
+if readelf -l "$agent" | grep -q "program interpreter"; then
+    log "$agent is dynamically linked"; exit 1
+fi
+
+# The kernel and its modules, from Debian.
+work="$out/work"
+rm -rf "$work"; mkdir -p "$work/kernel" "$work/initramfs" "$work/iso/boot/grub"
+meta="${KERNEL_PACKAGE:-linux-image-amd64}"
+if ! apt-cache policy "$meta" 2>/dev/null | grep -q "Candidate: [0-9]"; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q >&2
+fi
+pkg="$(apt-cache depends "$meta" | awk '/Depends: linux-image-/ {print $2; exit}')"
+[ -n "$pkg" ] || pkg="$meta"
+(cd "$work/kernel" && apt-get download "$pkg" 2>/dev/null >&2 || apt-get download "$pkg" >&2)
+dpkg -x "$work"/kernel/*.deb "$work/kernel/root"
+version="$(ls "$work/kernel/root/lib/modules")"
+depmod -b "$work/kernel/root" "$version"
+log "kernel $version"
+
+# Modules, in load order: virtio (the lab's VMs), disks and CDs (IDE, AHCI, NVMe, SCSI,
+# USB), file systems for config images, server NICs, VLANs and bonds.
+modules=(virtio_pci virtio_net virtio_blk virtio_scsi
+    ata_piix ahci sd_mod sr_mod nvme megaraid_sas mpt3sas
+    xhci_pci ehci_pci uhci_hcd usb_storage uas
+    isofs vfat nls_cp437 nls_iso8859_1
+    e1000 e1000e igb ixgbe i40e ice bnxt_en mlx5_core tg3
+    8021q bonding)
+ir="$work/initramfs"
+mkdir -p "$ir"/{bin,dev,proc,sys,etc,tmp,run,mnt,lib/modules/"$version"}
+: > "$ir/etc/modules.load"
+for m in "${modules[@]}"; do
+    deps="$(modprobe -d "$work/kernel/root" -S "$version" --show-depends "$m" 2>/dev/null || true)"
+    [ -n "$deps" ] || { log "module $m not in $version: left out"; continue; }
+    while read -r kind path _; do
+        [ "$kind" = "insmod" ] || continue
+        rel="${path#"$work/kernel/root/"}"
+        rel="${rel#./}"
+        mkdir -p "$ir/$(dirname "$rel")"
+        cp -n "$path" "$ir/$rel"
+    done <<< "$deps"
+    echo "$m" >> "$ir/etc/modules.load"
+done
+cp "$work/kernel/root/lib/modules/$version"/modules.{order,builtin,builtin.modinfo} "$ir/lib/modules/$version/"
+depmod -b "$ir" "$version"
+
+cp /bin/busybox "$ir/bin/busybox"
+strip -o "$ir/bin/metal3-agent" "$agent"
+cat > "$ir/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "metal3 agent ramdisk: loading modules" > /dev/console
+while read -r m; do modprobe "$m" 2>/dev/null; done < /etc/modules.load
+ip link set lo up
+# Devices appear as their drivers bind; give the config image's a moment.
+sleep 2
+echo "metal3 agent ramdisk: starting metal3-agent" > /dev/console
+/bin/metal3-agent --log info > /dev/console 2>&1
+echo "metal3 agent ramdisk: metal3-agent exited ($?)" > /dev/console
+exec sh < /dev/console > /dev/console 2>&1
+INIT
+chmod +x "$ir/init"
+(cd "$ir" && find . | cpio -o -H newc --quiet | gzip -9) > "$work/iso/boot/initrd.gz"
+cp "$work/kernel/root/boot/vmlinuz-$version" "$work/iso/boot/vmlinuz"
+cat > "$work/iso/boot/grub/grub.cfg" <<'GRUB'
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set timeout=0
+menuentry "metal3 agent" {
+    linux /boot/vmlinuz console=tty0 console=ttyS0,115200 quiet
+    initrd /boot/initrd.gz
+}
+GRUB
+grub-mkrescue -o "$out/agent.iso" "$work/iso" \
+    --install-modules="linux normal iso9660 serial terminal search search_fs_file part_msdos part_gpt fat all_video gzio echo test" \
+    --fonts="" --locales="" --themes="" >/dev/null 2>&1
+end=$(date +%s.%N)
+size=$(stat -c %s "$out/agent.iso")
+awk -v iso="$out/agent.iso" -v size="$size" -v k="$(stat -c %s "$work/iso/boot/vmlinuz")" \
+    -v i="$(stat -c %s "$work/iso/boot/initrd.gz")" -v t0="$start" -v t1="$end" 'BEGIN {
+    printf "agent-image: %s: %d bytes (%.1f MiB; kernel %d KiB, initramfs %d KiB), built in %.0f s\n",
+        iso, size, size / 1048576, k / 1024, i / 1024, t1 - t0 }'
+rm -rf "$work/kernel"

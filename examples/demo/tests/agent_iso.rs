@@ -1,0 +1,250 @@
+//! The agent ISO booted for real: `examples/agent/image/agent-image.sh build` makes the
+//! shared ISO (one command), and a QEMU guest (software emulation) boots it when the
+//! conductor boots the agent on a bmc-sim host by virtual media. Beside it, in a second
+//! CD drive, the host's config image of a few KiB: `network_data.json` with a static
+//! address (the guest runs no DHCP client; QEMU's user network would offer one) and the
+//! agent's section naming the conductor. The agent in
+//! the guest configures its network from it, looks its node up and answers the in-band
+//! inspection with the guest's real hardware (its virtio disk and NIC).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bmc_core::Credentials;
+use bmc_core::verified::PollPolicy;
+use bmc_sim::vendor::BootSource;
+use bmc_sim::{BootEvent, BootHook, RedfishSim, SimConfig};
+use metal3_agent::configdrive::{ConfigFiles, fat_image};
+use metal3_conductor::service::{Service, ServiceConfig, drivers};
+use metal3_conductor::{ConductorConfig, NodeSpec, Verb};
+use provision_fsm::NodeState;
+use serde_json::json;
+
+const MAC: &str = "52:54:00:12:34:99";
+
+/// The guests started, killed by PID at the end.
+struct Guests(Arc<Mutex<Vec<Child>>>);
+
+impl Drop for Guests {
+    fn drop(&mut self) {
+        for mut c in self.0.lock().unwrap().drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn build_iso(out: &Path) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let started = Instant::now();
+    let run = Command::new("bash")
+        .arg(repo.join("examples/agent/image/agent-image.sh"))
+        .arg("build")
+        .arg(out)
+        // Its own target folder: this test's cargo holds the workspace's.
+        .env("CARGO_TARGET_DIR", out.join("cargo"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "agent-image.sh build failed: {stderr}"
+    );
+    let summary = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    println!(
+        "{summary} (test wall {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let iso = out.join("agent.iso");
+    let size = std::fs::metadata(&iso).unwrap().len();
+    assert!(
+        size <= 40 << 20,
+        "the agent ISO is {size} bytes, over 40 MiB"
+    );
+    iso
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_band() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-iso");
+    std::fs::create_dir_all(&dir).unwrap();
+    let iso = tokio::task::spawn_blocking({
+        let out = dir.join("image");
+        move || build_iso(&out)
+    })
+    .await
+    .unwrap();
+
+    let service = Service::start(
+        ServiceConfig {
+            admin_listen: "127.0.0.1:0".into(),
+            agent_listen: "127.0.0.1:0".into(),
+            conductor: ConductorConfig {
+                agent_image_url: "http://127.0.0.1:9/agent.iso".into(),
+                poll: PollPolicy {
+                    initial: Duration::from_millis(100),
+                    max: Duration::from_millis(500),
+                },
+                ..ConductorConfig::default()
+            },
+            ..ServiceConfig::default()
+        },
+        drivers(),
+    )
+    .await
+    .unwrap();
+    let conductor = service.conductor.clone();
+    let agent_port = service.agent_url().rsplit(':').next().unwrap().to_string();
+
+    // The host's config image: QEMU's user network puts the host's loopback at 10.0.2.2.
+    let network = json!({
+        "links": [{"id": "prov", "type": "phy", "ethernet_mac_address": MAC}],
+        "networks": [{"id": "v4", "type": "ipv4", "link": "prov", "ip_address": "10.0.2.15",
+                      "netmask": "255.255.255.0",
+                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.2.2"}]}],
+        "services": [{"type": "dns", "address": "10.0.2.3"}]
+    });
+    let files = ConfigFiles::new()
+        .with(
+            "openstack/latest/network_data.json",
+            serde_json::to_vec(&network).unwrap(),
+        )
+        .with(
+            "metal3/agent.json",
+            serde_json::to_vec(&json!({"conductor_url": format!("http://10.0.2.2:{agent_port}")}))
+                .unwrap(),
+        );
+    let config_image = dir.join("config.img");
+    let image = fat_image(&files, "config-2").unwrap();
+    println!("config image: {} bytes", image.len());
+    std::fs::write(&config_image, image).unwrap();
+    let disk = dir.join("disk.raw");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+
+    let guests = Guests(Arc::new(Mutex::new(Vec::new())));
+    let started = guests.0.clone();
+    let serial = dir.join("serial.log");
+    let (iso_path, config_path, disk_path, serial_path) = (
+        iso.clone(),
+        config_image.clone(),
+        disk.clone(),
+        serial.clone(),
+    );
+    let hook = BootHook(Arc::new(move |event: BootEvent| {
+        if let BootSource::VirtualCd { image, .. } = &event.source {
+            if image.ends_with("/agent.iso") {
+                let child = Command::new("qemu-system-x86_64")
+                    .args([
+                        "-accel", "tcg", "-machine", "pc", "-cpu", "qemu64", "-m", "768",
+                    ])
+                    .args(["-display", "none", "-no-reboot"])
+                    .arg("-cdrom")
+                    .arg(&iso_path)
+                    .arg("-drive")
+                    .arg(format!(
+                        "file={},media=cdrom,if=ide,index=1,readonly=on,format=raw",
+                        config_path.display()
+                    ))
+                    .arg("-drive")
+                    .arg(format!("file={},if=virtio,format=raw", disk_path.display()))
+                    .args(["-nic", &format!("user,model=virtio-net-pci,mac={MAC}")])
+                    .arg("-serial")
+                    .arg(format!("file:{}", serial_path.display()))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("qemu-system-x86_64 (qemu-system-x86) is installed");
+                started.lock().unwrap().push(child);
+            }
+        }
+    }));
+    let sim = RedfishSim::start(SimConfig {
+        credentials: Some(("admin".into(), "password".into())),
+        on_boot: Some(hook),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+
+    let name = "site-b/guest-0";
+    conductor
+        .create_node(NodeSpec {
+            name: name.into(),
+            address: format!("redfish-virtualmedia+http://{}", sim.addr())
+                .parse()
+                .unwrap(),
+            credentials: Credentials::new("admin", "password").unwrap(),
+            disable_certificate_verification: false,
+            boot_mac: Some(MAC.into()),
+            automated_clean: false,
+        })
+        .await
+        .unwrap();
+    conductor.provision(name, Verb::Manage, None).await.unwrap();
+    let wait = |state: NodeState, limit: Duration| {
+        let conductor = conductor.clone();
+        let serial = serial.clone();
+        async move {
+            let start = Instant::now();
+            loop {
+                let node = conductor.node(name).unwrap();
+                if node.state == state {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < limit && !node.state.is_failure(),
+                    "waiting for {state}, node is {} ({:?}); guest console:\n{}",
+                    node.state,
+                    node.last_error,
+                    std::fs::read_to_string(&serial).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait(NodeState::Manageable, Duration::from_secs(30)).await;
+    let booted = Instant::now();
+    conductor
+        .provision(name, Verb::Inspect { in_band: true }, None)
+        .await
+        .unwrap();
+    wait(NodeState::Manageable, Duration::from_secs(300)).await;
+    println!(
+        "in-band inspection of the guest took {:.1} s",
+        booted.elapsed().as_secs_f64()
+    );
+    let console = std::fs::read_to_string(&serial).unwrap_or_default();
+    assert!(
+        console.contains("configuration from the config image"),
+        "{console}"
+    );
+    assert!(
+        console.contains("network configured from network_data.json"),
+        "{console}"
+    );
+    let inventory = conductor.inventory(name).unwrap();
+    let disk = inventory.disks.iter().find(|d| d.id == "/dev/vda");
+    assert_eq!(
+        disk.and_then(|d| d.size_bytes),
+        Some(64 << 20),
+        "{inventory:?}"
+    );
+    assert!(
+        inventory
+            .nics
+            .iter()
+            .any(|n| n.mac.as_ref().is_some_and(|m| m.to_string() == MAC)),
+        "{inventory:?}"
+    );
+    assert!(
+        inventory.cpus.iter().any(|c| c.threads == Some(1)),
+        "{inventory:?}"
+    );
+}
