@@ -77,14 +77,27 @@ pub fn find_config_devices(root: &Path, dev: &Path) -> Vec<PathBuf> {
     names
         .into_iter()
         .map(|n| dev.join(n))
-        .filter(|path| {
-            let mut sector = [0u8; 512];
-            std::fs::File::open(path)
-                .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut sector, 0))
-                .is_ok()
-                && fat_label(&sector).is_some_and(|l| l.eq_ignore_ascii_case(LABEL))
-        })
+        .filter(|path| label_of(path).is_some_and(|l| l.eq_ignore_ascii_case(LABEL)))
         .collect()
+}
+
+/// The label of a FAT or ISO9660 volume on a device or in a file.
+fn label_of(path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).ok()?;
+    let mut sector = [0u8; 512];
+    file.read_exact_at(&mut sector, 0).ok()?;
+    if let Some(label) = fat_label(&sector) {
+        return Some(label);
+    }
+    // ISO9660: the primary volume descriptor at block 16, its label at byte 40.
+    let mut descriptor = [0u8; 72];
+    file.read_exact_at(&mut descriptor, 16 * 2048).ok()?;
+    (descriptor[0] == 1 && &descriptor[1..6] == b"CD001").then(|| {
+        String::from_utf8_lossy(&descriptor[40..72])
+            .trim()
+            .to_string()
+    })
 }
 
 /// The volume label in a FAT boot sector (FAT12/16 or FAT32 layout).
@@ -106,9 +119,21 @@ fn fat_label(sector: &[u8; 512]) -> Option<String> {
     )
 }
 
-/// Reads a config image from a device or file: its files.
+/// Reads a config image from a device or file (FAT, or ISO9660 as Ironic makes them),
+/// labelled `config-2`: its files.
 pub fn read_config_image(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if crate::iso9660::is_iso9660(&bytes) {
+        let (label, files) =
+            crate::iso9660::read(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !label.eq_ignore_ascii_case(LABEL) {
+            return Err(format!(
+                "{}: the ISO is labelled {label:?}, not {LABEL}",
+                path.display()
+            ));
+        }
+        return Ok(files);
+    }
     read_fat_image(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 

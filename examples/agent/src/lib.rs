@@ -10,7 +10,8 @@
 //! - [`erase`]: Metal3's metadata cleaning: partition tables and signatures removed;
 //! - [`agent`]: the agent's life: look-up, heartbeats, and the commands carried out;
 //! - [`config`]: where the agent learns its conductor (config image, kernel command line);
-//! - [`network`]: static networking from `network_data.json`, so no DHCP server is needed.
+//! - [`network`]: static networking from `network_data.json`, so no DHCP server is needed;
+//! - [`iso9660`]: ISO9660 config images (Joliet and Rock Ridge names), as Ironic builds them.
 //!
 //! ```
 //! use metal3_agent::qcow2::Qcow2Stream;
@@ -24,6 +25,7 @@ pub mod configdrive;
 pub mod erase;
 pub mod image;
 pub mod inspect;
+pub mod iso9660;
 pub mod network;
 pub mod partition;
 pub mod qcow2;
