@@ -240,6 +240,47 @@ impl Drop for IpmiPeer {
     }
 }
 
+/// Runs `program` with `args`, `input` on its standard input: whether it succeeded, and
+/// its standard output and error together (for messages and `contains` checks).
+pub fn tool(program: &str, args: &[&str], input: Option<&str>) -> (bool, String) {
+    let (success, stdout, stderr) = tool_output(program, args, input);
+    (success, format!("{stdout}{stderr}"))
+}
+
+/// Runs `program` as [`tool`] does and checks it succeeded: its standard output.
+pub fn tool_ok(program: &str, args: &[&str], input: Option<&str>) -> String {
+    let (success, stdout, stderr) = tool_output(program, args, input);
+    assert!(success, "{program} {args:?}: {stdout}{stderr}");
+    stdout
+}
+
+fn tool_output(program: &str, args: &[&str], input: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    if let Some(text) = input {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Checks a binary's `--help` (and each listed subcommand's) against the snapshot file
 /// `snapshot`: the text a user sees, so a changed option shows up in review. Run with
 /// `UPDATE_SNAPSHOTS=1` to write the file anew. The environment is emptied first: help

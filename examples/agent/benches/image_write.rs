@@ -11,20 +11,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use metal3_agent::image::{FileDisk, ImageWriter};
+use test_peers::tool_ok;
 
 const SIZE: u64 = 512 << 20;
-
-fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .output()
-        .expect("qemu-img");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn fresh(target: &Path) {
     let _ = std::fs::remove_file(target);
@@ -137,4 +126,8 @@ fn main() {
     for f in [&raw, &qcow, &target] {
         let _ = std::fs::remove_file(f);
     }
+}
+
+fn qemu_img(args: &[&str]) {
+    tool_ok("qemu-img", args, None);
 }

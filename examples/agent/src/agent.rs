@@ -24,7 +24,7 @@ use provision_fsm::{ChecksumType, Image};
 use crate::configdrive::{ConfigFiles, LABEL, fat_image};
 use crate::erase::erase_metadata;
 use crate::image::{Checksum, FileDisk, ImageWriter, checksum_in_file};
-use crate::inspect::{InspectOptions, addresses_from_ip, inspect_with};
+use crate::inspect::{InspectOptions, addresses_from_ip, inspect_disks, inspect_with};
 use crate::partition::add_partition_at_end;
 
 /// The config drive partition's size, as Ironic makes it.
@@ -311,11 +311,20 @@ impl Agent {
         .unwrap_or(512)
     }
 
+    /// The host's disks (no addresses needed: no `ip` run).
+    fn disks(&self) -> Vec<AgentDisk> {
+        inspect_disks(
+            &self.config.root,
+            &InspectOptions {
+                loop_devices: self.config.loop_devices,
+            },
+        )
+    }
+
     /// Erases every disk's metadata.
     fn erase_all(&self) -> Result<Vec<String>, String> {
-        let inventory = self.inventory();
         let mut lines = Vec::new();
-        for disk in &inventory.disks {
+        for disk in &self.disks() {
             let path = self.device(disk);
             let mut file = open_rw(&path)?;
             let erased = erase_metadata(&mut file, self.sector(disk))
@@ -338,8 +347,8 @@ impl Agent {
         hints: &RootDeviceHints,
         log: &mut Vec<String>,
     ) -> Result<u64, String> {
-        let inventory = self.inventory();
-        let disk = hints.choose(&inventory.disks)?.clone();
+        let disks = self.disks();
+        let disk = hints.choose(&disks)?.clone();
         let path = self.device(&disk);
         log.push(format!("writing {} to {}", image.url, disk.name));
         let checksum = self.checksum(image).await?;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::configdrive::{LABEL, read_fat_image};
+use crate::inspect::sorted_names;
 
 /// Where in a config image the agent's own section is.
 pub const AGENT_SECTION: &str = "metal3/agent.json";
@@ -58,20 +59,14 @@ pub fn from_cmdline(cmdline: &str) -> Option<AgentSection> {
 /// sector is a FAT boot sector labelled `config-2`: the config image candidates, by
 /// their device file in `dev`.
 pub fn find_config_devices(root: &Path, dev: &Path) -> Vec<PathBuf> {
+    let block = root.join("sys/block");
     let mut names = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(root.join("sys/block")) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Ok(parts) = std::fs::read_dir(e.path()) {
-                for p in parts.flatten() {
-                    let part = p.file_name().to_string_lossy().into_owned();
-                    if part.starts_with(&name) && p.path().join("partition").exists() {
-                        names.push(part);
-                    }
-                }
-            }
-            names.push(name);
-        }
+    for disk in sorted_names(&block) {
+        let partitions = sorted_names(&block.join(&disk)).into_iter().filter(|p| {
+            p.starts_with(&disk) && block.join(&disk).join(p).join("partition").exists()
+        });
+        names.extend(partitions);
+        names.push(disk);
     }
     names.sort();
     names

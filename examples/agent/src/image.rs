@@ -122,6 +122,8 @@ impl Disk for MemoryDisk {
 pub struct FileDisk {
     file: File,
     size: u64,
+    /// The `fallocate` modes not to try again: the disk refused them once.
+    refused: Vec<rustix::fs::FallocateFlags>,
 }
 
 impl FileDisk {
@@ -134,7 +136,11 @@ impl FileDisk {
             .open(path)?;
         // A block device's length is where its end is, not its metadata's.
         let size = file.seek(io::SeekFrom::End(0))?;
-        Ok(FileDisk { file, size })
+        Ok(FileDisk {
+            file,
+            size,
+            refused: Vec::new(),
+        })
     }
 }
 
@@ -152,12 +158,22 @@ impl Disk for FileDisk {
         use rustix::fs::{FallocateFlags, fallocate};
         // Zeroing in place keeps the blocks allocated, as a written zero would; punching
         // a hole is the next best (files on tmpfs), writing zeros the last resort.
+        // A mode the disk refused once is not asked again (a zero range per cluster).
         for flags in [
             FallocateFlags::ZERO_RANGE | FallocateFlags::KEEP_SIZE,
             FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
         ] {
-            if fallocate(&self.file, flags, offset, len).is_ok() {
-                return Ok(());
+            if self.refused.contains(&flags) {
+                continue;
+            }
+            match fallocate(&self.file, flags, offset, len) {
+                Ok(()) => return Ok(()),
+                Err(
+                    rustix::io::Errno::OPNOTSUPP
+                    | rustix::io::Errno::NOSYS
+                    | rustix::io::Errno::INVAL,
+                ) => self.refused.push(flags),
+                Err(_) => {}
             }
         }
         let zeros = vec![0u8; ZEROS];

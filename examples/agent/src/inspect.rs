@@ -37,6 +37,19 @@ fn read(path: &Path) -> Option<String> {
     (!text.is_empty()).then(|| text.to_string())
 }
 
+/// The names in a folder, sorted (none when it cannot be read): the same order every time.
+pub(crate) fn sorted_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|e| {
+            e.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 fn link_name(path: &Path) -> Option<String> {
     let target = std::fs::read_link(path).ok()?;
     Some(target.file_name()?.to_string_lossy().into_owned())
@@ -45,6 +58,11 @@ fn link_name(path: &Path) -> Option<String> {
 /// The host under `root`, with `addresses` from [`addresses_from_ip`].
 pub fn inspect(root: &Path, options: &InspectOptions) -> AgentInventory {
     inspect_with(root, options, &Addresses::new())
+}
+
+/// The disks only (what choosing and erasing a disk needs).
+pub fn inspect_disks(root: &Path, options: &InspectOptions) -> Vec<AgentDisk> {
+    disks(root, options)
 }
 
 /// [`inspect`] with the interfaces' addresses.
@@ -142,15 +160,7 @@ fn memory(root: &Path) -> AgentMemory {
 
 fn interfaces(root: &Path, addresses: &Addresses) -> Vec<AgentInterface> {
     let net = root.join("sys/class/net");
-    let mut names: Vec<String> = std::fs::read_dir(&net)
-        .map(|e| {
-            e.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    sorted_names(&net)
         .into_iter()
         // Physical interfaces have a device; lo, bridges, bonds and VLANs do not.
         .filter(|name| net.join(name).join("device").exists())
@@ -173,16 +183,8 @@ fn interfaces(root: &Path, addresses: &Addresses) -> Vec<AgentInterface> {
 
 fn disks(root: &Path, options: &InspectOptions) -> Vec<AgentDisk> {
     let block = root.join("sys/block");
-    let mut names: Vec<String> = std::fs::read_dir(&block)
-        .map(|e| {
-            e.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
     let by_path = by_path(root);
-    names
+    sorted_names(&block)
         .into_iter()
         .filter(|n| !NOT_DISKS.iter().any(|p| n.starts_with(p)))
         .filter(|n| options.loop_devices || !n.starts_with("loop"))

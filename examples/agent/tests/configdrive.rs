@@ -5,24 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::Command;
 
 use metal3_agent::configdrive::{ConfigFiles, fat_image, read_fat_image};
 use metal3_agent_protocol::ConfigDrive;
-
-fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
+use test_peers::tool_ok;
 
 #[test]
 fn a_config_drive_is_a_vfat_volume_labelled_config_2_that_fsck_accepts() {
@@ -41,10 +27,10 @@ fn a_config_drive_is_a_vfat_volume_labelled_config_2_that_fsck_accepts() {
     std::fs::write(&path, &image).unwrap();
     println!("config drive: {} bytes", image.len());
     let p = path.to_str().unwrap();
-    let probe = tool("blkid", &["-p", "-o", "export", p]);
+    let probe = tool_ok("blkid", &["-p", "-o", "export", p], None);
     assert!(probe.contains("TYPE=vfat"), "{probe}");
     assert!(probe.contains("LABEL=config-2"), "{probe}");
-    tool("fsck.vfat", &["-n", p]);
+    tool_ok("fsck.vfat", &["-n", p], None);
     let back = read_fat_image(&image).unwrap();
     assert_eq!(back, files.0);
     assert_eq!(

@@ -3,13 +3,12 @@
 //! `sfdisk --json`, `blkid` and `wipefs`, on disk files laid out as an image leaves them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use metal3_agent::configdrive::{ConfigFiles, fat_image};
 use metal3_agent::erase::erase_metadata;
 use metal3_agent::partition::{Table, add_partition_at_end, read_table};
+use test_peers::{tool, tool_ok};
 
 const MIB: u64 = 1 << 20;
 
@@ -22,46 +21,12 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-fn run(program: &str, args: &[&str], input: Option<&str>) -> (bool, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    if let Some(text) = input {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn ok(program: &str, args: &[&str], input: Option<&str>) -> String {
-    let (success, text) = run(program, args, input);
-    assert!(success, "{program} {args:?}: {text}");
-    text
-}
-
 /// A disk file of `size` bytes holding an "image" of `image` bytes partitioned by sfdisk
 /// with `script`: the table's backup (GPT) sits at the image's end, as after `dd`.
 fn imaged_disk(d: &Path, label: &str, image: u64, size: u64, script: &str) -> PathBuf {
     let img = d.join("image.raw");
     std::fs::File::create(&img).unwrap().set_len(image).unwrap();
-    ok(
+    tool_ok(
         "sfdisk",
         &["--quiet", img.to_str().unwrap()],
         Some(&format!("label: {label}\n{script}")),
@@ -86,7 +51,7 @@ fn open(p: &Path) -> std::fs::File {
 }
 
 fn sfdisk_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(&ok("sfdisk", &["--json", p.to_str().unwrap()], None)).unwrap()
+    serde_json::from_str(&tool_ok("sfdisk", &["--json", p.to_str().unwrap()], None)).unwrap()
 }
 
 #[test]
@@ -101,7 +66,7 @@ fn the_config_drive_partition_goes_at_the_end_of_a_gpt_disk_with_its_backup_move
     );
     let p = disk.to_str().unwrap();
     // Before: sgdisk sees the backup table in the wrong place.
-    let (_, before) = run("sgdisk", &["-v", p], None);
+    let (_, before) = tool("sgdisk", &["-v", p], None);
     assert!(!before.contains("No problems found"), "{before}");
 
     let mut file = open(&disk);
@@ -114,7 +79,7 @@ fn the_config_drive_partition_goes_at_the_end_of_a_gpt_disk_with_its_backup_move
         "the last MiB holds the backup table"
     );
     assert_eq!(part.len, 64 * MIB);
-    let (clean, after) = run("sgdisk", &["-v", p], None);
+    let (clean, after) = tool("sgdisk", &["-v", p], None);
     assert!(clean && after.contains("No problems found"), "{after}");
     let json = sfdisk_json(&disk);
     let parts = json["partitiontable"]["partitions"].as_array().unwrap();
@@ -134,7 +99,7 @@ fn the_config_drive_partition_goes_at_the_end_of_a_gpt_disk_with_its_backup_move
     )
     .unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, &image, part.start).unwrap();
-    let probe = ok(
+    let probe = tool_ok(
         "blkid",
         &["-p", "-o", "export", "-O", &part.start.to_string(), p],
         None,
@@ -202,7 +167,7 @@ fn erasing_metadata_leaves_nothing_for_blkid_wipefs_or_sfdisk_to_find() {
         .clone();
     let p1 = parts[0]["start"].as_u64().unwrap() * 512;
     let p2 = parts[1]["start"].as_u64().unwrap() * 512;
-    ok(
+    tool_ok(
         "mkfs.ext4",
         &["-q", "-F", "-E", &format!("offset={p1}"), p, "150M"],
         None,
@@ -213,28 +178,28 @@ fn erasing_metadata_leaves_nothing_for_blkid_wipefs_or_sfdisk_to_find() {
         .unwrap()
         .set_len(64 * MIB)
         .unwrap();
-    ok("mkswap", &[swap.to_str().unwrap()], None);
+    tool_ok("mkswap", &[swap.to_str().unwrap()], None);
     let bytes = std::fs::read(&swap).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&open(&disk), &bytes, p2).unwrap();
     // Before: every signature is there to be found.
-    assert!(ok("wipefs", &["-n", p], None).contains("gpt"));
-    assert!(ok("blkid", &["-p", "-O", &p1.to_string(), p], None).contains("ext4"));
-    assert!(ok("blkid", &["-p", "-O", &p2.to_string(), p], None).contains("swap"));
+    assert!(tool_ok("wipefs", &["-n", p], None).contains("gpt"));
+    assert!(tool_ok("blkid", &["-p", "-O", &p1.to_string(), p], None).contains("ext4"));
+    assert!(tool_ok("blkid", &["-p", "-O", &p2.to_string(), p], None).contains("swap"));
 
     let erased = erase_metadata(&mut open(&disk), 512).unwrap();
     assert_eq!(erased.partitions, 2);
     println!("erased {:?}", erased.ranges);
 
     assert_eq!(
-        ok("wipefs", &["-n", p], None).trim(),
+        tool_ok("wipefs", &["-n", p], None).trim(),
         "",
         "no signature on the disk"
     );
     for offset in [p1, p2] {
-        let (found, text) = run("blkid", &["-p", "-O", &offset.to_string(), p], None);
+        let (found, text) = tool("blkid", &["-p", "-O", &offset.to_string(), p], None);
         assert!(!found, "a signature is left at {offset}: {text}");
     }
-    let (has_table, text) = run("sfdisk", &["--json", p], None);
+    let (has_table, text) = tool("sfdisk", &["--json", p], None);
     assert!(!has_table || !text.contains("partitions"), "{text}");
     // The data between the signatures is left as it was (metadata cleaning, not a wipe).
     assert_eq!(read_table(&open(&disk), 512).unwrap(), Table::None);

@@ -11,6 +11,7 @@ use std::process::Command;
 use metal3_agent::image::{Checksum, FileDisk, ImageWriter};
 use provision_fsm::{ChecksumType, ImageFormat};
 use sha2::Digest;
+use test_peers::tool_ok;
 
 fn work(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -19,18 +20,6 @@ fn work(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .output()
-        .expect("qemu-img (qemu-utils) is installed");
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A 12 MiB raw disk with text, random-looking data, runs of zeros and a partial last
@@ -229,4 +218,8 @@ fn nix_root() -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+fn qemu_img(args: &[&str]) {
+    tool_ok("qemu-img", args, None);
 }

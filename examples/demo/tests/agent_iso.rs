@@ -8,6 +8,7 @@
 //! inspection with the guest's real hardware (its virtio disk and NIC).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -188,26 +189,14 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
         .await
         .unwrap();
     conductor.provision(name, Verb::Manage, None).await.unwrap();
+    let console = || {
+        format!(
+            "; guest console:\n{}",
+            std::fs::read_to_string(&serial).unwrap_or_default()
+        )
+    };
     let wait = |state: NodeState, limit: Duration| {
-        let conductor = conductor.clone();
-        let serial = serial.clone();
-        async move {
-            let start = Instant::now();
-            loop {
-                let node = conductor.node(name).unwrap();
-                if node.state == state {
-                    return;
-                }
-                assert!(
-                    start.elapsed() < limit && !node.state.is_failure(),
-                    "waiting for {state}, node is {} ({:?}); guest console:\n{}",
-                    node.state,
-                    node.last_error,
-                    std::fs::read_to_string(&serial).unwrap_or_default()
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        common::wait_for_node(&conductor, name, state, limit, &console)
     };
     wait(NodeState::Manageable, Duration::from_secs(30)).await;
     let booted = Instant::now();

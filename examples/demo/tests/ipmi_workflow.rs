@@ -5,8 +5,9 @@
 //! the disk as the boot device and restarts the host, all checked with ipmitool.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bmc_core::verified::PollPolicy;
 use bmc_core::{Credentials, Registry};
@@ -21,20 +22,7 @@ use test_peers::IpmiPeer;
 const MAC: &str = "52:54:00:12:34:56";
 
 async fn wait_for(c: &Conductor, name: &str, state: NodeState) {
-    let start = Instant::now();
-    loop {
-        let node = c.node(name).unwrap();
-        if node.state == state {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60) && !node.state.is_failure(),
-            "waiting for {state}, node is {} ({:?})",
-            node.state,
-            node.last_error
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for_node(c, name, state, Duration::from_secs(60), &String::new).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

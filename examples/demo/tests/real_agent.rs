@@ -6,9 +6,9 @@
 //! partition. The disk is then checked with sgdisk, sfdisk, blkid and mtools.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bmc_core::Credentials;
 use bmc_core::verified::PollPolicy;
@@ -22,58 +22,13 @@ use metal3_conductor::{Conductor, ConductorConfig, DeployConfig, NodeSpec, Verb}
 use metal3_demo::fleet::{self, Images};
 use provision_fsm::{ChecksumType, Image, ImageFormat, NodeState};
 use serde_json::json;
+use test_peers::{tool, tool_ok};
 
 const MIB: u64 = 1 << 20;
 const DISK: u64 = 256 * MIB;
 
 async fn wait_for(c: &Conductor, name: &str, state: NodeState) {
-    let start = Instant::now();
-    loop {
-        let node = c.node(name).unwrap();
-        if node.state == state {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90) && !node.state.is_failure(),
-            "waiting for {state}, node is {} ({:?})",
-            node.state,
-            node.last_error
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn tool(program: &str, args: &[&str], input: Option<&str>) -> (bool, String) {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    if let Some(text) = input {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn ok(program: &str, args: &[&str], input: Option<&str>) -> String {
-    let (success, text) = tool(program, args, input);
-    assert!(success, "{program} {args:?}: {text}");
-    text
+    common::wait_for_node(c, name, state, Duration::from_secs(90), &String::new).await
 }
 
 fn put(root: &Path, path: &str, text: &str) {
@@ -105,25 +60,25 @@ fn os_image(dir: &Path) -> (Vec<u8>, Vec<u8>) {
         .set_len(96 * MIB)
         .unwrap();
     let r = raw.to_str().unwrap();
-    ok(
+    tool_ok(
         "sfdisk",
         &["--quiet", r],
         Some("label: gpt\nstart=2048, size=80MiB, type=linux\n"),
     );
-    ok(
+    tool_ok(
         "mkfs.ext4",
         &["-q", "-F", "-L", "root", "-E", "offset=1048576", r, "80M"],
         None,
     );
     let qcow = dir.join("os.qcow2");
     let q = qcow.to_str().unwrap();
-    ok(
+    tool_ok(
         "qemu-img",
         &["convert", "-f", "raw", "-O", "qcow2", r, q],
         None,
     );
     let reference = dir.join("os.ref.raw");
-    ok(
+    tool_ok(
         "qemu-img",
         &[
             "convert",
@@ -154,12 +109,12 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
     let disk = dev.join("sda");
     std::fs::File::create(&disk).unwrap().set_len(DISK).unwrap();
     let d = disk.to_str().unwrap().to_string();
-    ok(
+    tool_ok(
         "sfdisk",
         &["--quiet", &d],
         Some("label: dos\nstart=2048, size=100MiB, type=83\n"),
     );
-    ok(
+    tool_ok(
         "mkfs.ext4",
         &["-q", "-F", "-L", "old", "-E", "offset=1048576", &d, "100M"],
         None,
@@ -255,13 +210,13 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
     assert_eq!(inventory.disks[0].model.as_deref(), Some("QEMU HARDDISK"));
 
     // Cleaning: the old table and file system go.
-    assert!(ok("blkid", &["-p", "-O", "1048576", &d], None).contains("LABEL=\"old\""));
+    assert!(tool_ok("blkid", &["-p", "-O", "1048576", &d], None).contains("LABEL=\"old\""));
     conductor
         .provision(name, Verb::Provide, None)
         .await
         .unwrap();
     wait_for(&conductor, name, NodeState::Available).await;
-    assert_eq!(ok("wipefs", &["-n", &d], None).trim(), "");
+    assert_eq!(tool_ok("wipefs", &["-n", &d], None).trim(), "");
     assert!(
         !tool("blkid", &["-p", "-O", "1048576", &d], None).0,
         "the old ext4 is gone"
@@ -312,17 +267,17 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
     let (clean, verify) = tool("sgdisk", &["-v", &d], None);
     assert!(clean && verify.contains("No problems found"), "{verify}");
     let table: serde_json::Value =
-        serde_json::from_str(&ok("sfdisk", &["--json", &d], None)).unwrap();
+        serde_json::from_str(&tool_ok("sfdisk", &["--json", &d], None)).unwrap();
     let parts = table["partitiontable"]["partitions"].as_array().unwrap();
     assert_eq!(parts.len(), 2, "{table}");
-    assert!(ok("blkid", &["-p", "-O", "1048576", &d], None).contains("LABEL=\"root\""));
+    assert!(tool_ok("blkid", &["-p", "-O", "1048576", &d], None).contains("LABEL=\"root\""));
     let config_start = parts[1]["start"].as_u64().unwrap() * 512;
     assert_eq!(parts[1]["name"].as_str(), Some("config-2"));
-    let probe = ok("blkid", &["-p", "-O", &config_start.to_string(), &d], None);
+    let probe = tool_ok("blkid", &["-p", "-O", &config_start.to_string(), &d], None);
     assert!(probe.contains("LABEL=\"config-2\""), "{probe}");
     let at = format!("{d}@@{config_start}");
     assert_eq!(
-        ok("mtype", &["-i", &at, "::openstack/latest/user_data"], None),
+        tool_ok("mtype", &["-i", &at, "::openstack/latest/user_data"], None),
         "#cloud-config\nhostname: real-0\n"
     );
     let history = conductor.history(name).unwrap();
