@@ -13,8 +13,8 @@
 //! Kubernetes cluster instead of `--manifests`: a kube-rs controller over the
 //! `metal3.io/v1alpha1` BareMetalHost CRD (see `metal3_operator::kube_controller`).
 //! Runs until Ctrl-C or SIGTERM, printing a line whenever the hosts' states change; with
-//! `--until-settled` it stops once every host is provisioned, available, externally
-//! provisioned or reports an error. On the way out it prints every host's `status` as
+//! `--until-settled` it stops once every host is provisioned, available or externally
+//! provisioned with its power known and nothing in flight, or reports an error. On the way out it prints every host's `status` as
 //! JSON. Restarting it on the same `--state` carries on where it stopped. With
 //! `--status-dir DIR` it also keeps `DIR/<namespace>.<name>.yaml` up to date: each host's
 //! object with its `status` written back in Metal3's layout, as `kubectl get -o yaml`
@@ -183,13 +183,16 @@ fn settled(operator: &Operator, keys: &[String]) -> bool {
     let records = operator.records();
     keys.iter().all(|k| {
         records.get(k).is_some_and(|r| {
+            // Settled in a stable state means nothing left in flight either: a host just
+            // provisioned may still be waiting for its power to be read or set.
             r.host.error.is_some()
-                || matches!(
+                || (matches!(
                     r.host.state.kind(),
                     HostStateKind::Provisioned
                         | HostStateKind::Available
                         | HostStateKind::ExternallyProvisioned
-                )
+                ) && r.host.pending.is_none()
+                    && r.host.powered_on.is_some())
         })
     })
 }
