@@ -244,11 +244,8 @@ impl BmcDriver for MemoryBmc {
     async fn insert_media(&self, kind: &MediaKind, image_url: &str) -> Result<()> {
         let mut s = self.log(format!("insert_media {kind} {image_url}"));
         let drop = s.drop_media;
-        let slot = s
-            .slots
-            .iter_mut()
-            .find(|slot| slot.accepts(kind))
-            .ok_or(BmcError::not_found(format!("{kind} slot")))?;
+        let index = slot_for(&s.slots, kind).ok_or(BmcError::not_found(format!("{kind} slot")))?;
+        let slot = &mut s.slots[index];
         if slot.inserted {
             return Err(BmcError::Rejected {
                 operation: "insert media".into(),
@@ -268,7 +265,7 @@ impl BmcDriver for MemoryBmc {
 
     async fn eject_media(&self, kind: &MediaKind) -> Result<()> {
         let mut s = self.log(format!("eject_media {kind}"));
-        if let Some(slot) = s.slots.iter_mut().find(|slot| slot.accepts(kind)) {
+        if let Some(slot) = slot_for(&s.slots, kind).map(|i| &mut s.slots[i]) {
             slot.inserted = false;
             slot.image = None;
         }
@@ -279,4 +276,19 @@ impl BmcDriver for MemoryBmc {
         let inventory = self.log("inventory".into()).inventory.clone();
         inventory.ok_or_else(|| self.unsupported("inventory"))
     }
+}
+
+/// The slot `kind` goes into: a CD into the first that takes CDs; other kinds into a
+/// slot other than that one where there is one (as the Redfish driver chooses).
+fn slot_for(slots: &[VirtualMediaSlot], kind: &MediaKind) -> Option<usize> {
+    let cd = slots.iter().position(|s| s.accepts(&MediaKind::Cd));
+    if *kind == MediaKind::Cd {
+        return cd;
+    }
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.accepts(kind))
+        .min_by_key(|(i, _)| Some(*i) == cd)
+        .map(|(i, _)| i)
 }

@@ -361,6 +361,109 @@ async fn vmedia_boot_inner<D: BmcDriver + ?Sized>(
     })
 }
 
+/// The kind of slot a small disk image (a host's config image) goes into beside the CD:
+/// a USB stick where the BMC takes one, else a floppy; `None` when it takes neither.
+/// Whether that slot is another than the CD's shows only once the image is in
+/// ([`boot_from_virtual_media_with_config`]): drivers read slots as they need them.
+pub fn second_media_kind(caps: &crate::Capabilities) -> Option<MediaKind> {
+    [MediaKind::Usb, MediaKind::Floppy]
+        .into_iter()
+        .find(|kind| caps.can_insert(kind))
+}
+
+/// The slot holding `image_url`, if one does.
+fn slot_holding<'a>(
+    slots: &'a [crate::types::VirtualMediaSlot],
+    image_url: &str,
+) -> Option<&'a crate::types::VirtualMediaSlot> {
+    slots
+        .iter()
+        .find(|s| s.inserted && s.image.as_deref() == Some(image_url))
+}
+
+/// How a boot with a config image went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigBoot {
+    /// Booted from the CD with the config image in the slot named beside it.
+    Booted {
+        /// The CD boot.
+        boot: VirtualMediaBoot,
+        /// The slot holding the config image.
+        config_slot: String,
+    },
+    /// The config image went into the slot the CD boots from (a BMC with one slot): it
+    /// was ejected again and nothing was booted.
+    OneSlot {
+        /// The one slot.
+        slot: String,
+    },
+}
+
+/// Boots the host from `iso_url` by virtual CD, as [`boot_from_virtual_media_with`], with
+/// `config_url` (a small disk image) inserted as `config_kind` in another slot first.
+/// Both insertions are read back, and after the boot both images must still be in two
+/// different slots, or the boot is [`BmcError::NotApplied`] (a host booted without its
+/// configuration). When the BMC puts the config image where the CD goes, nothing boots:
+/// [`ConfigBoot::OneSlot`].
+pub async fn boot_from_virtual_media_with_config<D: BmcDriver + ?Sized>(
+    driver: &D,
+    iso_url: &str,
+    config: (&MediaKind, &str),
+    mode: BootMode,
+    deadline: Deadline,
+    policy: PollPolicy,
+) -> Result<ConfigBoot> {
+    let (kind, config_url) = config;
+    let span = tracing::info_span!(
+        "bmc.boot_from_virtual_media_with_config",
+        driver = driver.driver_name(),
+        iso_url,
+        config_kind = %kind,
+        %mode
+    );
+    async {
+        if !driver.capabilities().can_insert(kind) {
+            return Err(driver.unsupported(&format!("insert {kind} media")));
+        }
+        // Whatever an earlier boot left in the slot goes first.
+        driver.eject_media(kind).await?;
+        driver.insert_media(kind, config_url).await?;
+        let slots = driver.virtual_media().await?;
+        let Some(config_slot) = slot_holding(&slots, config_url).map(|s| s.id.clone()) else {
+            return Err(BmcError::NotApplied {
+                operation: format!("insert the {kind} config image"),
+                expected: format!("{config_url} inserted"),
+                observed: "no slot holds it".into(),
+            });
+        };
+        // The CD goes into the first slot that takes one, as the CD boot chooses it.
+        let cd_slot = slots
+            .iter()
+            .find(|s| s.accepts(&MediaKind::Cd))
+            .map(|s| &s.id);
+        if cd_slot == Some(&config_slot) {
+            driver.eject_media(kind).await?;
+            return Ok(ConfigBoot::OneSlot { slot: config_slot });
+        }
+        let boot = vmedia_boot_inner(driver, iso_url, mode, deadline, policy).await?;
+        let after = driver.virtual_media().await?;
+        let observed = slot_holding(&after, config_url).map(|s| s.id.clone());
+        if boot.slot_id == config_slot || observed.as_ref() != Some(&config_slot) {
+            return Err(BmcError::NotApplied {
+                operation: format!("keep the {kind} config image beside the CD"),
+                expected: format!("{config_url} in slot {config_slot}, the CD in another"),
+                observed: match observed {
+                    Some(id) => format!("config image in slot {id}, CD in {}", boot.slot_id),
+                    None => format!("config image gone; CD in slot {}", boot.slot_id),
+                },
+            });
+        }
+        Ok(ConfigBoot::Booted { boot, config_slot })
+    }
+    .instrument(span)
+    .await
+}
+
 /// Boots the host once from the network: a one-time PXE boot override, read back, then
 /// the host powered off and on so the next power-on is the boot that reads it (hosts
 /// without virtual media boot the agent this way).

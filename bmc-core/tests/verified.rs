@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use bmc_core::memory::MemoryBmc;
 use bmc_core::verified::{
-    Deadline, PollPolicy, boot_from_virtual_media, ensure_power, ensure_power_with,
+    ConfigBoot, Deadline, PollPolicy, boot_from_virtual_media, boot_from_virtual_media_with_config,
+    ensure_power, ensure_power_with, second_media_kind,
 };
 use bmc_core::{
     BmcDriver, BmcError, BootDevice, BootMode, BootPersistence, Capabilities, MediaKind,
@@ -338,4 +339,160 @@ async fn a_bmc_that_keeps_overrides_continuous_still_boots_from_cd() {
     );
     state.device = Some(BootDevice::Pxe);
     assert!(!state.satisfies(&bmc_core::BootOverride::once(BootDevice::Cd)));
+}
+
+const CONFIG: &str = "http://10.0.0.1/v1/config-images/n/abc.img";
+
+#[tokio::test(start_paused = true)]
+async fn a_config_image_goes_beside_the_cd_and_both_are_read_back() {
+    // What an earlier boot left in the USB slot is ejected first.
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| {
+        s.slots[0].inserted = true;
+        s.slots[0].image = Some("http://old/config.img".into());
+    });
+    assert_eq!(second_media_kind(&bmc.caps), Some(MediaKind::Usb));
+    let out = boot_from_virtual_media_with_config(
+        &bmc,
+        ISO,
+        (&MediaKind::Usb, CONFIG),
+        BootMode::Uefi,
+        minutes(5),
+        PollPolicy::default(),
+    )
+    .await
+    .unwrap();
+    let ConfigBoot::Booted { boot, config_slot } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (boot.slot_id.as_str(), config_slot.as_str()),
+        ("CD1", "Floppy1")
+    );
+    let state = bmc.state.lock().unwrap();
+    assert_eq!(state.slots[0].image.as_deref(), Some(CONFIG));
+    assert_eq!(state.slots[1].image.as_deref(), Some(ISO));
+    assert_eq!(
+        state.calls[..5],
+        [
+            "eject_media usb",
+            &format!("insert_media usb {CONFIG}"),
+            "virtual_media",
+            "virtual_media",
+            &format!("insert_media cd {ISO}"),
+        ]
+    );
+    // Read back once more after the power-on.
+    assert_eq!(
+        state.calls.last().map(String::as_str),
+        Some("virtual_media")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_slot_for_everything_boots_nothing_and_says_so() {
+    // One slot that takes CDs and USB sticks (as some BMCs have): the CD insert would
+    // eject the config image.
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| {
+        s.slots.remove(0);
+        s.slots[0].kinds = vec![MediaKind::Cd, MediaKind::Usb];
+    });
+    let out = boot_from_virtual_media_with_config(
+        &bmc,
+        ISO,
+        (&MediaKind::Usb, CONFIG),
+        BootMode::Uefi,
+        minutes(5),
+        PollPolicy::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, ConfigBoot::OneSlot { slot: "CD1".into() });
+    assert!(
+        !bmc.state.lock().unwrap().slots[0].inserted,
+        "ejected again"
+    );
+    assert!(
+        !bmc.calls()
+            .iter()
+            .any(|c| c.starts_with("power") || c.contains(" cd "))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_config_image_lost_at_the_cd_insert_is_caught() {
+    // A BMC that takes both into one slot and lists a second CD slot first would still
+    // lose it: the read-back after the boot catches any loss.
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| {
+        s.slots[1].kinds = vec![MediaKind::Cd];
+        s.slots[0].kinds = vec![MediaKind::Usb];
+    });
+    // Lose the config image as the CD goes in: a fault the memory BMC has not, so the
+    // config slot is emptied by hand between the two inserts.
+    let state = bmc.state.clone();
+    let watcher = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let mut s = state.lock().unwrap();
+            if s.calls.iter().any(|c| c.starts_with("insert_media cd")) {
+                s.slots[0].inserted = false;
+                s.slots[0].image = None;
+                break;
+            }
+        }
+    });
+    let err = boot_from_virtual_media_with_config(
+        &bmc,
+        ISO,
+        (&MediaKind::Usb, CONFIG),
+        BootMode::Uefi,
+        minutes(5),
+        PollPolicy::default(),
+    )
+    .await
+    .unwrap_err();
+    watcher.abort();
+    match err {
+        BmcError::NotApplied {
+            operation,
+            observed,
+            ..
+        } => {
+            assert_eq!(operation, "keep the usb config image beside the CD");
+            assert_eq!(observed, "config image gone; CD in slot CD1");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_config_insert_stops_before_the_boot() {
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.drop_media = true);
+    let err = boot_from_virtual_media_with_config(
+        &bmc,
+        ISO,
+        (&MediaKind::Usb, CONFIG),
+        BootMode::Uefi,
+        minutes(5),
+        PollPolicy::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, BmcError::NotApplied { ref operation, .. } if operation == "insert the usb config image"),
+        "{err:?}"
+    );
+    assert!(
+        !bmc.calls()
+            .iter()
+            .any(|c| c.starts_with("power") || c.contains(" cd "))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bmc_without_usb_or_floppy_has_no_second_slot() {
+    let mut bmc = MemoryBmc::new(PowerState::Off);
+    bmc.caps.virtual_media = vec![MediaKind::Cd, MediaKind::Floppy];
+    assert_eq!(second_media_kind(&bmc.caps), Some(MediaKind::Floppy));
+    bmc.caps.virtual_media = vec![MediaKind::Cd];
+    assert_eq!(second_media_kind(&bmc.caps), None);
 }

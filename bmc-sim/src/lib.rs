@@ -44,4 +44,4 @@ mod redfish;
 pub mod tree;
 pub mod vendor;
 
-pub use redfish::{BootEvent, BootHook, Fault, RedfishSim, SimConfig};
+pub use redfish::{AttachedMedia, BootEvent, BootHook, Fault, RedfishSim, SimConfig};

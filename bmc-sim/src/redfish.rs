@@ -89,6 +89,20 @@ pub struct BootEvent {
     /// What an agent booted on the host finds, from the tree: CPUs, memory, NICs, disks
     /// and system identity, in ironic-python-agent's inventory layout.
     pub hardware: Value,
+    /// Every image inserted in a virtual-media slot the system sees (its own slots, then
+    /// its managers'), the booted one included: what the booted host finds attached.
+    pub media: Vec<AttachedMedia>,
+}
+
+/// An image inserted in a virtual-media slot at a boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedMedia {
+    /// The slot's path as the tree names it.
+    pub slot: String,
+    /// The slot's `MediaTypes`.
+    pub media_types: Vec<String>,
+    /// The image URL.
+    pub image: String,
 }
 
 /// A function called on every boot ([`SimConfig::on_boot`]).
@@ -1348,6 +1362,7 @@ fn set_power(inner: &Inner, resources: &mut Resources, resource: &str, target: &
                 source: source.clone(),
                 macs: macs_of(resources, resource),
                 hardware: hardware_of(resources, resource),
+                media: crate::vendor::attached_media(resources, resource),
             });
         }
         lock(&inner.boots)

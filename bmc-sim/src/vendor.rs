@@ -142,6 +142,40 @@ fn cd_slots(resources: &Resources, system: &str) -> Vec<String> {
     slots
 }
 
+/// Every inserted image in a slot the system at `system` (a key) sees: its own slots,
+/// then the managers', by path.
+pub(crate) fn attached_media(
+    resources: &Resources,
+    system: &str,
+) -> Vec<crate::redfish::AttachedMedia> {
+    let own = format!("{system}/virtualmedia/");
+    let mut slots: Vec<(&String, &Value)> = resources
+        .iter()
+        .filter(|(k, v)| {
+            (k.starts_with(&own)
+                || (k.starts_with("/redfish/v1/managers/") && k.contains("/virtualmedia/")))
+                && v.get("MediaTypes").is_some()
+        })
+        .collect();
+    slots.sort_by_key(|(k, _)| (!k.starts_with(&own), (*k).clone()));
+    slots
+        .into_iter()
+        .filter_map(|(k, v)| {
+            Some(crate::redfish::AttachedMedia {
+                slot: v["@odata.id"].as_str().unwrap_or(k).to_string(),
+                media_types: v["MediaTypes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                image: inserted_image(v)?,
+            })
+        })
+        .collect()
+}
+
 fn inserted_image(slot: &Value) -> Option<String> {
     (slot.get("Inserted") == Some(&json!(true)))
         .then(|| {

@@ -18,6 +18,8 @@
 //! assert_eq!(reply.command, Some(AgentCommand::Inspect));
 //! ```
 
+pub mod config_image;
+
 use md5::Md5;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -321,11 +321,28 @@ impl Agent {
         )
     }
 
-    /// Erases every disk's metadata.
+    /// Erases every disk's metadata but read-only devices' and config images' (the
+    /// virtual media the agent booted with: write-protected on most BMCs, and what it
+    /// was configured from).
     fn erase_all(&self) -> Result<Vec<String>, String> {
         let mut lines = Vec::new();
         for disk in &self.disks() {
             let path = self.device(disk);
+            let name = disk.name.trim_start_matches("/dev/");
+            let ro =
+                std::fs::read_to_string(self.config.root.join("sys/block").join(name).join("ro"));
+            if ro.is_ok_and(|r| r.trim() == "1") {
+                lines.push(format!("skipped {}: read-only", disk.name));
+                continue;
+            }
+            // A whole small device labelled config-2 (a tenant's disk is larger, and its
+            // config drive a partition).
+            if disk.size.is_some_and(|s| s <= CONFIG_DRIVE_PARTITION)
+                && crate::config::is_config_image(&path)
+            {
+                lines.push(format!("skipped {}: a config image", disk.name));
+                continue;
+            }
             let mut file = open_rw(&path)?;
             let erased = erase_metadata(&mut file, self.sector(disk))
                 .map_err(|e| format!("erasing {}: {e}", path.display()))?;

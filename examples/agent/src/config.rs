@@ -12,25 +12,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::configdrive::{LABEL, read_fat_image};
 use crate::inspect::sorted_names;
 
-/// Where in a config image the agent's own section is.
-pub const AGENT_SECTION: &str = "metal3/agent.json";
-/// Where in a config image the network configuration is.
-pub const NETWORK_DATA: &str = "openstack/latest/network_data.json";
-
-/// The agent's own section of a config image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentSection {
-    /// The conductor's agent API.
-    pub conductor_url: String,
-    /// A CA (PEM) for the conductor and image servers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_pem: Option<String>,
-}
+pub use metal3_agent_protocol::config_image::{AGENT_SECTION, AgentSection, NETWORK_DATA};
 
 /// The agent's section from a config image's files; `Err` if it is there but wrong.
 pub fn from_config_files(
@@ -72,8 +57,13 @@ pub fn find_config_devices(root: &Path, dev: &Path) -> Vec<PathBuf> {
     names
         .into_iter()
         .map(|n| dev.join(n))
-        .filter(|path| label_of(path).is_some_and(|l| l.eq_ignore_ascii_case(LABEL)))
+        .filter(|path| is_config_image(path))
         .collect()
+}
+
+/// Whether the device or file at `path` holds a volume labelled `config-2`.
+pub fn is_config_image(path: &Path) -> bool {
+    label_of(path).is_some_and(|l| l.eq_ignore_ascii_case(LABEL))
 }
 
 /// The label of a FAT or ISO9660 volume on a device or in a file.
@@ -130,6 +120,80 @@ pub fn read_config_image(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, Strin
         return Ok(files);
     }
     read_fat_image(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Where the agent's configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A config image (the device or file named).
+    ConfigImage(PathBuf),
+    /// The kernel command line.
+    KernelCommandLine,
+    /// The agent's own command line (`--conductor`).
+    CommandLine,
+}
+
+/// The agent's configuration as found at boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// Its own section: the conductor and the CA.
+    pub section: AgentSection,
+    /// Where the section came from.
+    pub source: ConfigSource,
+    /// The config image's `network_data.json`, to apply before calling the conductor
+    /// (none: no config image, or one without network data).
+    pub network_data: Option<Vec<u8>>,
+}
+
+/// Finds the agent's configuration: the config image at `config_image`, else the first
+/// device labelled `config-2` under `root`/`dev`, else `metal3.conductor=` on
+/// `root/proc/cmdline`, else `fallback_conductor`. A config image without the agent's
+/// section still gives its network data; a broken one is an error, not skipped.
+pub fn discover(
+    config_image: Option<&Path>,
+    root: &Path,
+    dev: &Path,
+    fallback_conductor: Option<&str>,
+) -> Result<Discovered, String> {
+    let image = match config_image {
+        Some(path) => Some(path.to_path_buf()),
+        None => find_config_devices(root, dev).into_iter().next(),
+    };
+    let mut network_data = None;
+    if let Some(path) = image {
+        let mut files = read_config_image(&path)?;
+        network_data = files.remove(NETWORK_DATA);
+        if let Some(section) = from_config_files(&files)? {
+            return Ok(Discovered {
+                section,
+                source: ConfigSource::ConfigImage(path),
+                network_data,
+            });
+        }
+    }
+    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
+    if let Some(section) = from_cmdline(&cmdline) {
+        return Ok(Discovered {
+            section,
+            source: ConfigSource::KernelCommandLine,
+            network_data,
+        });
+    }
+    match fallback_conductor {
+        Some(url) => Ok(Discovered {
+            section: AgentSection {
+                conductor_url: url.to_string(),
+                ca_pem: None,
+            },
+            source: ConfigSource::CommandLine,
+            network_data,
+        }),
+        None => Err(
+            "no conductor: no config image, no metal3.conductor= on the kernel \
+                     command line, no --conductor"
+                .to_string(),
+        ),
+    }
 }
 
 #[cfg(test)]

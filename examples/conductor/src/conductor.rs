@@ -55,6 +55,22 @@ pub struct ConductorConfig {
     pub operation_timeout: Duration,
     /// Waiting-state timeouts.
     pub timeouts: NodeTimeouts,
+    /// Per-host config images for booted agents; `None`: agents boot the shared ISO
+    /// alone and find the conductor on their kernel command line.
+    pub agent_config_images: Option<AgentConfigImages>,
+}
+
+/// What goes into every host's config image besides its network data, and where it is
+/// served: the conductor builds a host's image when its BMC fetches it (a few KiB, the
+/// agent ISO itself shared by every host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfigImages {
+    /// The agent API's URL as hosts and their BMCs reach it (`https://10.0.0.1:6386`):
+    /// agents call it, BMCs fetch the images from it. Empty: the [`crate::service`]
+    /// fills in the address it bound the agent API to.
+    pub agent_api_url: String,
+    /// The CA (PEM) agents trust for the agent API and image servers.
+    pub ca_pem: Option<String>,
 }
 
 impl Default for ConductorConfig {
@@ -66,6 +82,7 @@ impl Default for ConductorConfig {
             poll: PollPolicy::default(),
             operation_timeout: Duration::from_secs(600),
             timeouts: NodeTimeouts::default(),
+            agent_config_images: None,
         }
     }
 }
@@ -83,6 +100,10 @@ struct AgentSession {
     command_sent: bool,
     #[serde(default)]
     result_received: bool,
+    /// The random name of the config image this boot's BMC was given (served while the
+    /// node waits for its agent).
+    #[serde(default)]
+    config_image: Option<String>,
 }
 
 impl AgentSession {
@@ -179,6 +200,8 @@ struct StoredNode {
     credentials_refused: bool,
     #[serde(default)]
     target_power: Option<PowerRequest>,
+    #[serde(default)]
+    preprovisioning_network_data: Option<serde_json::Value>,
 }
 
 /// The agent's token for its calls: 128 random bits from the OS's generator, hex.
@@ -188,6 +211,25 @@ fn new_agent_token() -> Result<String, StoreError> {
 
 fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// The path of a config image under the agent API.
+fn config_image_path(node: &str, id: &str) -> String {
+    format!("/v1/config-images/{}/{id}.img", crate::http::escape(node))
+}
+
+/// The name and URL of a config image made for an agent boot (both `None` without
+/// config images).
+#[derive(Debug, Default)]
+struct NewConfigImage {
+    id: Option<String>,
+    url: Option<String>,
+}
+
+impl NewConfigImage {
+    fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
 }
 
 /// The waiting states, in which an agent's token is good.
@@ -262,6 +304,7 @@ impl NodeRecord {
             correlation: self.correlation.clone(),
             credentials_refused: self.credentials_refused,
             target_power: self.target_power,
+            preprovisioning_network_data: self.spec.preprovisioning_network_data.clone(),
         })
     }
 
@@ -288,6 +331,7 @@ impl NodeRecord {
                 disable_certificate_verification: stored.disable_certificate_verification,
                 boot_mac: stored.boot_mac,
                 automated_clean: stored.automated_clean,
+                preprovisioning_network_data: stored.preprovisioning_network_data,
             },
             fsm: stored.fsm,
             power_on: stored.power_on,
@@ -601,6 +645,7 @@ impl Conductor {
                 agent_image_url: config.agent_image_url.clone(),
                 poll: config.poll,
                 operation_timeout: config.operation_timeout,
+                config_images: config.agent_config_images.is_some(),
             },
             config,
             registry,
@@ -1442,15 +1487,89 @@ impl Conductor {
         let _heavy = self.heavy_permit().await;
         let _bmc = self.bmc_permit(record).await;
         let driver = self.driver(record).await?;
-        executor::boot_agent(driver.as_ref(), &self.steps).await?;
+        let config = self.new_config_image(record)?;
+        let boot = executor::boot_agent(driver.as_ref(), &self.steps, config.url()).await?;
+        self.agent_booted(record, config, &boot);
+        Ok(())
+    }
+
+    /// A new name for the config image of the agent boot about to start, and its URL
+    /// (none without config images): kept in the node before the BMC is given the URL,
+    /// since BMCs fetch an image as it is inserted.
+    fn new_config_image(&self, record: &Shared) -> Result<NewConfigImage, BmcError> {
+        let Some(images) = &self.config.agent_config_images else {
+            return Ok(NewConfigImage::default());
+        };
+        let id = crate::persist::hex(
+            &random_bytes::<16>().map_err(|e| BmcError::InvalidRequest(e.to_string()))?,
+        );
+        let mut r = lock(record);
+        r.agent.config_image = Some(id.clone());
+        let url = format!(
+            "{}{}",
+            images.agent_api_url.trim_end_matches('/'),
+            config_image_path(&r.spec.name, &id)
+        );
+        Ok(NewConfigImage {
+            id: Some(id),
+            url: Some(url),
+        })
+    }
+
+    /// A new boot of the agent: it may look its node up once.
+    fn agent_booted(&self, record: &Shared, config: NewConfigImage, boot: &executor::AgentBoot) {
         let mut r = lock(record);
         r.power_on = Some(true);
-        // A new boot of the agent: it may look its node up once.
         r.agent = AgentSession {
             booted: true,
+            config_image: config.id,
             ..AgentSession::default()
         };
-        Ok(())
+        use executor::AgentBoot;
+        let message = match (boot, self.config.agent_config_images.is_some()) {
+            (AgentBoot::WithConfigImage { kind, slot }, _) => {
+                format!("agent ISO booted with the host's config image in the {kind} slot {slot}")
+            }
+            (AgentBoot::OneSlot { slot }, _) => format!(
+                "agent ISO booted alone: the BMC's one slot {slot} takes the CD, no room for \
+                 the config image (the agent looks for its conductor on the kernel command line)"
+            ),
+            (AgentBoot::IsoOnly, true) => "agent ISO booted alone: the BMC takes no USB or \
+                 floppy media for the config image"
+                .to_string(),
+            (AgentBoot::IsoOnly, false) => "agent ISO booted".to_string(),
+            (AgentBoot::Network, _) => "agent booted from the network".to_string(),
+        };
+        tracing::info!(node = %r.spec.name, "{message}");
+        lock(&r.history).push(HistoryEvent::Agent { message });
+    }
+
+    /// Agent API: the config image of `node`'s current agent boot, built now: the
+    /// node's pre-provisioning network data and the agent's section. Only while the node
+    /// waits for its agent and only under the name its BMC was given.
+    pub fn config_image(&self, node: &str, image: &str) -> Result<Vec<u8>, ApiError> {
+        let not_found = || ApiError::NotFound(format!("{node}'s config image {image}"));
+        let Some(images) = &self.config.agent_config_images else {
+            return Err(not_found());
+        };
+        let record = self.record(node).map_err(|_| not_found())?;
+        let r = lock(&record);
+        let id = image.strip_suffix(".img").unwrap_or(image);
+        let current = r.agent.config_image.as_deref();
+        if !waits_for_agent(r.fsm.state)
+            || current.is_none_or(|c| !bool::from(c.as_bytes().ct_eq(id.as_bytes())))
+        {
+            return Err(not_found());
+        }
+        let section = metal3_agent_protocol::config_image::AgentSection {
+            conductor_url: images.agent_api_url.clone(),
+            ca_pem: images.ca_pem.clone(),
+        };
+        metal3_agent_protocol::config_image::agent_config_image(
+            &section,
+            r.spec.preprovisioning_network_data.as_ref(),
+        )
+        .map_err(|e| ApiError::Unavailable(format!("building the config image of {node}: {e}")))
     }
 
     async fn deploy(&self, record: &Shared) -> Outcome {
@@ -1463,23 +1582,23 @@ impl Conductor {
             Ok(d) => d,
             Err(e) => return Outcome::Event(NodeEvent::Fail, Some(e.to_string())),
         };
-        match executor::start_deploy(driver.as_ref(), &config, &self.steps).await {
-            Ok(started) => {
+        let image = match config.image.is_live_iso() {
+            true => NewConfigImage::default(),
+            false => match self.new_config_image(record) {
+                Ok(image) => image,
+                Err(e) => return Outcome::Event(NodeEvent::Fail, Some(e.to_string())),
+            },
+        };
+        match executor::start_deploy(driver.as_ref(), &config, &self.steps, image.url()).await {
+            Ok(DeployStarted::LiveIsoBooted) => {
                 let mut r = lock(record);
                 r.power_on = Some(true);
-                match started {
-                    DeployStarted::LiveIsoBooted => {
-                        r.deployed_image = Some(config.image.url.clone());
-                        Outcome::Event(NodeEvent::Done, None)
-                    }
-                    DeployStarted::AgentBooting => {
-                        r.agent = AgentSession {
-                            booted: true,
-                            ..AgentSession::default()
-                        };
-                        Outcome::Event(NodeEvent::Wait, None)
-                    }
-                }
+                r.deployed_image = Some(config.image.url.clone());
+                Outcome::Event(NodeEvent::Done, None)
+            }
+            Ok(DeployStarted::AgentBooting(boot)) => {
+                self.agent_booted(record, image, &boot);
+                Outcome::Event(NodeEvent::Wait, None)
             }
             Err(e) => Outcome::Event(NodeEvent::Fail, Some(e)),
         }
@@ -1927,6 +2046,7 @@ mod tests {
             disable_certificate_verification: false,
             boot_mac: Some("52:54:00:00:00:01".to_string()),
             automated_clean: false,
+            preprovisioning_network_data: None,
         })
         .await
         .unwrap_or_else(|e| unreachable!("{e}"));
@@ -1970,6 +2090,7 @@ mod tests {
             disable_certificate_verification: false,
             boot_mac: Some("52:54:00:00:00:01".into()),
             automated_clean: false,
+            preprovisioning_network_data: None,
         })
         .await
         .unwrap_or_else(|e| unreachable!("{e}"));

@@ -34,6 +34,10 @@ pub struct NodeSpec {
     /// (Metal3's `automatedCleaningMode: metadata`); when false, cleaning only ejects
     /// media and powers off (`disabled`).
     pub automated_clean: bool,
+    /// `network_data.json` for the agent's own network (Metal3's
+    /// `preprovisioningNetworkDataName`): it travels in the agent's config image, so a
+    /// site without DHCP boots the agent on static addresses.
+    pub preprovisioning_network_data: Option<serde_json::Value>,
 }
 
 /// What to deploy.

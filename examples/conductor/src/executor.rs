@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use bmc_core::verified::{
-    Deadline, PollPolicy, boot_from_disk, boot_from_virtual_media_with, boot_once_from_network,
-    power_off_and_eject,
+    ConfigBoot, Deadline, PollPolicy, boot_from_disk, boot_from_virtual_media_with,
+    boot_from_virtual_media_with_config, boot_once_from_network, power_off_and_eject,
+    second_media_kind,
 };
 use bmc_core::{BmcDriver, BmcError, BootMode, HardwareInventory, MediaKind, PowerState};
 
@@ -21,6 +22,9 @@ pub struct StepSettings {
     pub poll: PollPolicy,
     /// How long one power change or virtual-media boot may take.
     pub operation_timeout: Duration,
+    /// Agents boot with a per-host config image in a second slot, which tear-downs
+    /// eject too.
+    pub config_images: bool,
 }
 
 impl StepSettings {
@@ -44,35 +48,106 @@ pub async fn inspect(driver: &dyn BmcDriver) -> Result<HardwareInventory, BmcErr
 }
 
 /// Boots the agent: its ISO by virtual media where the BMC has a virtual CD, else by a
-/// one-time network boot (IPMI hosts: the site's network boot serves the agent).
-pub async fn boot_agent(driver: &dyn BmcDriver, settings: &StepSettings) -> Result<(), BmcError> {
-    if has_virtual_cd(driver) {
-        if settings.agent_image_url.is_empty() {
-            return Err(BmcError::InvalidRequest(
-                "no agent image configured to boot by virtual media".into(),
-            ));
-        }
-        boot_from_virtual_media_with(
+/// one-time network boot (IPMI hosts: the site's network boot serves the agent). With
+/// `config_image` (the host's config image's URL) and a BMC with a slot besides the CD's,
+/// the image goes into that slot first, read back before and after the boot; a BMC with
+/// one slot boots the shared ISO alone (the agent then takes its configuration from the
+/// kernel command line or DHCP), and the answer says so.
+pub async fn boot_agent(
+    driver: &dyn BmcDriver,
+    settings: &StepSettings,
+    config_image: Option<&str>,
+) -> Result<AgentBoot, BmcError> {
+    if !has_virtual_cd(driver) {
+        boot_once_from_network(driver, settings.deadline(), settings.poll).await?;
+        return Ok(AgentBoot::Network);
+    }
+    if settings.agent_image_url.is_empty() {
+        return Err(BmcError::InvalidRequest(
+            "no agent image configured to boot by virtual media".into(),
+        ));
+    }
+    let (iso, mode, deadline) = (
+        &settings.agent_image_url,
+        BootMode::Uefi,
+        settings.deadline(),
+    );
+    let kind = second_media_kind(&driver.capabilities());
+    if let (Some(url), Some(kind)) = (config_image, kind) {
+        match boot_from_virtual_media_with_config(
             driver,
-            &settings.agent_image_url,
-            BootMode::Uefi,
-            settings.deadline(),
+            iso,
+            (&kind, url),
+            mode,
+            deadline,
             settings.poll,
         )
-        .await
-        .map(|_| ())
-    } else {
-        boot_once_from_network(driver, settings.deadline(), settings.poll).await
+        .await?
+        {
+            ConfigBoot::Booted { config_slot, .. } => {
+                return Ok(AgentBoot::WithConfigImage {
+                    kind,
+                    slot: config_slot,
+                });
+            }
+            ConfigBoot::OneSlot { slot } => {
+                boot_from_virtual_media_with(driver, iso, mode, deadline, settings.poll).await?;
+                return Ok(AgentBoot::OneSlot { slot });
+            }
+        }
+    }
+    boot_from_virtual_media_with(driver, iso, mode, deadline, settings.poll).await?;
+    Ok(AgentBoot::IsoOnly)
+}
+
+/// How the agent was booted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentBoot {
+    /// By a one-time network boot.
+    Network,
+    /// The shared ISO by virtual CD, nothing beside it (no config image asked for, or
+    /// a BMC without USB or floppy media).
+    IsoOnly,
+    /// The shared ISO alone: the BMC put the config image into the CD's slot, its only
+    /// one.
+    OneSlot {
+        /// That slot.
+        slot: String,
+    },
+    /// The shared ISO with the host's config image beside it.
+    WithConfigImage {
+        /// The kind it was inserted as.
+        kind: MediaKind,
+        /// The slot it is in.
+        slot: String,
+    },
+}
+
+/// Ejects the config image's slot, where agents boot with one (after the CD).
+async fn eject_config_image(
+    driver: &dyn BmcDriver,
+    settings: &StepSettings,
+) -> Result<(), BmcError> {
+    if !settings.config_images {
+        return Ok(());
+    }
+    let caps = driver.capabilities();
+    match [MediaKind::Usb, MediaKind::Floppy]
+        .into_iter()
+        .find(|k| caps.can_insert(k))
+    {
+        Some(kind) => driver.eject_media(&kind).await,
+        None => Ok(()),
     }
 }
 
 /// How a deploy went on once started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeployStarted {
     /// The live ISO is booted: the deploy is done.
     LiveIsoBooted,
     /// The agent is booting: the deploy waits for its call-back.
-    AgentBooting,
+    AgentBooting(AgentBoot),
 }
 
 /// Starts a deploy: a live ISO booted as it is by virtual media, or the agent booted to
@@ -81,12 +156,13 @@ pub async fn start_deploy(
     driver: &dyn BmcDriver,
     deploy: &DeployConfig,
     settings: &StepSettings,
+    config_image: Option<&str>,
 ) -> Result<DeployStarted, String> {
     if !deploy.image.is_live_iso() {
-        boot_agent(driver, settings)
+        let boot = boot_agent(driver, settings, config_image)
             .await
             .map_err(|e| format!("booting the agent: {e}"))?;
-        return Ok(DeployStarted::AgentBooting);
+        return Ok(DeployStarted::AgentBooting(boot));
     }
     if !has_virtual_cd(driver) {
         return Err(format!(
@@ -111,15 +187,18 @@ pub async fn start_deploy(
     Ok(DeployStarted::LiveIsoBooted)
 }
 
-/// After the agent wrote the image: boot from disk from now on.
+/// After the agent wrote the image: boot from disk from now on (the config image
+/// ejected as well).
 pub async fn finish_deploy(
     driver: &dyn BmcDriver,
     settings: &StepSettings,
 ) -> Result<(), BmcError> {
+    eject_config_image(driver, settings).await?;
     boot_from_disk(driver, settings.deadline(), settings.poll).await
 }
 
-/// Tears down: media ejected, host off.
+/// Tears down: media ejected (the config image's too), host off.
 pub async fn tear_down(driver: &dyn BmcDriver, settings: &StepSettings) -> Result<(), BmcError> {
-    power_off_and_eject(driver, settings.deadline(), settings.poll).await
+    power_off_and_eject(driver, settings.deadline(), settings.poll).await?;
+    eject_config_image(driver, settings).await
 }

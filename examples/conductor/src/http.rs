@@ -63,6 +63,10 @@ pub struct CreateNode {
     /// Clean by the agent (`automatedCleaningMode: metadata`, the default).
     #[serde(default = "yes")]
     pub automated_clean: bool,
+    /// `network_data.json` for the agent's own network (Metal3's
+    /// `preprovisioningNetworkDataName`), carried in its config image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprovisioning_network_data: Option<serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -83,6 +87,7 @@ impl CreateNode {
             disable_certificate_verification: self.disable_certificate_verification,
             boot_mac: self.boot_mac,
             automated_clean: self.automated_clean,
+            preprovisioning_network_data: self.preprovisioning_network_data,
         })
     }
 
@@ -95,6 +100,7 @@ impl CreateNode {
             disable_certificate_verification: spec.disable_certificate_verification,
             boot_mac: spec.boot_mac,
             automated_clean: spec.automated_clean,
+            preprovisioning_network_data: spec.preprovisioning_network_data,
         }
     }
 }
@@ -325,6 +331,22 @@ async fn lookup(State(c): State<Arc<Conductor>>, Query(q): Query<LookupQuery>) -
     reply(c.agent_lookup(&macs).await)
 }
 
+/// `GET /v1/config-images/{node}/{image}` (and `HEAD`): what a BMC fetches for the
+/// config image slot.
+async fn config_image(
+    State(c): State<Arc<Conductor>>,
+    Path((node, image)): Path<(String, String)>,
+) -> Response {
+    match c.config_image(&node, &image) {
+        Ok(bytes) => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
 async fn heartbeat(
     State(c): State<Arc<Conductor>>,
     Path(node): Path<String>,
@@ -361,6 +383,7 @@ pub fn agent_routes(conductor: Arc<Conductor>) -> Router {
     Router::new()
         .route("/v1/lookup", get(lookup))
         .route("/v1/heartbeat/{node}", post(heartbeat))
+        .route("/v1/config-images/{node}/{image}", get(config_image))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_AGENT_BODY))
         .with_state(conductor)
 }

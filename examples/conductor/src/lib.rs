@@ -46,6 +46,7 @@
 //!     disable_certificate_verification: false,
 //!     boot_mac: None,
 //!     automated_clean: true,
+//!     preprovisioning_network_data: None,
 //! };
 //! let node = admin.create_node(spec).await.map_err(|e| e.to_string())?;
 //! assert_eq!(node.state, provision_fsm::NodeState::Enroll);

@@ -138,6 +138,14 @@ impl Service {
         }
         let agent = bind(&config.agent_listen, "agent API").await?;
         let (admin_addr, agent_addr) = (local(&admin)?, local(&agent)?);
+        let mut config = config;
+        if let Some(images) = &mut config.conductor.agent_config_images {
+            // No URL given: the agent API as bound (for hosts on the same network).
+            if images.agent_api_url.is_empty() {
+                let scheme = if agent_tls.is_some() { "https" } else { "http" };
+                images.agent_api_url = format!("{scheme}://{agent_addr}");
+            }
+        }
         let conductor = match &config.state {
             None => Conductor::new(config.conductor, registry),
             Some(path) => {

@@ -70,6 +70,7 @@ fn node(name: &str) -> NodeSpec {
         disable_certificate_verification: false,
         boot_mac: None,
         automated_clean: true,
+        preprovisioning_network_data: None,
     }
 }
 

@@ -103,6 +103,7 @@ async fn json_logs_carry_node_and_correlation_id_into_bmc_requests() {
             disable_certificate_verification: false,
             boot_mac: None,
             automated_clean: false,
+            preprovisioning_network_data: None,
         })
         .await
         .unwrap();

@@ -59,6 +59,7 @@ fn spec(name: &str, scheme: &str, mac: &str) -> NodeSpec {
         disable_certificate_verification: false,
         boot_mac: Some(mac.into()),
         automated_clean: false,
+        preprovisioning_network_data: None,
     }
 }
 

@@ -106,6 +106,7 @@ async fn history_and_metrics_tell_what_a_node_went_through() {
             disable_certificate_verification: false,
             boot_mac: None,
             automated_clean: false,
+            preprovisioning_network_data: None,
         })
         .await
         .unwrap();

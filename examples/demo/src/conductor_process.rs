@@ -55,6 +55,7 @@ pub async fn serve_child(config_json: &str) -> Result<(), String> {
                 },
                 operation_timeout: Duration::from_secs(120),
                 timeouts: child.timeouts,
+                ..ConductorConfig::default()
             },
             ..ServiceConfig::default()
         },

@@ -616,6 +616,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
                     },
                     operation_timeout: Duration::from_secs(120),
                     timeouts,
+                    ..ConductorConfig::default()
                 },
                 ..ServiceConfig::default()
             },

@@ -185,6 +185,7 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
             disable_certificate_verification: false,
             boot_mac: Some(MAC.into()),
             automated_clean: false,
+            preprovisioning_network_data: None,
         })
         .await
         .unwrap();

@@ -4,6 +4,11 @@
 //! erases the disk's old table and file system; the deploy streams a qcow2 image made by
 //! qemu-img onto the disk, its checksum from a checksum file, and adds the config drive
 //! partition. The disk is then checked with sgdisk, sfdisk, blkid and mtools.
+//!
+//! Every agent boot comes with the host's config image, built by the conductor and
+//! inserted by it in the tree's second slot (a USB stick): the "host" fetches it from the
+//! URL the BMC was given, as a read-only disk, and the agent finds its conductor and its
+//! network data on it. Both slots are empty again after each phase.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -16,7 +21,9 @@ use bmc_sim::vendor::BootSource;
 use bmc_sim::{BootEvent, BootHook};
 use bmc_sim::{RedfishSim, SimConfig};
 use metal3_agent::agent::{Agent, AgentConfig};
+use metal3_agent::config::discover;
 use metal3_conductor::agent_protocol::{ConfigDrive, RootDeviceHints};
+use metal3_conductor::conductor::AgentConfigImages;
 use metal3_conductor::service::{Service, ServiceConfig, drivers};
 use metal3_conductor::{Conductor, ConductorConfig, DeployConfig, NodeSpec, Verb};
 use metal3_demo::fleet::{self, Images};
@@ -27,8 +34,11 @@ use test_peers::{tool, tool_ok};
 const MIB: u64 = 1 << 20;
 const DISK: u64 = 256 * MIB;
 
-async fn wait_for(c: &Conductor, name: &str, state: NodeState) {
-    common::wait_for_node(c, name, state, Duration::from_secs(90), &String::new).await
+type HostErrors = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+async fn wait_for(c: &Conductor, name: &str, state: NodeState, host: &HostErrors) {
+    let context = || format!("; on the host: {:?}", host.lock().unwrap());
+    common::wait_for_node(c, name, state, Duration::from_secs(90), &context).await
 }
 
 fn put(root: &Path, path: &str, text: &str) {
@@ -97,6 +107,26 @@ fn os_image(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// The site's network for the agent: a static address on the boot NIC, no DHCP.
+fn site_network() -> serde_json::Value {
+    json!({
+        "links": [{"id": "boot", "type": "phy", "ethernet_mac_address": "52:54:00:00:00:01"}],
+        "networks": [{"id": "site", "type": "ipv4", "link": "boot",
+                      "ip_address": "192.0.2.10", "netmask": "255.255.255.0",
+                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "192.0.2.1"}]}],
+        "services": [{"type": "dns", "address": "192.0.2.53"}]
+    })
+}
+
+/// The built-in tree's CD and USB slots hold nothing.
+fn assert_both_slots_empty(sim: &RedfishSim) {
+    for slot in ["Cd", "Usb"] {
+        let path = format!("/redfish/v1/Systems/1/VirtualMedia/{slot}");
+        let v = sim.resource(&path).unwrap_or_else(|| panic!("no {path}"));
+        assert_eq!(v["Inserted"], false, "{path}: {v}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_drive() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-agent");
@@ -143,6 +173,11 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
                     initial: Duration::from_millis(50),
                     max: Duration::from_millis(200),
                 },
+                // The agent API as bound: the host reaches it on loopback.
+                agent_config_images: Some(AgentConfigImages {
+                    agent_api_url: String::new(),
+                    ca_pem: None,
+                }),
                 ..ConductorConfig::default()
             },
             ..ServiceConfig::default()
@@ -156,21 +191,82 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
 
     let boots = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counted = boots.clone();
+    // What went wrong on the "host" side (a spawned task's panic would go unseen).
+    let host_errors: HostErrors = Default::default();
+    let errors = host_errors.clone();
+    let served: HostErrors = Default::default();
+    let urls = served.clone();
     let (host_root, host_dev) = (root.clone(), dev.clone());
+    let expected_network = site_network();
     let hook = BootHook(std::sync::Arc::new(move |event: BootEvent| {
-        if let BootSource::VirtualCd { image, .. } = &event.source {
-            if *image == agent_iso {
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                fake_host(&host_root, &event.macs[0]);
-                let mut config = AgentConfig::new(agent_url.clone());
-                config.root = host_root.clone();
-                config.dev = host_dev.clone();
+        let BootSource::VirtualCd { image, .. } = &event.source else {
+            return;
+        };
+        if *image != agent_iso {
+            return;
+        }
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        fake_host(&host_root, &event.macs[0]);
+        let media = event.media.clone();
+        let stick = event
+            .media
+            .iter()
+            .find(|m| m.image != agent_iso && m.media_types.iter().any(|t| t == "USBStick"))
+            .map(|m| m.image.clone());
+        urls.lock().unwrap().extend(stick.clone());
+        let (root, dev, errors) = (host_root.clone(), host_dev.clone(), errors.clone());
+        let (agent_url, expected_network) = (agent_url.clone(), expected_network.clone());
+        tokio::spawn(async move {
+            let Some(url) = stick else {
+                errors
+                    .lock()
+                    .unwrap()
+                    .push(format!("booted without a config image: {media:?}"));
+                return;
+            };
+            let started = async {
+                let bytes = reqwest::get(&url).await.map_err(|e| e.to_string())?;
+                if !bytes.status().is_success() {
+                    return Err(format!("GET {url}: {}", bytes.status()));
+                }
+                let bytes = bytes.bytes().await.map_err(|e| e.to_string())?;
+                // The stick as the host sees it: a small read-only disk.
+                std::fs::write(dev.join("sdb"), &bytes).map_err(|e| e.to_string())?;
+                put(
+                    &root,
+                    "sys/block/sdb/size",
+                    &format!("{}\n", bytes.len().div_ceil(512)),
+                );
+                put(&root, "sys/block/sdb/ro", "1\n");
+                put(&root, "sys/block/sdb/removable", "1\n");
+                let found = discover(None, &root, &dev, None)?;
+                if found.section.conductor_url != agent_url {
+                    return Err(format!(
+                        "the config image names {}",
+                        found.section.conductor_url
+                    ));
+                }
+                let network: serde_json::Value =
+                    serde_json::from_slice(&found.network_data.unwrap_or_default())
+                        .map_err(|e| e.to_string())?;
+                if network != expected_network {
+                    return Err(format!("network data {network}"));
+                }
+                let mut config = AgentConfig::new(found.section.conductor_url);
+                config.root = root.clone();
+                config.dev = dev.clone();
                 config.heartbeat_interval = Duration::from_millis(50);
                 config.lookup_timeout = Duration::from_secs(60);
-                let agent = Agent::new(config).unwrap();
-                tokio::spawn(async move { agent.run().await });
+                Agent::new(config).map_err(|e| e.to_string())
             }
-        }
+            .await;
+            match started {
+                Ok(agent) => {
+                    let _ = agent.run().await;
+                }
+                Err(e) => errors.lock().unwrap().push(e),
+            }
+        });
     }));
     let sim = RedfishSim::start(SimConfig {
         credentials: Some(("admin".into(), "password".into())),
@@ -192,22 +288,32 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
             // The built-in tree's first NIC, as a BareMetalHost's bootMACAddress.
             boot_mac: Some("52:54:00:00:00:01".into()),
             automated_clean: true,
+            preprovisioning_network_data: Some(site_network()),
         })
         .await
         .unwrap();
     conductor.provision(name, Verb::Manage, None).await.unwrap();
-    wait_for(&conductor, name, NodeState::Manageable).await;
+    wait_for(&conductor, name, NodeState::Manageable, &host_errors).await;
 
     // In-band inspection: the agent's reading of the fake host.
     conductor
         .provision(name, Verb::Inspect { in_band: true }, None)
         .await
         .unwrap();
-    wait_for(&conductor, name, NodeState::Manageable).await;
+    wait_for(&conductor, name, NodeState::Manageable, &host_errors).await;
+    assert_eq!(*host_errors.lock().unwrap(), Vec::<String>::new());
     let inventory = conductor.inventory(name).unwrap();
-    assert_eq!(inventory.disks.len(), 1, "{inventory:?}");
+    // The disk, and the config image's stick beside it.
+    assert_eq!(inventory.disks.len(), 2, "{inventory:?}");
     assert_eq!(inventory.disks[0].size_bytes, Some(DISK));
     assert_eq!(inventory.disks[0].model.as_deref(), Some("QEMU HARDDISK"));
+    assert_both_slots_empty(&sim);
+    // The image was served for that boot only.
+    let history = format!("{:?}", conductor.history(name).unwrap().entries);
+    assert!(
+        history.contains("with the host's config image in the usb slot Usb"),
+        "{history}"
+    );
 
     // Cleaning: the old table and file system go.
     assert!(tool_ok("blkid", &["-p", "-O", "1048576", &d], None).contains("LABEL=\"old\""));
@@ -215,8 +321,15 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
         .provision(name, Verb::Provide, None)
         .await
         .unwrap();
-    wait_for(&conductor, name, NodeState::Available).await;
+    wait_for(&conductor, name, NodeState::Available, &host_errors).await;
+    assert_eq!(*host_errors.lock().unwrap(), Vec::<String>::new());
+    assert_both_slots_empty(&sim);
     assert_eq!(tool_ok("wipefs", &["-n", &d], None).trim(), "");
+    // The read-only config stick was left alone.
+    assert!(
+        tool_ok("blkid", &["-p", dev.join("sdb").to_str().unwrap()], None)
+            .contains("LABEL=\"config-2\"")
+    );
     assert!(
         !tool("blkid", &["-p", "-O", "1048576", &d], None).0,
         "the old ext4 is gone"
@@ -250,12 +363,21 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
         )
         .await
         .unwrap();
-    wait_for(&conductor, name, NodeState::Active).await;
+    wait_for(&conductor, name, NodeState::Active, &host_errors).await;
+    assert_eq!(*host_errors.lock().unwrap(), Vec::<String>::new());
     assert_eq!(
         boots.load(std::sync::atomic::Ordering::SeqCst),
         3,
         "inspect, clean, deploy"
     );
+    assert_both_slots_empty(&sim);
+    // A new image for each boot, served only while its boot waits for the agent.
+    let urls = served.lock().unwrap().clone();
+    assert_eq!(urls.len(), 3, "{urls:?}");
+    assert!(urls[0] != urls[1] && urls[1] != urls[2], "{urls:?}");
+    for url in &urls {
+        assert_eq!(reqwest::get(url).await.unwrap().status(), 404, "{url}");
+    }
 
     let written = std::fs::read(&disk).unwrap();
     // The image's partition is on the disk as qemu-img makes it.

@@ -147,6 +147,11 @@ pub struct BareMetalHostSpec {
     /// `automatedCleaningMode` (`metadata` or `disabled`).
     #[serde(default)]
     pub automated_cleaning_mode: Option<String>,
+    /// `preprovisioningNetworkDataName`: the Secret (in the host's namespace) whose
+    /// `networkData` configures the agent's network, and the config drive's when
+    /// `networkData` names none.
+    #[serde(default)]
+    pub preprovisioning_network_data_name: Option<String>,
 }
 
 /// A `BareMetalHost`.

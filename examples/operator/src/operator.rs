@@ -752,6 +752,16 @@ impl Operator {
             .or_else(|| s.get("value").ok().flatten())
     }
 
+    /// The `networkData` of the Secret `preprovisioningNetworkDataName` names, parsed.
+    fn preprovisioning_network_data(&self, bmh: &BareMetalHost) -> Option<Value> {
+        let name = bmh.spec.preprovisioning_network_data_name.as_ref()?;
+        let secret = crate::manifests::SecretRef {
+            name: name.clone(),
+            namespace: None,
+        };
+        Self::structured(&self.referenced(bmh, Some(&secret), "networkData")?)
+    }
+
     /// JSON or YAML text as a value.
     fn structured(text: &str) -> Option<Value> {
         serde_json::from_str(text).ok().or_else(|| {
@@ -762,8 +772,9 @@ impl Operator {
     }
 
     /// The config drive: user data from its Secret; `networkData` from the host's Secret
-    /// when it names one, else rendered from the address it holds; `metaData` with the
-    /// host's identity plus what its Secret adds.
+    /// when it names one, else the pre-provisioning network data (as Metal3 passes it on),
+    /// else rendered from the address it holds; `metaData` with the host's identity plus
+    /// what its Secret adds.
     fn config_drive(
         &self,
         key: &str,
@@ -774,7 +785,9 @@ impl Operator {
         let network_data = match self.referenced(bmh, bmh.spec.network_data.as_ref(), "networkData")
         {
             Some(text) => Self::structured(&text),
-            None => address.map(|a| network_data(a, mac)),
+            None => self
+                .preprovisioning_network_data(bmh)
+                .or_else(|| address.map(|a| network_data(a, mac))),
         };
         let mut meta = json!({
             "uuid": key,
@@ -1310,6 +1323,16 @@ impl Operator {
         let credentials = self.credentials(bmh).map_err(|e| refused(e.to_string()))?;
         let address =
             BmcAddress::parse(&bmh.spec.bmc.address).map_err(|e| refused(e.to_string()))?;
+        let preprovisioning_network_data = match &bmh.spec.preprovisioning_network_data_name {
+            None => None,
+            Some(name) => Some(self.preprovisioning_network_data(bmh).ok_or_else(|| {
+                refused(format!(
+                    "preprovisioningNetworkDataName names Secret {}/{name}, which is not there \
+                     or holds no networkData in JSON or YAML",
+                    bmh.metadata.namespace()
+                ))
+            })?),
+        };
         let view = self
             .conductor
             .create_node(NodeSpec {
@@ -1319,6 +1342,7 @@ impl Operator {
                 disable_certificate_verification: bmh.spec.bmc.disable_certificate_verification,
                 boot_mac: bmh.spec.boot_mac_address.clone(),
                 automated_clean: bmh.spec.automated_cleaning_mode.as_deref() != Some("disabled"),
+                preprovisioning_network_data,
             })
             .await?;
         let state = node.map_or(view.state, |n| n.state);

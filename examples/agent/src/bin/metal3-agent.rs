@@ -11,10 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use metal3_agent::agent::{Agent, AgentConfig};
-use metal3_agent::config::{
-    AgentSection, NETWORK_DATA, find_config_devices, from_cmdline, from_config_files,
-    read_config_image,
-};
+use metal3_agent::config::{AgentSection, ConfigSource, discover};
 use metal3_agent::network::configure;
 use metal3_cli::{EXIT_FAILED, LogArgs};
 
@@ -48,40 +45,33 @@ struct Cli {
 }
 
 fn section(cli: &Cli) -> Result<AgentSection, String> {
-    let image = match &cli.config_image {
-        Some(path) => Some(path.clone()),
-        None => find_config_devices(&cli.root, &cli.dev).into_iter().next(),
-    };
-    if let Some(path) = image {
-        let files = read_config_image(&path)?;
-        if let Some(network) = files.get(NETWORK_DATA) {
-            // Static networking from the config image: no DHCP server needed.
-            let plan = configure(network, &cli.root)?;
-            tracing::info!(
-                commands = plan.commands.len(),
-                "network configured from network_data.json"
-            );
-            if !plan.dhcp.is_empty() {
-                tracing::warn!(interfaces = ?plan.dhcp, "network_data.json asks for DHCP on these interfaces; the agent runs no DHCP client");
-            }
-        }
-        if let Some(section) = from_config_files(&files)? {
-            tracing::info!(config_image = %path.display(), "configuration from the config image");
-            return Ok(section);
+    let found = discover(
+        cli.config_image.as_deref(),
+        &cli.root,
+        &cli.dev,
+        cli.conductor.as_deref(),
+    )?;
+    if let Some(network) = &found.network_data {
+        // Static networking from the config image: no DHCP server needed.
+        let plan = configure(network, &cli.root)?;
+        tracing::info!(
+            commands = plan.commands.len(),
+            "network configured from network_data.json"
+        );
+        if !plan.dhcp.is_empty() {
+            tracing::warn!(interfaces = ?plan.dhcp, "network_data.json asks for DHCP on these interfaces; the agent runs no DHCP client");
         }
     }
-    let cmdline = std::fs::read_to_string(cli.root.join("proc/cmdline")).unwrap_or_default();
-    if let Some(section) = from_cmdline(&cmdline) {
-        tracing::info!("configuration from the kernel command line");
-        return Ok(section);
+    match &found.source {
+        ConfigSource::ConfigImage(path) => {
+            tracing::info!(config_image = %path.display(), "configuration from the config image")
+        }
+        ConfigSource::KernelCommandLine => {
+            tracing::info!("configuration from the kernel command line")
+        }
+        ConfigSource::CommandLine => tracing::info!("configuration from --conductor"),
     }
-    cli.conductor
-        .clone()
-        .map(|conductor_url| AgentSection {
-            conductor_url,
-            ca_pem: None,
-        })
-        .ok_or_else(|| "no conductor: no config image, no metal3.conductor= on the kernel command line, no --conductor".to_string())
+    Ok(found.section)
 }
 
 #[tokio::main]

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use metal3_cli::{EXIT_FAILED, LogArgs, Shell};
+use metal3_conductor::conductor::AgentConfigImages;
 use metal3_conductor::service::{Service, ServiceConfig, TlsFiles, drivers};
 
 /// The example conductor (Ironic's role): nodes driven through their provision states
@@ -45,6 +46,15 @@ struct Cli {
     /// The agent ISO booted for in-band inspection, cleaning and disk-image deploys.
     #[arg(long, value_name = "URL", env = "CONDUCTOR_AGENT_IMAGE")]
     agent_image: Option<String>,
+    /// The agent API's URL as hosts and their BMCs reach it (`https://10.0.0.1:6386`):
+    /// each booted agent then gets a config image of its own in a second virtual-media
+    /// slot (its network data from the node, this URL, `--agent-ca`), served from the
+    /// agent API; without it agents boot the shared ISO alone.
+    #[arg(long, value_name = "URL")]
+    agent_api_url: Option<String>,
+    /// The CA (PEM) agents trust for the agent API, put in their config images.
+    #[arg(long, value_name = "FILE", requires = "agent_api_url")]
+    agent_ca: Option<std::path::PathBuf>,
     /// Heavy operations (inspect, deploy, clean) at once, fleet-wide.
     #[arg(long, value_name = "N")]
     max_heavy: Option<NonZeroUsize>,
@@ -111,6 +121,25 @@ async fn main() -> ExitCode {
     };
     if let Some(url) = cli.agent_image {
         config.conductor.agent_image_url = url;
+    }
+    if let Some(url) = cli.agent_api_url {
+        let ca_pem = match &cli.agent_ca {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(pem) => Some(pem),
+                Err(e) => {
+                    eprintln!(
+                        "conductor: cannot read the agent CA {}: {e}",
+                        path.display()
+                    );
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            },
+            None => None,
+        };
+        config.conductor.agent_config_images = Some(AgentConfigImages {
+            agent_api_url: url,
+            ca_pem,
+        });
     }
     if let Some(n) = cli.max_heavy {
         config.conductor.max_heavy = n.get();
