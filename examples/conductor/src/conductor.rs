@@ -1546,7 +1546,7 @@ impl Conductor {
 
     /// Agent API: the config image of `node`'s current agent boot, built now: the
     /// node's pre-provisioning network data and the agent's section. Only while the node
-    /// waits for its agent and only under the name its BMC was given.
+    /// boots or waits for its agent, and only under the name its BMC was given.
     pub fn config_image(&self, node: &str, image: &str) -> Result<Vec<u8>, ApiError> {
         let not_found = || ApiError::NotFound(format!("{node}'s config image {image}"));
         let Some(images) = &self.config.agent_config_images else {
@@ -1556,7 +1556,13 @@ impl Conductor {
         let r = lock(&record);
         let id = image.strip_suffix(".img").unwrap_or(image);
         let current = r.agent.config_image.as_deref();
-        if !waits_for_agent(r.fsm.state)
+        // BMCs fetch the image as it is inserted (the node still booting the agent) or
+        // as the host reads it (the node waiting for the agent).
+        let booting = matches!(
+            r.fsm.state,
+            NodeState::Inspecting | NodeState::Deploying | NodeState::Cleaning
+        );
+        if !(booting || waits_for_agent(r.fsm.state))
             || current.is_none_or(|c| !bool::from(c.as_bytes().ct_eq(id.as_bytes())))
         {
             return Err(not_found());
@@ -1623,6 +1629,7 @@ impl Conductor {
         r.power_on = Some(false);
         r.deployed_image = None;
         r.agent.booted = false;
+        r.agent.config_image = None;
         Ok(())
     }
 

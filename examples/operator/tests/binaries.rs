@@ -35,7 +35,12 @@ fn operator(conductor: &str, manifests: &Path, state: &Path) -> (bool, String) {
 
 fn statuses(output: &str) -> Value {
     let start = output.find("\n{").map(|i| i + 1).unwrap_or(0);
-    serde_json::from_str(&output[start..]).unwrap_or_else(|e| panic!("{e}: {output}"))
+    // The JSON object, then perhaps the error log lines of standard error.
+    serde_json::Deserializer::from_str(&output[start..])
+        .into_iter::<Value>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("no status JSON in: {output}"))
 }
 
 const SYSTEM: &str = "/redfish/v1/Systems/437XR1138R2";
@@ -242,4 +247,142 @@ fn help_matches_its_snapshot() {
         &[],
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/operator-help.txt"),
     );
+}
+
+/// The manifests of one host booting the agent for in-band inspection, its agent network
+/// named by `preprovisioningNetworkDataName` (a Secret holding YAML); `with_secret` false
+/// leaves that Secret out.
+fn agent_network_manifests(sim: &RedfishSim, with_secret: bool) -> String {
+    let network = if with_secret {
+        r#"---
+apiVersion: v1
+kind: Secret
+metadata: {name: node-0-agent-network, namespace: lab}
+stringData:
+  networkData: |
+    links: [{id: boot, type: phy, ethernet_mac_address: "52:54:00:00:00:01"}]
+    networks: [{id: site, type: ipv4, link: boot, ip_address: 192.0.2.10, netmask: 255.255.255.0}]
+    services: []
+"#
+    } else {
+        ""
+    };
+    format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: bmc, namespace: lab}}
+stringData: {{username: admin, password: s3cret}}
+{network}---
+apiVersion: metal3.io/v1alpha1
+kind: BareMetalHost
+metadata: {{name: node-0, namespace: lab}}
+spec:
+  online: true
+  bmc: {{address: "redfish-virtualmedia+http://{}{SYSTEM}", credentialsName: bmc}}
+  bootMACAddress: "52:54:00:00:00:01"
+  preprovisioningNetworkDataName: node-0-agent-network
+"#,
+        sim.addr()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preprovisioning_network_data_reaches_the_agents_config_image() {
+    use metal3_conductor::conductor::AgentConfigImages;
+    use std::process::Stdio;
+
+    let Lab {
+        sim,
+        service: _,
+        dir,
+    } = lab("agent-network").await;
+    // A conductor that boots the agent with config images.
+    let service = Service::start(
+        ServiceConfig {
+            admin_listen: "127.0.0.1:0".into(),
+            agent_listen: "127.0.0.1:0".into(),
+            conductor: metal3_conductor::ConductorConfig {
+                agent_image_url: "http://127.0.0.1:9/agent.iso".into(),
+                agent_config_images: Some(AgentConfigImages {
+                    agent_api_url: String::new(),
+                    ca_pem: None,
+                }),
+                ..Default::default()
+            },
+            ..ServiceConfig::default()
+        },
+        drivers(),
+    )
+    .await
+    .unwrap();
+    std::fs::write(dir.join("hosts.yaml"), agent_network_manifests(&sim, true)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_operator"))
+        .args(["--conductor", &service.admin_url(), "--manifests"])
+        .arg(&dir)
+        .arg("--state")
+        .arg(dir.join("state.redb"))
+        .args(["--poll-ms", "20", "--inspection", "agent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The agent ISO in the CD, the config image in the floppy/USB slot (where the
+    // recording left an image of its own, ejected first).
+    let mut image = None;
+    for _ in 0..500 {
+        let usb = sim.resource(&format!("{SYSTEM}/VirtualMedia/Floppy1"));
+        let inserted = usb.as_ref().and_then(|v| v["Image"].as_str());
+        if let Some(url) = inserted.filter(|u| u.starts_with(&service.agent_url())) {
+            image = Some(url.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let url = image.expect("no config image was inserted");
+    assert!(url.starts_with(&service.agent_url()), "{url}");
+    let bytes = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    let files = metal3_agent::configdrive::read_fat_image(&bytes).unwrap();
+    let network: Value =
+        serde_json::from_slice(&files["openstack/latest/network_data.json"]).unwrap();
+    assert_eq!(
+        network["networks"][0]["ip_address"], "192.0.2.10",
+        "{network}"
+    );
+    assert_eq!(
+        network["links"][0]["ethernet_mac_address"],
+        "52:54:00:00:00:01"
+    );
+    let section: Value = serde_json::from_slice(&files["metal3/agent.json"]).unwrap();
+    assert_eq!(section["conductor_url"], service.agent_url());
+    drop(service);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_preprovisioning_network_secret_is_a_registration_error() {
+    let Lab { sim, service, dir } = lab("agent-network-missing").await;
+    std::fs::write(dir.join("hosts.yaml"), agent_network_manifests(&sim, false)).unwrap();
+    let state = dir.join("state.redb");
+    let (ok, out) = tokio::task::spawn_blocking({
+        let (admin, dir, state) = (service.admin_url(), dir.clone(), state.clone());
+        move || operator(&admin, &dir, &state)
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "{out}");
+    let status = &statuses(&out)["lab/node-0"];
+    assert_eq!(status["errorType"], "registration error", "{out}");
+    let message = status["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("Secret lab/node-0-agent-network") && message.contains("networkData"),
+        "{message}"
+    );
+    assert!(sim.boots(SYSTEM).is_empty());
+    drop(service);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
