@@ -117,15 +117,23 @@ pub enum AgentCommand {
     /// Erase the disks' metadata (partition tables, filesystem signatures): Metal3's
     /// `metadata` cleaning.
     EraseMetadata,
+    /// Sync the disks and power the host off: the answer to a result that ends the
+    /// agent's part (the conductor then checks by the BMC that the host is off).
+    PowerOff,
+    /// Sync the disks and restart the host.
+    Reboot,
 }
 
 impl AgentCommand {
-    /// The command's name (`install_image`, `inspect`, `erase_metadata`).
+    /// The command's name (`install_image`, `inspect`, `erase_metadata`, `power_off`,
+    /// `reboot`).
     pub fn name(&self) -> &'static str {
         match self {
             AgentCommand::InstallImage { .. } => "install_image",
             AgentCommand::Inspect => "inspect",
             AgentCommand::EraseMetadata => "erase_metadata",
+            AgentCommand::PowerOff => "power_off",
+            AgentCommand::Reboot => "reboot",
         }
     }
 }

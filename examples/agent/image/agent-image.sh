@@ -10,7 +10,9 @@
 # Installs its Debian packages when missing (root or sudo). Prints the ISO's size and
 # the build time. Environment: KERNEL_PACKAGE (default linux-image-amd64, the generic
 # kernel: USB storage, AHCI, NVMe and server NICs; the cloud kernel has none of them) and
-# CARGO_TARGET_DIR (where the agent is built).
+# CARGO_TARGET_DIR (where the agent is built), AGENT_KERNEL_ARGS (more kernel parameters
+# for every host, e.g. metal3.conductor=https://10.0.0.1:6386 for BMCs with one slot,
+# which boot the ISO without a config image).
 set -euo pipefail
 
 cmd="${1:-}"
@@ -99,20 +101,22 @@ ip link set lo up
 # Devices appear as their drivers bind; give the config image's a moment.
 sleep 2
 echo "metal3 agent ramdisk: starting metal3-agent" > /dev/console
-/bin/metal3-agent --log info > /dev/console 2>&1
+/bin/metal3-agent --power-host --log info > /dev/console 2>&1
 echo "metal3 agent ramdisk: metal3-agent exited ($?)" > /dev/console
 exec sh < /dev/console > /dev/console 2>&1
 INIT
 chmod +x "$ir/init"
 (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -9) > "$work/iso/boot/initrd.gz"
 cp "$work/kernel/root/boot/vmlinuz-$version" "$work/iso/boot/vmlinuz"
-cat > "$work/iso/boot/grub/grub.cfg" <<'GRUB'
+kernel_args="console=tty0 console=ttyS0,115200 quiet${AGENT_KERNEL_ARGS:+ $AGENT_KERNEL_ARGS}"
+case "$kernel_args" in *[\"\'\;\$\`]*) log "AGENT_KERNEL_ARGS may not hold quotes, ; \$ or \`"; exit 2;; esac
+cat > "$work/iso/boot/grub/grub.cfg" <<GRUB
 serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
 set timeout=0
 menuentry "metal3 agent" {
-    linux /boot/vmlinuz console=tty0 console=ttyS0,115200 quiet
+    linux /boot/vmlinuz $kernel_args
     initrd /boot/initrd.gz
 }
 GRUB

@@ -27,6 +27,11 @@ use crate::image::{Checksum, FileDisk, ImageWriter, checksum_in_file};
 use crate::inspect::{InspectOptions, addresses_from_ip, inspect_disks, inspect_with};
 use crate::partition::add_partition_at_end;
 
+/// Bytes in MiB, for progress lines.
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
 /// The config drive partition's size, as Ironic makes it.
 pub const CONFIG_DRIVE_PARTITION: u64 = 64 << 20;
 
@@ -39,6 +44,9 @@ pub enum AgentError {
     /// No node answered the look-up in time.
     #[error("no node found for MAC addresses {0:?}")]
     NotFound(Vec<String>),
+    /// The kernel refused to power off or restart.
+    #[error("{0}: {1}")]
+    Power(&'static str, String),
 }
 
 /// How the agent runs.
@@ -60,6 +68,19 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     /// How long to keep looking the node up.
     pub lookup_timeout: Duration,
+    /// What `power_off` and `reboot` do.
+    pub power: PowerControl,
+}
+
+/// What the agent does when told to power off or reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerControl {
+    /// The host's own: sync the disks, then the kernel's power-off or restart (the
+    /// agent as a ramdisk's main job).
+    Host,
+    /// Sync the disks and stop the agent, leaving the machine as it is (tests, and an
+    /// agent run by hand): the default, so nothing powers off the machine unasked.
+    StopAgent,
 }
 
 impl AgentConfig {
@@ -74,6 +95,7 @@ impl AgentConfig {
             macs: Vec::new(),
             heartbeat_interval: Duration::from_secs(2),
             lookup_timeout: Duration::from_secs(1800),
+            power: PowerControl::StopAgent,
         }
     }
 }
@@ -83,6 +105,8 @@ impl AgentConfig {
 pub struct Agent {
     config: AgentConfig,
     http: reqwest::Client,
+    /// Progress lines of the command running, sent with the heartbeats made meanwhile.
+    progress: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Agent {
@@ -99,7 +123,11 @@ impl Agent {
         let http = builder
             .build()
             .map_err(|e| AgentError::Client(e.to_string()))?;
-        Ok(Agent { config, http })
+        Ok(Agent {
+            config,
+            http,
+            progress: Default::default(),
+        })
     }
 
     /// The host's inventory now.
@@ -139,7 +167,12 @@ impl Agent {
         );
         tracing::info!(node = %lookup.node, correlation_id = %correlation, "node found");
         let mut log: Vec<String> = vec![format!("agent up, node {}", lookup.node)];
+        // A command that came with the answer to a result.
+        let mut next: Option<AgentCommand> = None;
         loop {
+            if let Some(command @ (AgentCommand::PowerOff | AgentCommand::Reboot)) = next.take() {
+                return self.power(&command);
+            }
             let beat = Heartbeat {
                 agent_token: lookup.agent_token.clone(),
                 command_result: None,
@@ -173,21 +206,51 @@ impl Agent {
                     None
                 }
             };
-            let Some(command) = command else {
+            let Some(command) = command.or_else(|| next.take()) else {
                 tokio::time::sleep(self.config.heartbeat_interval).await;
                 continue;
             };
+            if matches!(command, AgentCommand::PowerOff | AgentCommand::Reboot) {
+                return self.power(&command);
+            }
             tracing::info!(command = command.name(), "running");
             let mut lines = Vec::new();
-            let result = self.execute(command, &mut lines).await;
+            let result = {
+                let work = self.execute(command, &mut lines);
+                tokio::pin!(work);
+                // Heartbeats go on while the command runs, with its progress: the
+                // conductor sees a live agent, and the command it repeats is ignored.
+                loop {
+                    tokio::select! {
+                        result = &mut work => break result,
+                        () = tokio::time::sleep(self.config.heartbeat_interval) => {
+                            let beat = Heartbeat {
+                                agent_token: lookup.agent_token.clone(),
+                                command_result: None,
+                                log: self.take_progress(),
+                            };
+                            let sent = self.http.post(&url).header(CORRELATION_HEADER, &correlation).json(&beat).send().await;
+                            if !sent.as_ref().is_ok_and(|r| r.status().is_success()) {
+                                // Not lost: the lines go with the next heartbeat.
+                                self.put_back_progress(beat.log);
+                            }
+                        }
+                    }
+                }
+            };
             for line in &lines {
                 tracing::info!("{line}");
             }
+            // Progress not sent yet comes first, in order.
+            let mut pending = self.take_progress();
+            pending.append(&mut lines);
+            let mut lines = pending;
             lines.truncate(MAX_LOG_LINES);
-            self.deliver(&url, &correlation, &lookup.agent_token, result, lines)
+            next = self
+                .deliver(&url, &correlation, &lookup.agent_token, result, lines)
                 .await;
-            // The conductor moves the node on (powers the host off or reboots it); an
-            // agent that is still up heartbeats on, in case another command comes.
+            // Without a command in the answer the conductor moves the node on by the
+            // BMC; an agent that is still up heartbeats on, in case another comes.
         }
     }
 
@@ -209,7 +272,8 @@ impl Agent {
         Err(AgentError::NotFound(macs.to_vec()))
     }
 
-    /// Sends a result until the conductor takes it (or refuses it for good).
+    /// Sends a result until the conductor takes it (or refuses it for good); the
+    /// command its answer carries, if any.
     async fn deliver(
         &self,
         url: &str,
@@ -217,7 +281,7 @@ impl Agent {
         token: &str,
         result: AgentResult,
         log: Vec<String>,
-    ) {
+    ) -> Option<AgentCommand> {
         let beat = Heartbeat {
             agent_token: token.to_string(),
             command_result: Some(result),
@@ -232,8 +296,62 @@ impl Agent {
                 .send()
                 .await;
             match sent {
-                Ok(r) if r.status().is_success() || r.status().is_client_error() => return,
+                Ok(r) if r.status().is_success() => {
+                    return r
+                        .json::<HeartbeatReply>()
+                        .await
+                        .ok()
+                        .and_then(|h| h.command);
+                }
+                Ok(r) if r.status().is_client_error() => return None,
                 _ => tokio::time::sleep(self.config.heartbeat_interval).await,
+            }
+        }
+    }
+
+    /// The progress lines not sent yet.
+    fn take_progress(&self) -> Vec<String> {
+        self.progress
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+
+    fn put_back_progress(&self, mut lines: Vec<String>) {
+        if let Ok(mut p) = self.progress.lock() {
+            lines.append(&mut p);
+            *p = lines;
+        }
+    }
+
+    fn report_progress(&self, line: String) {
+        tracing::info!("{line}");
+        if let Ok(mut p) = self.progress.lock() {
+            p.push(line);
+        }
+    }
+
+    /// Syncs the disks, then powers off or restarts as [`AgentConfig::power`] says.
+    fn power(&self, command: &AgentCommand) -> Result<(), AgentError> {
+        rustix::fs::sync();
+        let restart = *command == AgentCommand::Reboot;
+        match self.config.power {
+            PowerControl::StopAgent => {
+                tracing::info!(
+                    command = command.name(),
+                    "disks synced; the agent stops here"
+                );
+                Ok(())
+            }
+            PowerControl::Host => {
+                tracing::info!(command = command.name(), "disks synced; powering the host");
+                let how = if restart {
+                    rustix::system::RebootCommand::Restart
+                } else {
+                    rustix::system::RebootCommand::PowerOff
+                };
+                rustix::system::reboot(how)
+                    .map_err(|e| AgentError::Power(command.name(), e.to_string()))
             }
         }
     }
@@ -241,6 +359,10 @@ impl Agent {
     /// Carries out one command; its result, with what happened in `log`.
     pub async fn execute(&self, command: AgentCommand, log: &mut Vec<String>) -> AgentResult {
         match command {
+            AgentCommand::PowerOff | AgentCommand::Reboot => {
+                // Not a command with a result: [`Agent::run`] powers the host instead.
+                AgentResult::failed(format!("{} has no result", command.name()))
+            }
             AgentCommand::Inspect => {
                 let agent = self.clone();
                 match tokio::task::spawn_blocking(move || agent.inventory()).await {
@@ -367,7 +489,8 @@ impl Agent {
         let disks = self.disks();
         let disk = hints.choose(&disks)?.clone();
         let path = self.device(&disk);
-        log.push(format!("writing {} to {}", image.url, disk.name));
+        // Through the progress lines, so it comes before them.
+        self.report_progress(format!("writing {} to {}", image.url, disk.name));
         let checksum = self.checksum(image).await?;
         let target =
             FileDisk::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
@@ -405,9 +528,27 @@ impl Agent {
         });
         let mut response = response;
         let mut download_error = None;
+        let total = response.content_length();
+        // A progress line at each tenth of the image (each GiB when its size is unknown).
+        let step = total.map_or(1 << 30, |t| (t / 10).max(1));
+        let (mut received, mut next_report) = (0u64, step);
         loop {
             match response.chunk().await {
                 Ok(Some(bytes)) => {
+                    received += bytes.len() as u64;
+                    if received >= next_report {
+                        next_report = (received / step + 1) * step;
+                        self.report_progress(match total {
+                            Some(t) => format!(
+                                "received {:.1} of {:.1} MiB of {} ({} %)",
+                                mib(received),
+                                mib(t),
+                                image.url,
+                                received * 100 / t.max(1)
+                            ),
+                            None => format!("received {:.1} MiB of {}", mib(received), image.url),
+                        });
+                    }
                     if tx.send(bytes.to_vec()).await.is_err() {
                         break;
                     }

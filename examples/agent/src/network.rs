@@ -404,6 +404,99 @@ pub fn configure(network_data: &[u8], root: &std::path::Path) -> Result<Plan, St
     Ok(p)
 }
 
+/// udhcpc's event script: applies a lease with `ip` (address, default route) and writes
+/// the name servers to `$METAL3_RESOLV`.
+pub const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
+# udhcpc event script of metal3-agent: apply the lease with ip(8).
+case "$1" in
+deconfig)
+    ip -4 addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+    if [ -n "$dns" ] && [ -n "$METAL3_RESOLV" ]; then
+        : > "$METAL3_RESOLV"
+        for d in $dns; do echo "nameserver $d" >> "$METAL3_RESOLV"; done
+    fi
+    ;;
+esac
+exit 0
+"#;
+
+/// How the agent runs DHCP when no static configuration is given: busybox's `udhcpc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpClient {
+    /// The program and any words before udhcpc's options (`["udhcpc"]`, or
+    /// `["ip", "netns", "exec", "ns", "busybox", "udhcpc"]` in a test).
+    pub program: Vec<String>,
+    /// Where the event script is written.
+    pub script: std::path::PathBuf,
+    /// Where the name servers go.
+    pub resolv: std::path::PathBuf,
+    /// Discover packets sent before giving up on an interface (2 s apart).
+    pub tries: u32,
+}
+
+impl DhcpClient {
+    /// busybox's `udhcpc` (the agent ISO's), its script under `root/run`, name servers
+    /// in `root/etc/resolv.conf`.
+    pub fn for_host(root: &std::path::Path) -> DhcpClient {
+        DhcpClient {
+            program: vec!["udhcpc".to_string()],
+            script: root.join("run/metal3-agent/udhcpc.script"),
+            resolv: root.join("etc/resolv.conf"),
+            tries: 5,
+        }
+    }
+}
+
+/// Asks for a lease on every interface at once; the interfaces that got one. Fails only
+/// when udhcpc cannot run at all: an interface without a lease is left unconfigured.
+pub fn dhcp(interfaces: &[String], client: &DhcpClient) -> Result<Vec<String>, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (program, words) = client.program.split_first().ok_or("no DHCP client given")?;
+    if let Some(dir) = client.script.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    std::fs::write(&client.script, UDHCPC_SCRIPT)
+        .and_then(|()| {
+            std::fs::set_permissions(&client.script, std::fs::Permissions::from_mode(0o755))
+        })
+        .map_err(|e| format!("writing {}: {e}", client.script.display()))?;
+    let tries = client.tries.max(1).to_string();
+    let mut running = Vec::new();
+    for name in interfaces {
+        let child = std::process::Command::new(program)
+            .args(words)
+            // Foreground, quit once bound, exit without a lease; no background renewals:
+            // the agent's life is shorter than a lease.
+            .args(["-f", "-q", "-n", "-t", &tries, "-T", "2", "-i", name, "-s"])
+            .arg(&client.script)
+            .env("METAL3_RESOLV", &client.resolv)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{program}: {e}"))?;
+        running.push((name.clone(), child));
+    }
+    let mut bound = Vec::new();
+    for (name, child) in running {
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("{program} on {name}: {e}"))?;
+        if out.status.success() {
+            bound.push(name);
+        } else {
+            tracing::warn!(interface = %name, said = %String::from_utf8_lossy(&out.stderr).trim(), "no DHCP lease");
+        }
+    }
+    Ok(bound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,3 +95,83 @@ fn static_network_data_is_applied_in_a_namespace() {
     let err = apply(&p, &ip_in_ns, None).unwrap_err();
     assert!(err.contains("ip addr add 192.0.2.10/24 dev nic0"), "{err}");
 }
+
+/// Without a static configuration the agent asks by DHCP: busybox's udhcpd serves a
+/// lease in one namespace, the agent's udhcpc with its event script takes it in another.
+#[test]
+fn without_static_configuration_the_agent_takes_a_dhcp_lease() {
+    use metal3_agent::network::{DhcpClient, dhcp};
+    if !root() {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let (host, server) = (
+        format!("m3dhcp-h-{}", std::process::id()),
+        format!("m3dhcp-s-{}", std::process::id()),
+    );
+    for n in [&host, &server] {
+        let _ = Command::new("ip").args(["netns", "del", n]).output();
+        ip(&["netns", "add", n]);
+    }
+    let (host_ns, _server_ns) = (Namespace(host.clone()), Namespace(server.clone()));
+    ip(&[
+        "-n", &host, "link", "add", "nic0", "type", "veth", "peer", "name", "srv0",
+    ]);
+    ip(&["-n", &host, "link", "set", "srv0", "netns", &server]);
+    ip(&["-n", &server, "addr", "add", "10.99.0.1/24", "dev", "srv0"]);
+    ip(&["-n", &server, "link", "set", "srv0", "up"]);
+    // A second NIC without a DHCP server behind it.
+    ip(&[
+        "-n", &host, "link", "add", "nic1", "type", "veth", "peer", "name", "dead1",
+    ]);
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dhcp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("udhcpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "start 10.99.0.100\nend 10.99.0.110\ninterface srv0\nlease_file {}\n\
+             option subnet 255.255.255.0\noption router 10.99.0.1\noption dns 10.99.0.53\n",
+            dir.join("leases").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("leases"), b"").unwrap();
+    let mut udhcpd = Command::new("ip")
+        .args(["netns", "exec", &server, "busybox", "udhcpd", "-f"])
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let client = DhcpClient {
+        program: ["ip", "netns", "exec", &host_ns.0, "busybox", "udhcpc"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        script: dir.join("udhcpc.script"),
+        resolv: dir.join("resolv.conf"),
+        tries: 3,
+    };
+    let bound = dhcp(&["nic0".to_string(), "nic1".to_string()], &client);
+    let _ = Command::new("kill").arg(udhcpd.id().to_string()).status();
+    let _ = udhcpd.wait();
+    assert_eq!(bound.unwrap(), ["nic0"], "nic1 has no server");
+    let addrs = ip(&["-n", &host, "-o", "-4", "addr", "show", "dev", "nic0"]);
+    assert!(
+        addrs.contains("inet 10.99.0.10") && addrs.contains("/24"),
+        "{addrs}"
+    );
+    let routes = ip(&["-n", &host, "-4", "route"]);
+    assert!(
+        routes.contains("default via 10.99.0.1 dev nic0"),
+        "{routes}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("resolv.conf")).unwrap(),
+        "nameserver 10.99.0.53\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1801,14 +1801,16 @@ impl Conductor {
         Ok(Some(command))
     }
 
-    /// Agent API: the result of the command. With a store, the result is committed
-    /// before the finishing BMC work starts, and a restarted conductor finishes it.
+    /// Agent API: the result of the command, answered with the agent's next command
+    /// ([`AgentCommand::PowerOff`] after a result that ends its part). With a store, the
+    /// result is committed before the finishing BMC work starts, and a restarted
+    /// conductor finishes it.
     pub async fn agent_report(
         self: &Arc<Self>,
         name: &str,
         token: &str,
         result: AgentResult,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<AgentCommand>, ApiError> {
         let (me, name, token) = (self.clone(), name.to_string(), token.to_string());
         to_the_end(async move { me.agent_report_now(&name, &token, result).await }).await
     }
@@ -1818,7 +1820,7 @@ impl Conductor {
         name: &str,
         token: &str,
         result: AgentResult,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<AgentCommand>, ApiError> {
         let record = self.agent_record(name, token)?;
         let (actions, finish) = {
             let mut r = lock(&record);
@@ -1890,6 +1892,14 @@ impl Conductor {
         };
         self.commit(&record).await?;
         self.spawn_actions(name, actions);
+        // A result that ends the agent's part: the agent syncs and powers the host off
+        // itself, the finishing BMC work makes sure of it.
+        let next = finish.as_ref().map(|_| AgentCommand::PowerOff);
+        if next.is_some() {
+            lock(&lock(&record).history).push(HistoryEvent::Agent {
+                message: "told the agent to power the host off".to_string(),
+            });
+        }
         match finish {
             Some(Finish::Deploy) => self.finish_in_background(name, |me, record| async move {
                 me.finish_deploy(&record)
@@ -1908,7 +1918,7 @@ impl Conductor {
             }),
             None => {}
         }
-        Ok(())
+        Ok(next)
     }
 
     /// Runs `work` on a node in the background and feeds its outcome to the node's

@@ -366,7 +366,7 @@ async fn heartbeat(
                 Some(result) => c
                     .agent_report(&node, &beat.agent_token, result)
                     .await
-                    .map(|()| HeartbeatReply { command: None }),
+                    .map(|command| HeartbeatReply { command }),
                 None => c
                     .agent_heartbeat(&node, &beat.agent_token)
                     .await

@@ -110,7 +110,8 @@ pub async fn run_simulated_agent(
                     Err(e) => AgentResult::failed(format!("reading the hardware: {e}")),
                 },
             ),
-            None => None,
+            // The simulated host is powered by its BMC only.
+            Some(AgentCommand::PowerOff | AgentCommand::Reboot) | None => None,
         };
         if let Some(result) = result {
             let beat = Heartbeat {

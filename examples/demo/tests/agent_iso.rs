@@ -1,11 +1,12 @@
 //! The agent ISO booted for real: `examples/agent/image/agent-image.sh build` makes the
 //! shared ISO (one command), and a QEMU guest (software emulation) boots it when the
-//! conductor boots the agent on a bmc-sim host by virtual media. Beside it, in a second
-//! CD drive, the host's config image of a few KiB: `network_data.json` with a static
-//! address (the guest runs no DHCP client; QEMU's user network would offer one) and the
-//! agent's section naming the conductor. The agent in
-//! the guest configures its network from it, looks its node up and answers the in-band
-//! inspection with the guest's real hardware (its virtio disk and NIC).
+//! conductor boots the agent on a bmc-sim host by virtual media. Beside it, as a USB
+//! stick, the host's config image of a few KiB, built by the conductor and fetched from
+//! the URL it gave the BMC: the node's pre-provisioning `network_data.json` with a static
+//! address (no DHCP client runs; QEMU's user network would offer one) and the agent's
+//! section naming the conductor. The agent in the guest configures its network from it,
+//! looks its node up and answers the in-band inspection with the guest's real hardware
+//! (its virtio disk and NIC), then powers the guest off when told.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -18,7 +19,7 @@ use bmc_core::Credentials;
 use bmc_core::verified::PollPolicy;
 use bmc_sim::vendor::BootSource;
 use bmc_sim::{BootEvent, BootHook, RedfishSim, SimConfig};
-use metal3_agent::configdrive::{ConfigFiles, fat_image};
+use metal3_conductor::conductor::AgentConfigImages;
 use metal3_conductor::service::{Service, ServiceConfig, drivers};
 use metal3_conductor::{ConductorConfig, NodeSpec, Verb};
 use provision_fsm::NodeState;
@@ -79,12 +80,23 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
     .await
     .unwrap();
 
+    // The guest reaches the host's loopback at 10.0.2.2 (QEMU's user network): the agent
+    // API on a port chosen now, so the config images can name it.
+    let agent_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let service = Service::start(
         ServiceConfig {
             admin_listen: "127.0.0.1:0".into(),
-            agent_listen: "127.0.0.1:0".into(),
+            agent_listen: format!("127.0.0.1:{agent_port}"),
             conductor: ConductorConfig {
                 agent_image_url: "http://127.0.0.1:9/agent.iso".into(),
+                agent_config_images: Some(AgentConfigImages {
+                    agent_api_url: format!("http://10.0.2.2:{agent_port}"),
+                    ca_pem: None,
+                }),
                 poll: PollPolicy {
                     initial: Duration::from_millis(100),
                     max: Duration::from_millis(500),
@@ -98,9 +110,8 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
     .await
     .unwrap();
     let conductor = service.conductor.clone();
-    let agent_port = service.agent_url().rsplit(':').next().unwrap().to_string();
 
-    // The host's config image: QEMU's user network puts the host's loopback at 10.0.2.2.
+    // The node's pre-provisioning network: a static address on the guest's NIC.
     let network = json!({
         "links": [{"id": "prov", "type": "phy", "ethernet_mac_address": MAC}],
         "networks": [{"id": "v4", "type": "ipv4", "link": "prov", "ip_address": "10.0.2.15",
@@ -108,20 +119,7 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
                       "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.2.2"}]}],
         "services": [{"type": "dns", "address": "10.0.2.3"}]
     });
-    let files = ConfigFiles::new()
-        .with(
-            "openstack/latest/network_data.json",
-            serde_json::to_vec(&network).unwrap(),
-        )
-        .with(
-            "metal3/agent.json",
-            serde_json::to_vec(&json!({"conductor_url": format!("http://10.0.2.2:{agent_port}")}))
-                .unwrap(),
-        );
     let config_image = dir.join("config.img");
-    let image = fat_image(&files, "config-2").unwrap();
-    println!("config image: {} bytes", image.len());
-    std::fs::write(&config_image, image).unwrap();
     let disk = dir.join("disk.raw");
     std::fs::File::create(&disk)
         .unwrap()
@@ -137,9 +135,46 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
         disk.clone(),
         serial.clone(),
     );
+    let config_sizes = Arc::new(Mutex::new(Vec::new()));
+    let sizes = config_sizes.clone();
     let hook = BootHook(Arc::new(move |event: BootEvent| {
-        if let BootSource::VirtualCd { image, .. } = &event.source {
-            if image.ends_with("/agent.iso") {
+        let BootSource::VirtualCd { image, .. } = &event.source else {
+            return;
+        };
+        if !image.ends_with("/agent.iso") {
+            return;
+        }
+        // What the BMC was given for the USB slot, fetched as the BMC would (from here
+        // the agent API is on loopback).
+        let Some(stick) = event
+            .media
+            .iter()
+            .find(|m| m.media_types.iter().any(|t| t == "USBStick"))
+            .map(|m| m.image.replace("10.0.2.2", "127.0.0.1"))
+        else {
+            return;
+        };
+        let (iso_path, config_path, disk_path, serial_path, started, sizes) = (
+            iso_path.clone(),
+            config_path.clone(),
+            disk_path.clone(),
+            serial_path.clone(),
+            started.clone(),
+            sizes.clone(),
+        );
+        tokio::spawn(async move {
+            let Ok(reply) = reqwest::get(&stick).await else {
+                return;
+            };
+            let Ok(bytes) = reply.error_for_status().map(|r| r.bytes()) else {
+                return;
+            };
+            let Ok(bytes) = bytes.await else {
+                return;
+            };
+            sizes.lock().unwrap().push(bytes.len());
+            std::fs::write(&config_path, &bytes).unwrap();
+            {
                 let child = Command::new("qemu-system-x86_64")
                     .args([
                         "-accel", "tcg", "-machine", "pc", "-cpu", "qemu64", "-m", "768",
@@ -147,11 +182,14 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
                     .args(["-display", "none", "-no-reboot"])
                     .arg("-cdrom")
                     .arg(&iso_path)
+                    // The config image as a read-only USB stick.
+                    .args(["-device", "qemu-xhci,id=xhci"])
                     .arg("-drive")
                     .arg(format!(
-                        "file={},media=cdrom,if=ide,index=1,readonly=on,format=raw",
+                        "file={},if=none,id=stick,readonly=on,format=raw",
                         config_path.display()
                     ))
+                    .args(["-device", "usb-storage,bus=xhci.0,drive=stick,removable=on"])
                     .arg("-drive")
                     .arg(format!("file={},if=virtio,format=raw", disk_path.display()))
                     .args(["-nic", &format!("user,model=virtio-net-pci,mac={MAC}")])
@@ -164,7 +202,7 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
                     .expect("qemu-system-x86_64 (qemu-system-x86) is installed");
                 started.lock().unwrap().push(child);
             }
-        }
+        });
     }));
     let sim = RedfishSim::start(SimConfig {
         credentials: Some(("admin".into(), "password".into())),
@@ -185,7 +223,7 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
             disable_certificate_verification: false,
             boot_mac: Some(MAC.into()),
             automated_clean: false,
-            preprovisioning_network_data: None,
+            preprovisioning_network_data: Some(network),
         })
         .await
         .unwrap();
@@ -215,6 +253,9 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
         console.contains("configuration from the config image"),
         "{console}"
     );
+    let sizes = config_sizes.lock().unwrap().clone();
+    println!("config image: {sizes:?} bytes");
+    assert!(sizes.len() == 1 && sizes[0] <= 8192, "{sizes:?}");
     assert!(
         console.contains("network configured from network_data.json"),
         "{console}"

@@ -195,6 +195,8 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
     let host_errors: HostErrors = Default::default();
     let errors = host_errors.clone();
     let served: HostErrors = Default::default();
+    let agents_stopped = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let stops = agents_stopped.clone();
     let urls = served.clone();
     let (host_root, host_dev) = (root.clone(), dev.clone());
     let expected_network = site_network();
@@ -215,6 +217,7 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
             .map(|m| m.image.clone());
         urls.lock().unwrap().extend(stick.clone());
         let (root, dev, errors) = (host_root.clone(), host_dev.clone(), errors.clone());
+        let stopped = stops.clone();
         let (agent_url, expected_network) = (agent_url.clone(), expected_network.clone());
         tokio::spawn(async move {
             let Some(url) = stick else {
@@ -261,11 +264,19 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
             }
             .await;
             match started {
-                Ok(agent) => {
-                    let _ = agent.run().await;
+                // Told to power off after its result, the agent syncs and stops.
+                Ok(agent) => match agent.run().await {
+                    Ok(()) => stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                    Err(e) => {
+                        errors.lock().unwrap().push(e.to_string());
+                        0
+                    }
+                },
+                Err(e) => {
+                    errors.lock().unwrap().push(e);
+                    0
                 }
-                Err(e) => errors.lock().unwrap().push(e),
-            }
+            };
         });
     }));
     let sim = RedfishSim::start(SimConfig {
@@ -371,6 +382,11 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
         "inspect, clean, deploy"
     );
     assert_both_slots_empty(&sim);
+    assert_eq!(
+        agents_stopped.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "each agent powers off when told, after its result"
+    );
     // A new image for each boot, served only while its boot waits for the agent.
     let urls = served.lock().unwrap().clone();
     assert_eq!(urls.len(), 3, "{urls:?}");
@@ -407,5 +423,16 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
     assert!(
         lines.iter().any(|l| l.contains("checksum verified")),
         "the agent's log reaches the node's history: {lines:#?}"
+    );
+    // The download's progress, at each tenth it crossed, after the disk was chosen and
+    // before the result.
+    let at = |text: &str| lines.iter().position(|l| l.contains(text));
+    let progress: Vec<&String> = lines.iter().filter(|l| l.contains("MiB of http")).collect();
+    assert!(progress.len() >= 3, "{lines:#?}");
+    assert!(at("writing http").unwrap() < at("MiB of http").unwrap());
+    assert!(at("(100 %)").unwrap() < at("checksum verified").unwrap());
+    assert!(
+        progress.last().is_some_and(|l| l.contains("(100 %)")),
+        "{progress:#?}"
     );
 }

@@ -126,7 +126,8 @@ async fn agent(api: String, mac: String, written: Written) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let result = match command {
-            None => continue,
+            // The host is powered by its BMC here.
+            None | Some(AgentCommand::PowerOff | AgentCommand::Reboot) => continue,
             Some(AgentCommand::Inspect) => AgentResult {
                 inventory: Some(
                     serde_json::from_value::<AgentInventory>(serde_json::json!({

@@ -1,5 +1,6 @@
 //! `metal3-agent`: the agent as the main job of a booted ramdisk. It applies the config
-//! image's `network_data.json` (static addresses, routes, DNS) and finds its conductor
+//! image's `network_data.json` (static addresses, routes, DNS; else DHCP on every NIC
+//! with busybox's `udhcpc`, unless `--no-dhcp`) and finds its conductor
 //! in the config image (`--config-image`, else a device labelled `config-2`), else on the
 //! kernel command line (`metal3.conductor=URL`), else in `--conductor`; then looks its
 //! node up and works until the conductor is done with it. Logs go to standard error.
@@ -10,9 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use metal3_agent::agent::{Agent, AgentConfig};
+use metal3_agent::agent::{Agent, AgentConfig, PowerControl};
 use metal3_agent::config::{AgentSection, ConfigSource, discover};
-use metal3_agent::network::configure;
+use metal3_agent::network::{DhcpClient, configure, dhcp};
 use metal3_cli::{EXIT_FAILED, LogArgs};
 
 /// The example agent (the Ironic-Python-Agent's role): inspects the host, erases disk
@@ -40,6 +41,13 @@ struct Cli {
     /// Count loop devices as disks (for tests on loop devices).
     #[arg(long)]
     loop_devices: bool,
+    /// Runs no DHCP client, even without a static network configuration.
+    #[arg(long)]
+    no_dhcp: bool,
+    /// Power the host off or restart it when the conductor says so (the agent ISO's
+    /// init passes it); without it the agent syncs the disks and exits instead.
+    #[arg(long)]
+    power_host: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -51,16 +59,26 @@ fn section(cli: &Cli) -> Result<AgentSection, String> {
         &cli.dev,
         cli.conductor.as_deref(),
     )?;
-    if let Some(network) = &found.network_data {
+    let dhcp_on = match &found.network_data {
         // Static networking from the config image: no DHCP server needed.
-        let plan = configure(network, &cli.root)?;
-        tracing::info!(
-            commands = plan.commands.len(),
-            "network configured from network_data.json"
-        );
-        if !plan.dhcp.is_empty() {
-            tracing::warn!(interfaces = ?plan.dhcp, "network_data.json asks for DHCP on these interfaces; the agent runs no DHCP client");
+        Some(network) => {
+            let plan = configure(network, &cli.root)?;
+            tracing::info!(
+                commands = plan.commands.len(),
+                "network configured from network_data.json"
+            );
+            plan.dhcp
         }
+        // No static configuration: DHCP on every NIC.
+        None => metal3_agent::inspect::inspect(&cli.root, &Default::default())
+            .interfaces
+            .into_iter()
+            .map(|i| i.name)
+            .collect(),
+    };
+    if !dhcp_on.is_empty() && !cli.no_dhcp {
+        let bound = dhcp(&dhcp_on, &DhcpClient::for_host(&cli.root))?;
+        tracing::info!(asked = ?dhcp_on, bound = ?bound, "DHCP");
     }
     match &found.source {
         ConfigSource::ConfigImage(path) => {
@@ -102,6 +120,9 @@ async fn main() -> ExitCode {
     config.root = cli.root;
     config.dev = cli.dev;
     config.loop_devices = cli.loop_devices;
+    if cli.power_host {
+        config.power = PowerControl::Host;
+    }
     let agent = match Agent::new(config) {
         Ok(a) => a,
         Err(e) => {
