@@ -41,6 +41,38 @@ pub struct AgentSection {
     pub ca_pem: Option<String>,
 }
 
+/// Where the agent ISO carries its config-image slot: a file of [`ISO_SLOT_BYTES`]
+/// holding [`ISO_SLOT_MAGIC`] and zeros in the shared ISO. For a BMC with one
+/// virtual-media slot the conductor streams the shared ISO with this file's bytes
+/// replaced by the host's config image, so nothing per host is stored.
+pub const ISO_SLOT_PATH: &str = "metal3/config.img";
+
+/// The size of the ISO's config-image slot: the largest config image it takes.
+pub const ISO_SLOT_BYTES: usize = 64 * 1024;
+
+/// How the unfilled slot begins.
+pub const ISO_SLOT_MAGIC: &[u8] = b"METAL3-CONFIG-IMAGE-SLOT\n";
+
+/// The unfilled slot, as the agent image builder writes it.
+pub fn iso_slot_placeholder() -> Vec<u8> {
+    let mut slot = ISO_SLOT_MAGIC.to_vec();
+    slot.resize(ISO_SLOT_BYTES, 0);
+    slot
+}
+
+/// The slot filled with `image`, zero-padded; `Err` when it does not fit.
+pub fn iso_slot_contents(image: &[u8]) -> io::Result<Vec<u8>> {
+    if image.len() > ISO_SLOT_BYTES {
+        return Err(io::Error::other(format!(
+            "a config image of {} bytes does not fit the ISO's {ISO_SLOT_BYTES}-byte slot",
+            image.len()
+        )));
+    }
+    let mut slot = image.to_vec();
+    slot.resize(ISO_SLOT_BYTES, 0);
+    Ok(slot)
+}
+
 /// A host's config image: `network_data` (if any) at [`NETWORK_DATA`] and `section` at
 /// [`AGENT_SECTION`], in a FAT image labelled [`LABEL`].
 pub fn agent_config_image(

@@ -2,7 +2,8 @@
 # Builds the one agent ISO every host boots: Debian's kernel, an initramfs with the
 # kernel modules the agent needs, busybox and the static metal3-agent binary as the
 # ramdisk's main job, bootable on BIOS and UEFI (grub-mkrescue), serial console.
-# What differs per host (network, conductor) travels in the per-host config image.
+# What differs per host (network, conductor) travels in the per-host config image, in a
+# second virtual-media slot or, for BMCs with one slot, in the ISO's own 64 KiB slot.
 #
 # Usage:
 #   agent-image.sh build [OUT_DIR]     # default OUT_DIR: target/agent-image
@@ -120,6 +121,11 @@ menuentry "metal3 agent" {
     initrd /boot/initrd.gz
 }
 GRUB
+# The config-image slot (metal3-agent-protocol's ISO_SLOT_*): 64 KiB starting with the
+# marker, zeros after. For a BMC with one virtual-media slot the conductor streams this ISO
+# with the host's config image in the slot's place; the agent reads it from the CD.
+mkdir -p "$work/iso/metal3"
+{ printf 'METAL3-CONFIG-IMAGE-SLOT\n'; head -c $((65536 - 25)) /dev/zero; } > "$work/iso/metal3/config.img"
 grub-mkrescue -o "$out/agent.iso" "$work/iso" \
     --install-modules="linux normal iso9660 serial terminal search search_fs_file part_msdos part_gpt fat all_video gzio echo test" \
     --fonts="" --locales="" --themes="" >/dev/null 2>&1

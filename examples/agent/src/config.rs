@@ -61,6 +61,51 @@ pub fn find_config_devices(root: &Path, dev: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The config image inside the agent ISO's slot ([`ISO_SLOT_PATH`]) on the first
+/// ISO9660 device under `root/sys/block` whose slot is filled: how a host whose BMC has
+/// one virtual-media slot gets its configuration (the conductor streams it the shared ISO
+/// with the slot filled). The device and the image's files; `None` when no device has a
+/// filled slot (the shared ISO as built has it empty).
+pub fn find_iso_slot(root: &Path, dev: &Path) -> Option<(PathBuf, BTreeMap<String, Vec<u8>>)> {
+    use metal3_agent_protocol::config_image::{ISO_SLOT_MAGIC, ISO_SLOT_PATH};
+    // An agent ISO is tens of MiB: larger devices are not read whole.
+    const MAX_ISO: u64 = 256 << 20;
+    let block = root.join("sys/block");
+    sorted_names(&block).into_iter().find_map(|name| {
+        let sectors: u64 = std::fs::read_to_string(block.join(&name).join("size"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let path = dev.join(&name);
+        if sectors * 512 > MAX_ISO || !is_iso(&path) {
+            return None;
+        }
+        let bytes = std::fs::read(&path).ok()?;
+        let (_, files) = crate::iso9660::read(&bytes).ok()?;
+        let slot = files.get(ISO_SLOT_PATH)?;
+        if slot.starts_with(ISO_SLOT_MAGIC) {
+            return None;
+        }
+        match read_fat_image(slot) {
+            Ok(files) => Some((path, files)),
+            Err(e) => {
+                tracing::warn!(device = %path.display(), error = %e, "the ISO's config-image slot does not read");
+                None
+            }
+        }
+    })
+}
+
+/// Whether the device or file at `path` starts an ISO9660 volume.
+fn is_iso(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut descriptor = [0u8; 6];
+    std::fs::File::open(path)
+        .and_then(|f| f.read_exact_at(&mut descriptor, 16 * 2048))
+        .is_ok_and(|()| descriptor[0] == 1 && &descriptor[1..6] == b"CD001")
+}
+
 /// Whether the device or file at `path` holds a volume labelled `config-2`.
 pub fn is_config_image(path: &Path) -> bool {
     label_of(path).is_some_and(|l| l.eq_ignore_ascii_case(LABEL))
@@ -127,6 +172,8 @@ pub fn read_config_image(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, Strin
 pub enum ConfigSource {
     /// A config image (the device or file named).
     ConfigImage(PathBuf),
+    /// The config-image slot of the ISO the host booted (the device named).
+    IsoSlot(PathBuf),
     /// The kernel command line.
     KernelCommandLine,
     /// The agent's own command line (`--conductor`).
@@ -146,7 +193,8 @@ pub struct Discovered {
 }
 
 /// Finds the agent's configuration: the config image at `config_image`, else the first
-/// device labelled `config-2` under `root`/`dev`, else `metal3.conductor=` on
+/// device labelled `config-2` under `root`/`dev`, else the booted ISO's filled
+/// config-image slot ([`find_iso_slot`]), else `metal3.conductor=` on
 /// `root/proc/cmdline`, else `fallback_conductor`. A config image without the agent's
 /// section still gives its network data; a broken one is an error, not skipped.
 pub fn discover(
@@ -159,14 +207,17 @@ pub fn discover(
         Some(path) => Some(path.to_path_buf()),
         None => find_config_devices(root, dev).into_iter().next(),
     };
+    let found = match image {
+        Some(path) => Some((read_config_image(&path)?, ConfigSource::ConfigImage(path))),
+        None => find_iso_slot(root, dev).map(|(path, files)| (files, ConfigSource::IsoSlot(path))),
+    };
     let mut network_data = None;
-    if let Some(path) = image {
-        let mut files = read_config_image(&path)?;
+    if let Some((mut files, source)) = found {
         network_data = files.remove(NETWORK_DATA);
         if let Some(section) = from_config_files(&files)? {
             return Ok(Discovered {
                 section,
-                source: ConfigSource::ConfigImage(path),
+                source,
                 network_data,
             });
         }

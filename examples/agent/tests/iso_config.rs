@@ -80,3 +80,53 @@ fn iso9660_config_images_read_with_their_long_names() {
     let err = read_config_image(&other).unwrap_err();
     assert!(err.contains("\"OTHER\""), "{err}");
 }
+
+/// The shared agent ISO's config-image slot: empty as built (no configuration from it),
+/// filled by the conductor for a one-slot BMC (the host's configuration).
+#[test]
+fn the_booted_isos_slot_configures_the_agent_only_when_filled() {
+    use metal3_agent::config::find_iso_slot;
+    use metal3_agent::configdrive::{ConfigFiles, fat_image};
+    use metal3_agent_protocol::config_image::{iso_slot_contents, iso_slot_placeholder};
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-iso-slot");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (root, dev) = (dir.join("root"), dir.join("dev"));
+    std::fs::create_dir_all(root.join("sys/block/sr0")).unwrap();
+    std::fs::create_dir_all(&dev).unwrap();
+    let iso = |slot: Vec<u8>| {
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("metal3")).unwrap();
+        std::fs::write(tree.join("metal3/config.img"), slot).unwrap();
+        let out = Command::new("xorriso")
+            .args([
+                "-as",
+                "mkisofs",
+                "-quiet",
+                "-J",
+                "-r",
+                "-V",
+                "METAL3_AGENT",
+                "-o",
+            ])
+            .arg(dev.join("sr0"))
+            .arg(&tree)
+            .output()
+            .expect("xorriso is installed");
+        assert!(out.status.success());
+        let size = std::fs::metadata(dev.join("sr0")).unwrap().len();
+        std::fs::write(root.join("sys/block/sr0/size"), format!("{}\n", size / 512)).unwrap();
+    };
+    iso(iso_slot_placeholder());
+    assert!(find_iso_slot(&root, &dev).is_none());
+
+    let files = ConfigFiles::new().with(
+        "metal3/agent.json",
+        br#"{"conductor_url":"http://192.0.2.1:6386"}"#.to_vec(),
+    );
+    iso(iso_slot_contents(&fat_image(&files, "config-2").unwrap()).unwrap());
+    let (device, found) = find_iso_slot(&root, &dev).unwrap();
+    assert_eq!(device, dev.join("sr0"));
+    assert_eq!(found, files.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -71,6 +71,10 @@ pub struct AgentConfigImages {
     pub agent_api_url: String,
     /// The CA (PEM) agents trust for the agent API and image servers.
     pub ca_pem: Option<String>,
+    /// The shared agent ISO on this machine's disk: for BMCs with one virtual-media slot
+    /// the conductor streams it with the host's config image in its slot
+    /// ([`crate::agent_iso`]); `None`: those hosts boot the shared ISO alone.
+    pub agent_iso_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ConductorConfig {
@@ -218,18 +222,23 @@ fn config_image_path(node: &str, id: &str) -> String {
     format!("/v1/config-images/{}/{id}.img", crate::http::escape(node))
 }
 
-/// The name and URL of a config image made for an agent boot (both `None` without
-/// config images).
+/// The name and URLs of a config image made for an agent boot (`None` without config
+/// images).
 #[derive(Debug, Default)]
 struct NewConfigImage {
     id: Option<String>,
-    url: Option<String>,
+    urls: Option<executor::ConfigUrls>,
 }
 
 impl NewConfigImage {
-    fn url(&self) -> Option<&str> {
-        self.url.as_deref()
+    fn url(&self) -> Option<&executor::ConfigUrls> {
+        self.urls.as_ref()
     }
+}
+
+/// The path of a per-host agent ISO under the agent API.
+fn agent_iso_path(node: &str, id: &str) -> String {
+    format!("/v1/agent-isos/{}/{id}.iso", crate::http::escape(node))
 }
 
 /// The waiting states, in which an agent's token is good.
@@ -383,6 +392,8 @@ pub struct Conductor {
     /// Where nodes are kept; `None` keeps them in memory only.
     store: Option<NodeStore>,
     metrics: Arc<ConductorMetrics>,
+    /// The shared agent ISO, for per-host ISOs (see [`AgentConfigImages::agent_iso_file`]).
+    shared_iso: Option<crate::agent_iso::SharedIso>,
 }
 
 impl std::fmt::Debug for Conductor {
@@ -638,6 +649,19 @@ impl Conductor {
         store: Option<NodeStore>,
     ) -> Arc<Conductor> {
         let timers_changed = Arc::new(Notify::new());
+        let shared_iso = config
+            .agent_config_images
+            .as_ref()
+            .and_then(|i| i.agent_iso_file.as_deref())
+            .and_then(|path| match crate::agent_iso::SharedIso::open(path) {
+                Ok(iso) => Some(iso),
+                Err(e) => {
+                    // The service checks it before it starts; here it only loses the
+                    // per-host ISOs.
+                    tracing::error!(error = %e, "no per-host agent ISOs");
+                    None
+                }
+            });
         let clock_offset = store.as_ref().map_or(Duration::ZERO, NodeStore::clock_now);
         let conductor = Arc::new(Conductor {
             heavy: Arc::new(Semaphore::new(config.max_heavy.max(1))),
@@ -659,6 +683,7 @@ impl Conductor {
             clock_offset,
             store,
             metrics: Arc::new(ConductorMetrics::new()),
+            shared_iso,
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(run_timers(Arc::downgrade(&conductor), timers_changed));
@@ -1505,14 +1530,17 @@ impl Conductor {
         );
         let mut r = lock(record);
         r.agent.config_image = Some(id.clone());
-        let url = format!(
-            "{}{}",
-            images.agent_api_url.trim_end_matches('/'),
-            config_image_path(&r.spec.name, &id)
-        );
+        let base = images.agent_api_url.trim_end_matches('/');
+        let urls = executor::ConfigUrls {
+            image: format!("{base}{}", config_image_path(&r.spec.name, &id)),
+            per_host_iso: self
+                .shared_iso
+                .is_some()
+                .then(|| format!("{base}{}", agent_iso_path(&r.spec.name, &id))),
+        };
         Ok(NewConfigImage {
             id: Some(id),
-            url: Some(url),
+            urls: Some(urls),
         })
     }
 
@@ -1530,6 +1558,10 @@ impl Conductor {
             (AgentBoot::WithConfigImage { kind, slot }, _) => {
                 format!("agent ISO booted with the host's config image in the {kind} slot {slot}")
             }
+            (AgentBoot::PerHostIso { slot }, _) => format!(
+                "agent ISO booted with the host's config image inside it, streamed into the \
+                 BMC's one slot {slot}"
+            ),
             (AgentBoot::OneSlot { slot }, _) => format!(
                 "agent ISO booted alone: the BMC's one slot {slot} takes the CD, no room for \
                  the config image (the agent looks for its conductor on the kernel command line)"
@@ -1548,13 +1580,34 @@ impl Conductor {
     /// node's pre-provisioning network data and the agent's section. Only while the node
     /// boots or waits for its agent, and only under the name its BMC was given.
     pub fn config_image(&self, node: &str, image: &str) -> Result<Vec<u8>, ApiError> {
+        let id = image.strip_suffix(".img").unwrap_or(image);
+        self.current_config_image(node, id, image)
+    }
+
+    /// Agent API: the per-host agent ISO of `node`'s current agent boot (for a BMC with
+    /// one slot): the shared ISO and its slot filled with the config image, under the
+    /// same conditions as [`Conductor::config_image`].
+    pub fn per_host_iso(
+        &self,
+        node: &str,
+        image: &str,
+    ) -> Result<(crate::agent_iso::SharedIso, Vec<u8>), ApiError> {
+        let not_found = || ApiError::NotFound(format!("{node}'s agent ISO {image}"));
+        let shared = self.shared_iso.clone().ok_or_else(not_found)?;
+        let id = image.strip_suffix(".iso").ok_or_else(not_found)?;
+        let config = self.current_config_image(node, id, image)?;
+        let slot = metal3_agent_protocol::config_image::iso_slot_contents(&config)
+            .map_err(|e| ApiError::Unavailable(format!("the agent ISO of {node}: {e}")))?;
+        Ok((shared, slot))
+    }
+
+    fn current_config_image(&self, node: &str, id: &str, image: &str) -> Result<Vec<u8>, ApiError> {
         let not_found = || ApiError::NotFound(format!("{node}'s config image {image}"));
         let Some(images) = &self.config.agent_config_images else {
             return Err(not_found());
         };
         let record = self.record(node).map_err(|_| not_found())?;
         let r = lock(&record);
-        let id = image.strip_suffix(".img").unwrap_or(image);
         let current = r.agent.config_image.as_deref();
         // BMCs fetch the image as it is inserted (the node still booting the agent) or
         // as the host reads it (the node waiting for the agent).

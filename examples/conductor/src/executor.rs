@@ -56,7 +56,7 @@ pub async fn inspect(driver: &dyn BmcDriver) -> Result<HardwareInventory, BmcErr
 pub async fn boot_agent(
     driver: &dyn BmcDriver,
     settings: &StepSettings,
-    config_image: Option<&str>,
+    config_image: Option<&ConfigUrls>,
 ) -> Result<AgentBoot, BmcError> {
     if !has_virtual_cd(driver) {
         boot_once_from_network(driver, settings.deadline(), settings.poll).await?;
@@ -73,7 +73,8 @@ pub async fn boot_agent(
         settings.deadline(),
     );
     let kind = second_media_kind(&driver.capabilities());
-    if let (Some(url), Some(kind)) = (config_image, kind) {
+    if let (Some(urls), Some(kind)) = (config_image, kind) {
+        let url = urls.image.as_str();
         match boot_from_virtual_media_with_config(
             driver,
             iso,
@@ -91,13 +92,28 @@ pub async fn boot_agent(
                 });
             }
             ConfigBoot::OneSlot { slot } => {
+                // The host's own ISO, streamed from the shared one, where there is one.
+                let (iso, boot) = match &urls.per_host_iso {
+                    Some(own) => (own, AgentBoot::PerHostIso { slot }),
+                    None => (iso, AgentBoot::OneSlot { slot }),
+                };
                 boot_from_virtual_media_with(driver, iso, mode, deadline, settings.poll).await?;
-                return Ok(AgentBoot::OneSlot { slot });
+                return Ok(boot);
             }
         }
     }
     boot_from_virtual_media_with(driver, iso, mode, deadline, settings.poll).await?;
     Ok(AgentBoot::IsoOnly)
+}
+
+/// Where a host's config image is served for an agent boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigUrls {
+    /// The config image, for a second slot.
+    pub image: String,
+    /// The host's own agent ISO (the shared one with the config image inside), for a
+    /// BMC with one slot; `None` when the conductor serves none.
+    pub per_host_iso: Option<String>,
 }
 
 /// How the agent was booted.
@@ -108,8 +124,14 @@ pub enum AgentBoot {
     /// The shared ISO by virtual CD, nothing beside it (no config image asked for, or
     /// a BMC without USB or floppy media).
     IsoOnly,
+    /// The host's own ISO (the shared one with the config image in it) in the BMC's
+    /// one slot.
+    PerHostIso {
+        /// That slot.
+        slot: String,
+    },
     /// The shared ISO alone: the BMC put the config image into the CD's slot, its only
-    /// one.
+    /// one, and the conductor has no per-host ISOs.
     OneSlot {
         /// That slot.
         slot: String,
@@ -156,7 +178,7 @@ pub async fn start_deploy(
     driver: &dyn BmcDriver,
     deploy: &DeployConfig,
     settings: &StepSettings,
-    config_image: Option<&str>,
+    config_image: Option<&ConfigUrls>,
 ) -> Result<DeployStarted, String> {
     if !deploy.image.is_live_iso() {
         let boot = boot_agent(driver, settings, config_image)

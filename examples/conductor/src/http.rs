@@ -347,6 +347,60 @@ async fn config_image(
     }
 }
 
+/// `GET /v1/agent-isos/{node}/{image}` (and `HEAD`, and single byte ranges, as BMCs
+/// read virtual media): a BMC with one slot boots this.
+async fn per_host_iso(
+    State(c): State<Arc<Conductor>>,
+    Path((node, image)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    use axum::http::{StatusCode, header};
+    let (iso, slot) = match c.per_host_iso(&node, &image) {
+        Ok(found) => found,
+        Err(e) => return error_response(e),
+    };
+    let len = iso.len();
+    let range = match headers.get(header::RANGE).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(text)) => match crate::agent_iso::parse_range(text, len) {
+            Ok(range) => range,
+            Err(()) => {
+                return (
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+                )
+                    .into_response();
+            }
+        },
+        Some(Err(_)) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let (status, (first, last)) = match range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r),
+        None => (StatusCode::OK, (0, len.saturating_sub(1))),
+    };
+    let mut response = Response::new(axum::body::Body::new(iso.body(slot, first, last)));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    let value = |s: String| axum::http::HeaderValue::from_str(&s).ok();
+    h.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::ACCEPT_RANGES,
+        axum::http::HeaderValue::from_static("bytes"),
+    );
+    if let Some(v) = value((last + 1 - first).to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Some(v) = value(format!("bytes {first}-{last}/{len}")) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    response
+}
+
 async fn heartbeat(
     State(c): State<Arc<Conductor>>,
     Path(node): Path<String>,
@@ -384,6 +438,7 @@ pub fn agent_routes(conductor: Arc<Conductor>) -> Router {
         .route("/v1/lookup", get(lookup))
         .route("/v1/heartbeat/{node}", post(heartbeat))
         .route("/v1/config-images/{node}/{image}", get(config_image))
+        .route("/v1/agent-isos/{node}/{image}", get(per_host_iso))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_AGENT_BODY))
         .with_state(conductor)
 }

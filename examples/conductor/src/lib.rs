@@ -58,6 +58,7 @@
 //! ```
 
 pub use metal3_agent_protocol as agent_protocol;
+pub mod agent_iso;
 pub mod auth;
 pub mod conductor;
 pub mod contract;

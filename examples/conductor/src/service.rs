@@ -140,6 +140,10 @@ impl Service {
         let (admin_addr, agent_addr) = (local(&admin)?, local(&agent)?);
         let mut config = config;
         if let Some(images) = &mut config.conductor.agent_config_images {
+            if let Some(path) = &images.agent_iso_file {
+                // Refused now rather than found missing at a host's boot.
+                crate::agent_iso::SharedIso::open(path)?;
+            }
             // No URL given: the agent API as bound (for hosts on the same network).
             if images.agent_api_url.is_empty() {
                 let scheme = if agent_tls.is_some() { "https" } else { "http" };

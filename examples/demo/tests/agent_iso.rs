@@ -79,6 +79,9 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
     })
     .await
     .unwrap();
+    // The ISO carries the config-image slot the conductor fills for one-slot BMCs.
+    let slot = metal3_conductor::agent_iso::SharedIso::open(&iso).unwrap();
+    println!("config-image slot at byte {}", slot.slot_offset());
 
     // The guest reaches the host's loopback at 10.0.2.2 (QEMU's user network): the agent
     // API on a port chosen now, so the config images can name it.
@@ -96,6 +99,7 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
                 agent_config_images: Some(AgentConfigImages {
                     agent_api_url: format!("http://10.0.2.2:{agent_port}"),
                     ca_pem: None,
+                    agent_iso_file: None,
                 }),
                 poll: PollPolicy {
                     initial: Duration::from_millis(100),

@@ -177,6 +177,7 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
                 agent_config_images: Some(AgentConfigImages {
                     agent_api_url: String::new(),
                     ca_pem: None,
+                    agent_iso_file: None,
                 }),
                 ..ConductorConfig::default()
             },

@@ -307,6 +307,7 @@ async fn preprovisioning_network_data_reaches_the_agents_config_image() {
                 agent_config_images: Some(AgentConfigImages {
                     agent_api_url: String::new(),
                     ca_pem: None,
+                    agent_iso_file: None,
                 }),
                 ..Default::default()
             },

@@ -84,6 +84,10 @@ fn section(cli: &Cli) -> Result<AgentSection, String> {
         ConfigSource::ConfigImage(path) => {
             tracing::info!(config_image = %path.display(), "configuration from the config image")
         }
+        ConfigSource::IsoSlot(path) => tracing::info!(
+            device = %path.display(),
+            "configuration from the config image inside the booted ISO"
+        ),
         ConfigSource::KernelCommandLine => {
             tracing::info!("configuration from the kernel command line")
         }

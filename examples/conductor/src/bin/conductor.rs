@@ -55,6 +55,11 @@ struct Cli {
     /// The CA (PEM) agents trust for the agent API, put in their config images.
     #[arg(long, value_name = "FILE", requires = "agent_api_url")]
     agent_ca: Option<std::path::PathBuf>,
+    /// The shared agent ISO (the file `--agent-image` serves): a host whose BMC has one
+    /// virtual-media slot then boots its own ISO, this one streamed from the agent API
+    /// with the host's config image inside, nothing stored per host.
+    #[arg(long, value_name = "FILE", requires = "agent_api_url")]
+    agent_iso_file: Option<std::path::PathBuf>,
     /// Heavy operations (inspect, deploy, clean) at once, fleet-wide.
     #[arg(long, value_name = "N")]
     max_heavy: Option<NonZeroUsize>,
@@ -139,6 +144,7 @@ async fn main() -> ExitCode {
         config.conductor.agent_config_images = Some(AgentConfigImages {
             agent_api_url: url,
             ca_pem,
+            agent_iso_file: cli.agent_iso_file.clone(),
         });
     }
     if let Some(n) = cli.max_heavy {
