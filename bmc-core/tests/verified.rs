@@ -343,6 +343,19 @@ async fn a_bmc_that_keeps_overrides_continuous_still_boots_from_cd() {
 
 const CONFIG: &str = "http://10.0.0.1/v1/config-images/n/abc.img";
 
+/// The agent ISO by CD with [`CONFIG`] beside it as a USB stick.
+async fn boot_with_config(bmc: &MemoryBmc) -> Result<ConfigBoot, BmcError> {
+    boot_from_virtual_media_with_config(
+        bmc,
+        ISO,
+        (&MediaKind::Usb, CONFIG),
+        BootMode::Uefi,
+        minutes(5),
+        PollPolicy::default(),
+    )
+    .await
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_config_image_goes_beside_the_cd_and_both_are_read_back() {
     // What an earlier boot left in the USB slot is ejected first.
@@ -351,16 +364,7 @@ async fn a_config_image_goes_beside_the_cd_and_both_are_read_back() {
         s.slots[0].image = Some("http://old/config.img".into());
     });
     assert_eq!(second_media_kind(&bmc.caps), Some(MediaKind::Usb));
-    let out = boot_from_virtual_media_with_config(
-        &bmc,
-        ISO,
-        (&MediaKind::Usb, CONFIG),
-        BootMode::Uefi,
-        minutes(5),
-        PollPolicy::default(),
-    )
-    .await
-    .unwrap();
+    let out = boot_with_config(&bmc).await.unwrap();
     let ConfigBoot::Booted { boot, config_slot } = out else {
         panic!("{out:?}")
     };
@@ -396,16 +400,7 @@ async fn one_slot_for_everything_boots_nothing_and_says_so() {
         s.slots.remove(0);
         s.slots[0].kinds = vec![MediaKind::Cd, MediaKind::Usb];
     });
-    let out = boot_from_virtual_media_with_config(
-        &bmc,
-        ISO,
-        (&MediaKind::Usb, CONFIG),
-        BootMode::Uefi,
-        minutes(5),
-        PollPolicy::default(),
-    )
-    .await
-    .unwrap();
+    let out = boot_with_config(&bmc).await.unwrap();
     assert_eq!(out, ConfigBoot::OneSlot { slot: "CD1".into() });
     assert!(
         !bmc.state.lock().unwrap().slots[0].inserted,
@@ -440,16 +435,7 @@ async fn a_config_image_lost_at_the_cd_insert_is_caught() {
             }
         }
     });
-    let err = boot_from_virtual_media_with_config(
-        &bmc,
-        ISO,
-        (&MediaKind::Usb, CONFIG),
-        BootMode::Uefi,
-        minutes(5),
-        PollPolicy::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = boot_with_config(&bmc).await.unwrap_err();
     watcher.abort();
     match err {
         BmcError::NotApplied {
@@ -467,16 +453,7 @@ async fn a_config_image_lost_at_the_cd_insert_is_caught() {
 #[tokio::test(start_paused = true)]
 async fn a_dropped_config_insert_stops_before_the_boot() {
     let bmc = MemoryBmc::new(PowerState::Off).with(|s| s.drop_media = true);
-    let err = boot_from_virtual_media_with_config(
-        &bmc,
-        ISO,
-        (&MediaKind::Usb, CONFIG),
-        BootMode::Uefi,
-        minutes(5),
-        PollPolicy::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = boot_with_config(&bmc).await.unwrap_err();
     assert!(
         matches!(err, BmcError::NotApplied { ref operation, .. } if operation == "insert the usb config image"),
         "{err:?}"

@@ -247,6 +247,17 @@ pub fn tool(program: &str, args: &[&str], input: Option<&str>) -> (bool, String)
     (success, format!("{stdout}{stderr}"))
 }
 
+/// An ISO9660 image of the folder `tree` at `iso`, labelled `label`, made by xorriso as
+/// mkisofs (`options` such as `-J -r` for Joliet and Rock Ridge).
+pub fn iso_from_tree(tree: &Path, iso: &Path, label: &str, options: &[&str]) {
+    let _ = std::fs::remove_file(iso);
+    let (tree, iso) = (tree.to_string_lossy(), iso.to_string_lossy());
+    let mut args = vec!["-as", "mkisofs", "-quiet", "-V", label];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["-o", &iso, &tree]);
+    tool_ok("xorriso", &args, None);
+}
+
 /// Runs `program` as [`tool`] does and checks it succeeded: its standard output.
 pub fn tool_ok(program: &str, args: &[&str], input: Option<&str>) -> String {
     let (success, stdout, stderr) = tool_output(program, args, input);

@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::Command;
 
 use metal3_agent::config::{find_config_devices, read_config_image};
 
@@ -20,20 +19,7 @@ fn make(dir: &Path, name: &str, options: &[&str], label: &str) -> std::path::Pat
     )
     .unwrap();
     let iso = dir.join(name);
-    let _ = std::fs::remove_file(&iso);
-    let out = Command::new("xorriso")
-        .args(["-as", "mkisofs", "-quiet", "-V", label])
-        .args(options)
-        .arg("-o")
-        .arg(&iso)
-        .arg(&tree)
-        .output()
-        .expect("xorriso is installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    test_peers::iso_from_tree(&tree, &iso, label, options);
     iso
 }
 
@@ -98,22 +84,7 @@ fn the_booted_isos_slot_configures_the_agent_only_when_filled() {
         let tree = dir.join("tree");
         std::fs::create_dir_all(tree.join("metal3")).unwrap();
         std::fs::write(tree.join("metal3/config.img"), slot).unwrap();
-        let out = Command::new("xorriso")
-            .args([
-                "-as",
-                "mkisofs",
-                "-quiet",
-                "-J",
-                "-r",
-                "-V",
-                "METAL3_AGENT",
-                "-o",
-            ])
-            .arg(dev.join("sr0"))
-            .arg(&tree)
-            .output()
-            .expect("xorriso is installed");
-        assert!(out.status.success());
+        test_peers::iso_from_tree(&tree, &dev.join("sr0"), "METAL3_AGENT", &["-J", "-r"]);
         let size = std::fs::metadata(dev.join("sr0")).unwrap().len();
         std::fs::write(root.join("sys/block/sr0/size"), format!("{}\n", size / 512)).unwrap();
     };

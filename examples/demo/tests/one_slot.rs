@@ -8,7 +8,6 @@
 
 mod common;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,27 +39,7 @@ fn shared_iso(dir: &Path) -> PathBuf {
     std::fs::write(tree.join("boot/initrd.gz"), &filler).unwrap();
     std::fs::write(tree.join("metal3/config.img"), iso_slot_placeholder()).unwrap();
     let iso = dir.join("agent.iso");
-    let _ = std::fs::remove_file(&iso);
-    let out = Command::new("xorriso")
-        .args([
-            "-as",
-            "mkisofs",
-            "-quiet",
-            "-J",
-            "-r",
-            "-V",
-            "METAL3_AGENT",
-            "-o",
-        ])
-        .arg(&iso)
-        .arg(&tree)
-        .output()
-        .expect("xorriso is installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    test_peers::iso_from_tree(&tree, &iso, "METAL3_AGENT", &["-J", "-r"]);
     iso
 }
 
