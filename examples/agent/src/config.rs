@@ -61,7 +61,8 @@ pub fn find_config_devices(root: &Path, dev: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The config image inside the agent ISO's slot ([`ISO_SLOT_PATH`]) on the first
+/// The config image inside the agent ISO's slot (the file
+/// [`ISO_SLOT_PATH`](metal3_agent_protocol::config_image::ISO_SLOT_PATH)) on the first
 /// ISO9660 device under `root/sys/block` whose slot is filled: how a host whose BMC has
 /// one virtual-media slot gets its configuration (the conductor streams it the shared ISO
 /// with the slot filled). The device and the image's files; `None` when no device has a
