@@ -7,6 +7,10 @@
 #
 # Usage:
 #   agent-image.sh build [OUT_DIR]     # default OUT_DIR: target/agent-image
+#   agent-image.sh os [OUT_DIR]        # the test OS the lab provisions instead: OUT_DIR/os.img,
+#                                      # a disk image booting BIOS and UEFI, whose init reads the
+#                                      # config-2 partition, applies network_data.json's first
+#                                      # IPv4 network and runs user_data when it is a script
 #
 # Installs its Debian packages when missing (root or sudo). Prints the ISO's size and
 # the build time. Environment: KERNEL_PACKAGE (default linux-image-amd64, the generic
@@ -17,7 +21,7 @@
 set -euo pipefail
 
 cmd="${1:-}"
-[ "$cmd" = "build" ] || { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ "$cmd" = "build" ] || [ "$cmd" = "os" ] || { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
 out="${2:-$repo/target/agent-image}"
@@ -36,6 +40,7 @@ if [ "${#need[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >&2
 fi
 
+if [ "$cmd" = "build" ]; then
 # The agent, static (glibc's static libc; rustls, no OpenSSL).
 log "building metal3-agent (static)"
 (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
@@ -43,6 +48,7 @@ log "building metal3-agent (static)"
 agent="${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/release/metal3-agent"
 if readelf -l "$agent" | grep -q "program interpreter"; then
     log "$agent is dynamically linked"; exit 1
+fi
 fi
 
 # The kernel and its modules, from Debian.
@@ -88,6 +94,55 @@ cp "$work/kernel/root/lib/modules/$version"/modules.{order,builtin,builtin.modin
 depmod -b "$ir" "$version"
 
 cp /bin/busybox "$ir/bin/busybox"
+if [ "$cmd" = "os" ]; then
+cat > "$ir/init" <<'INIT'
+#!/bin/busybox sh
+# The lab's test OS: what a provisioned host runs to prove its config drive was read.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+say() { echo "metal3 test OS: $*" > /dev/console; }
+say "booted from disk"
+while read -r m; do modprobe "$m" 2>/dev/null; done < /etc/modules.load
+ip link set lo up
+sleep 2
+dev="$(findfs LABEL=config-2 2>/dev/null)"
+[ -n "$dev" ] || { say "no config-2 partition"; exec sh < /dev/console > /dev/console 2>&1; }
+mkdir -p /mnt/config
+mount -t vfat -o ro,codepage=437,iocharset=iso8859-1 "$dev" /mnt/config || { say "cannot mount $dev"; exec sh < /dev/console > /dev/console 2>&1; }
+say "config drive $dev"
+latest=/mnt/config/openstack/latest
+# network_data.json's first IPv4 network, by its link's MAC (sed: busybox has no JSON tool).
+j="$(tr -d ' \n\t' < "$latest/network_data.json" 2>/dev/null)"
+ip_address="$(echo "$j" | sed -n 's/.*"ip_address":"\([^"]*\)".*/\1/p')"
+netmask="$(echo "$j" | sed -n 's/.*"netmask":"\(255[^"]*\)".*/\1/p')"
+gateway="$(echo "$j" | sed -n 's/.*"gateway":"\([^"]*\)".*/\1/p')"
+mac="$(echo "$j" | sed -n 's/.*"ethernet_mac_address":"\([^"]*\)".*/\1/p' | tr 'A-F' 'a-f')"
+iface=""
+for n in /sys/class/net/*; do
+    [ "$(cat "$n/address" 2>/dev/null)" = "$mac" ] && iface="${n##*/}"
+done
+if [ -n "$iface" ] && [ -n "$ip_address" ]; then
+    eval "$(ipcalc -p "$ip_address" "${netmask:-255.255.255.0}")"
+    ip link set "$iface" up
+    ip addr add "$ip_address/$PREFIX" dev "$iface"
+    [ -z "$gateway" ] || ip route add default via "$gateway" dev "$iface"
+    say "network $iface $ip_address/$PREFIX via ${gateway:-none}"
+else
+    say "no network for MAC $mac"
+fi
+if head -c 2 "$latest/user_data" 2>/dev/null | grep -q '#!'; then
+    cp "$latest/user_data" /tmp/user_data && chmod +x /tmp/user_data
+    say "running user_data"
+    /tmp/user_data > /dev/console 2>&1
+    say "user_data exited ($?)"
+fi
+say "up"
+exec sh < /dev/console > /dev/console 2>&1
+INIT
+else
 strip -o "$ir/bin/metal3-agent" "$agent"
 cat > "$ir/init" <<'INIT'
 #!/bin/busybox sh
@@ -106,6 +161,7 @@ echo "metal3 agent ramdisk: starting metal3-agent" > /dev/console
 echo "metal3 agent ramdisk: metal3-agent exited ($?)" > /dev/console
 exec sh < /dev/console > /dev/console 2>&1
 INIT
+fi
 chmod +x "$ir/init"
 (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -9) > "$work/iso/boot/initrd.gz"
 cp "$work/kernel/root/boot/vmlinuz-$version" "$work/iso/boot/vmlinuz"
@@ -116,22 +172,28 @@ serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
 set timeout=0
-menuentry "metal3 agent" {
+menuentry "metal3 $cmd" {
     linux /boot/vmlinuz $kernel_args
     initrd /boot/initrd.gz
 }
 GRUB
+name=agent.iso
+if [ "$cmd" = "build" ]; then
 # The config-image slot (metal3-agent-protocol's ISO_SLOT_*): 64 KiB starting with the
 # marker, zeros after. For a BMC with one virtual-media slot the conductor streams this ISO
 # with the host's config image in the slot's place; the agent reads it from the CD.
 mkdir -p "$work/iso/metal3"
 { printf 'METAL3-CONFIG-IMAGE-SLOT\n'; head -c $((65536 - 25)) /dev/zero; } > "$work/iso/metal3/config.img"
-grub-mkrescue -o "$out/agent.iso" "$work/iso" \
+else
+# A hybrid image boots from a disk as from a CD: the test OS's disk image.
+name=os.img
+fi
+grub-mkrescue -o "$out/$name" "$work/iso" \
     --install-modules="linux normal iso9660 serial terminal search search_fs_file part_msdos part_gpt fat all_video gzio echo test" \
     --fonts="" --locales="" --themes="" >/dev/null 2>&1
 end=$(date +%s.%N)
-size=$(stat -c %s "$out/agent.iso")
-awk -v iso="$out/agent.iso" -v size="$size" -v k="$(stat -c %s "$work/iso/boot/vmlinuz")" \
+size=$(stat -c %s "$out/$name")
+awk -v iso="$out/$name" -v size="$size" -v k="$(stat -c %s "$work/iso/boot/vmlinuz")" \
     -v i="$(stat -c %s "$work/iso/boot/initrd.gz")" -v t0="$start" -v t1="$end" 'BEGIN {
     printf "agent-image: %s: %d bytes (%.1f MiB; kernel %d KiB, initramfs %d KiB), built in %.0f s\n",
         iso, size, size / 1048576, k / 1024, i / 1024, t1 - t0 }'
