@@ -94,20 +94,25 @@ cp "$work/kernel/root/lib/modules/$version"/modules.{order,builtin,builtin.modin
 depmod -b "$ir" "$version"
 
 cp /bin/busybox "$ir/bin/busybox"
-if [ "$cmd" = "os" ]; then
-cat > "$ir/init" <<'INIT'
-#!/bin/busybox sh
-# The lab's test OS: what a provisioned host runs to prove its config drive was read.
+# What both inits start with: busybox's applets, the kernel's file systems, the modules;
+# devices appear as their drivers bind, so a moment for them.
+cat > "$ir/etc/init.common" <<'COMMON'
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-say() { echo "metal3 test OS: $*" > /dev/console; }
-say "booted from disk"
 while read -r m; do modprobe "$m" 2>/dev/null; done < /etc/modules.load
 ip link set lo up
 sleep 2
+COMMON
+if [ "$cmd" = "os" ]; then
+cat > "$ir/init" <<'INIT'
+#!/bin/busybox sh
+# The lab's test OS: what a provisioned host runs to prove its config drive was read.
+. /etc/init.common
+say() { echo "metal3 test OS: $*" > /dev/console; }
+say "booted from disk"
 dev="$(findfs LABEL=config-2 2>/dev/null)"
 [ -n "$dev" ] || { say "no config-2 partition"; exec sh < /dev/console > /dev/console 2>&1; }
 mkdir -p /mnt/config
@@ -146,16 +151,7 @@ else
 strip -o "$ir/bin/metal3-agent" "$agent"
 cat > "$ir/init" <<'INIT'
 #!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-echo "metal3 agent ramdisk: loading modules" > /dev/console
-while read -r m; do modprobe "$m" 2>/dev/null; done < /etc/modules.load
-ip link set lo up
-# Devices appear as their drivers bind; give the config image's a moment.
-sleep 2
+. /etc/init.common
 echo "metal3 agent ramdisk: starting metal3-agent" > /dev/console
 /bin/metal3-agent --power-host --log info > /dev/console 2>&1
 echo "metal3 agent ramdisk: metal3-agent exited ($?)" > /dev/console

@@ -15,13 +15,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bmc_core::Credentials;
 use bmc_core::verified::PollPolicy;
 use bmc_sim::vendor::BootSource;
 use bmc_sim::{BootEvent, BootHook, RedfishSim, SimConfig};
 use metal3_conductor::conductor::AgentConfigImages;
 use metal3_conductor::service::{Service, ServiceConfig, drivers};
-use metal3_conductor::{ConductorConfig, NodeSpec, Verb};
+use metal3_conductor::{ConductorConfig, Verb};
 use provision_fsm::NodeState;
 use serde_json::json;
 
@@ -217,20 +216,7 @@ async fn a_guest_boots_the_shared_iso_with_its_config_image_and_is_inspected_in_
     .unwrap();
 
     let name = "site-b/guest-0";
-    conductor
-        .create_node(NodeSpec {
-            name: name.into(),
-            address: format!("redfish-virtualmedia+http://{}", sim.addr())
-                .parse()
-                .unwrap(),
-            credentials: Credentials::new("admin", "password").unwrap(),
-            disable_certificate_verification: false,
-            boot_mac: Some(MAC.into()),
-            automated_clean: false,
-            preprovisioning_network_data: Some(network),
-        })
-        .await
-        .unwrap();
+    common::create_sim_node(&conductor, name, sim.addr(), MAC, false, Some(network)).await;
     conductor.provision(name, Verb::Manage, None).await.unwrap();
     let console = || {
         format!(

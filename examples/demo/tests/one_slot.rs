@@ -11,16 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bmc_core::Credentials;
-use bmc_core::verified::PollPolicy;
 use bmc_sim::vendor::BootSource;
 use bmc_sim::{BootEvent, BootHook, RedfishSim, SimConfig};
 use metal3_agent::agent::{Agent, AgentConfig};
 use metal3_agent::config::{ConfigSource, discover};
+use metal3_conductor::Verb;
 use metal3_conductor::agent_protocol::config_image::{ISO_SLOT_BYTES, iso_slot_placeholder};
 use metal3_conductor::conductor::AgentConfigImages;
-use metal3_conductor::service::{Service, ServiceConfig, drivers};
-use metal3_conductor::{ConductorConfig, NodeSpec, Verb};
 use provision_fsm::NodeState;
 use serde_json::json;
 
@@ -43,12 +40,6 @@ fn shared_iso(dir: &Path) -> PathBuf {
     iso
 }
 
-fn put(root: &Path, path: &str, text: &str) {
-    let p = root.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
 /// What the host side saw: the ISO as served, its reading times, and any failure.
 #[derive(Default)]
 struct Seen {
@@ -65,42 +56,28 @@ async fn a_one_slot_bmc_boots_the_hosts_own_iso_streamed_from_the_shared_one() {
     let iso = shared_iso(&dir);
     let shared = std::fs::read(&iso).unwrap();
 
-    let service = Service::start(
-        ServiceConfig {
-            admin_listen: "127.0.0.1:0".into(),
-            agent_listen: "127.0.0.1:0".into(),
-            conductor: ConductorConfig {
-                agent_image_url: "http://127.0.0.1:9/agent.iso".into(),
-                agent_config_images: Some(AgentConfigImages {
-                    agent_api_url: String::new(),
-                    ca_pem: None,
-                    agent_iso_file: Some(iso.clone()),
-                }),
-                poll: PollPolicy {
-                    initial: Duration::from_millis(50),
-                    max: Duration::from_millis(200),
-                },
-                ..ConductorConfig::default()
-            },
-            ..ServiceConfig::default()
-        },
-        drivers(),
+    let service = common::conductor_service(
+        "http://127.0.0.1:9/agent.iso".into(),
+        Some(AgentConfigImages {
+            agent_api_url: String::new(),
+            ca_pem: None,
+            agent_iso_file: Some(iso.clone()),
+        }),
     )
-    .await
-    .unwrap();
+    .await;
     let conductor = service.conductor.clone();
     let agent_url = service.agent_url();
 
     let root = dir.join("host");
     let dev = root.join("dev");
     std::fs::create_dir_all(&dev).unwrap();
-    put(
+    common::put(
         &root,
         "proc/cpuinfo",
         "processor\t: 0\nmodel name\t: QEMU Virtual CPU\n\n",
     );
-    put(&root, "proc/meminfo", "MemTotal:        2048000 kB\n");
-    put(&root, "sys/class/net/eth0/address", &format!("{MAC}\n"));
+    common::put(&root, "proc/meminfo", "MemTotal:        2048000 kB\n");
+    common::put(&root, "sys/class/net/eth0/address", &format!("{MAC}\n"));
     std::fs::create_dir_all(root.join("sys/class/net/eth0/device")).unwrap();
 
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -163,12 +140,12 @@ async fn a_one_slot_bmc_boots_the_hosts_own_iso_streamed_from_the_shared_one() {
             }
             // The ISO as the host's CD drive.
             std::fs::write(dev.join("sr0"), &whole).unwrap();
-            put(
+            common::put(
                 &root,
                 "sys/block/sr0/size",
                 &format!("{}\n", whole.len().div_ceil(512)),
             );
-            put(&root, "sys/block/sr0/ro", "1\n");
+            common::put(&root, "sys/block/sr0/ro", "1\n");
             {
                 let mut s = seen.lock().unwrap();
                 s.iso = Some(whole);
@@ -219,25 +196,20 @@ async fn a_one_slot_bmc_boots_the_hosts_own_iso_streamed_from_the_shared_one() {
     sim.put_resource(&format!("{vm}/Cd"), cd);
 
     let name = "remote/one-slot-0";
-    conductor
-        .create_node(NodeSpec {
-            name: name.into(),
-            address: format!("redfish-virtualmedia+http://{}", sim.addr())
-                .parse()
-                .unwrap(),
-            credentials: Credentials::new("admin", "password").unwrap(),
-            disable_certificate_verification: false,
-            boot_mac: Some(MAC.into()),
-            automated_clean: false,
-            preprovisioning_network_data: Some(json!({
-                "links": [{"id": "boot", "type": "phy", "ethernet_mac_address": MAC}],
-                "networks": [{"id": "site", "type": "ipv4", "link": "boot",
-                              "ip_address": "192.0.2.10", "netmask": "255.255.255.0"}],
-                "services": []
-            })),
-        })
-        .await
-        .unwrap();
+    common::create_sim_node(
+        &conductor,
+        name,
+        sim.addr(),
+        MAC,
+        false,
+        Some(json!({
+            "links": [{"id": "boot", "type": "phy", "ethernet_mac_address": MAC}],
+            "networks": [{"id": "site", "type": "ipv4", "link": "boot",
+                          "ip_address": "192.0.2.10", "netmask": "255.255.255.0"}],
+            "services": []
+        })),
+    )
+    .await;
     conductor.provision(name, Verb::Manage, None).await.unwrap();
     let context = || format!("; on the host: {:?}", seen.lock().unwrap().errors);
     common::wait_for_node(

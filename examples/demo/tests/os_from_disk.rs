@@ -13,14 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bmc_core::Credentials;
-use bmc_core::verified::PollPolicy;
 use bmc_sim::vendor::BootSource;
 use bmc_sim::{BootEvent, BootHook, RedfishSim, SimConfig};
 use metal3_agent::agent::{Agent, AgentConfig};
 use metal3_conductor::agent_protocol::ConfigDrive;
-use metal3_conductor::service::{Service, ServiceConfig, drivers};
-use metal3_conductor::{ConductorConfig, DeployConfig, NodeSpec, Verb};
+use metal3_conductor::{DeployConfig, Verb};
 use metal3_demo::fleet::{self, Images};
 use provision_fsm::{ChecksumType, Image, ImageFormat, NodeState};
 use serde_json::json;
@@ -28,12 +25,6 @@ use test_peers::tool_ok;
 
 const MAC: &str = "52:54:00:00:00:01";
 const DISK: u64 = 256 << 20;
-
-fn put(root: &Path, path: &str, text: &str) {
-    let p = root.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
 
 fn build_os(out: &Path) -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -103,24 +94,11 @@ async fn the_provisioned_os_boots_from_disk_with_its_static_network_and_user_dat
     let beacon = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let beacon_port = beacon.local_addr().unwrap().port();
 
-    let service = Service::start(
-        ServiceConfig {
-            admin_listen: "127.0.0.1:0".into(),
-            agent_listen: "127.0.0.1:0".into(),
-            conductor: ConductorConfig {
-                agent_image_url: format!("http://{}/images/agent.iso", image_server.addr),
-                poll: PollPolicy {
-                    initial: Duration::from_millis(50),
-                    max: Duration::from_millis(200),
-                },
-                ..ConductorConfig::default()
-            },
-            ..ServiceConfig::default()
-        },
-        drivers(),
+    let service = common::conductor_service(
+        format!("http://{}/images/agent.iso", image_server.addr),
+        None,
     )
-    .await
-    .unwrap();
+    .await;
     let conductor = service.conductor.clone();
 
     // The host as the agent sees it: its NIC and the disk file.
@@ -129,15 +107,15 @@ async fn the_provisioned_os_boots_from_disk_with_its_static_network_and_user_dat
     std::fs::create_dir_all(&dev).unwrap();
     let disk = dev.join("vda");
     std::fs::File::create(&disk).unwrap().set_len(DISK).unwrap();
-    put(
+    common::put(
         &root,
         "proc/cpuinfo",
         "processor\t: 0\nmodel name\t: QEMU Virtual CPU\n\n",
     );
-    put(&root, "proc/meminfo", "MemTotal:        524288 kB\n");
-    put(&root, "sys/class/net/eth0/address", &format!("{MAC}\n"));
+    common::put(&root, "proc/meminfo", "MemTotal:        524288 kB\n");
+    common::put(&root, "sys/class/net/eth0/address", &format!("{MAC}\n"));
     std::fs::create_dir_all(root.join("sys/class/net/eth0/device")).unwrap();
-    put(&root, "sys/block/vda/size", &format!("{}\n", DISK / 512));
+    common::put(&root, "sys/block/vda/size", &format!("{}\n", DISK / 512));
     let agent_url = service.agent_url();
     let (host_root, host_dev) = (root.clone(), dev.clone());
     let hook = BootHook(std::sync::Arc::new(move |event: BootEvent| {
@@ -160,20 +138,7 @@ async fn the_provisioned_os_boots_from_disk_with_its_static_network_and_user_dat
     .unwrap();
 
     let name = "site/os-0";
-    conductor
-        .create_node(NodeSpec {
-            name: name.into(),
-            address: format!("redfish-virtualmedia+http://{}", sim.addr())
-                .parse()
-                .unwrap(),
-            credentials: Credentials::new("admin", "password").unwrap(),
-            disable_certificate_verification: false,
-            boot_mac: Some(MAC.into()),
-            automated_clean: false,
-            preprovisioning_network_data: None,
-        })
-        .await
-        .unwrap();
+    common::create_sim_node(&conductor, name, sim.addr(), MAC, false, None).await;
     let nothing = String::new;
     conductor.provision(name, Verb::Manage, None).await.unwrap();
     common::wait_for_node(

@@ -15,8 +15,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bmc_core::Credentials;
-use bmc_core::verified::PollPolicy;
 use bmc_sim::vendor::BootSource;
 use bmc_sim::{BootEvent, BootHook};
 use bmc_sim::{RedfishSim, SimConfig};
@@ -24,8 +22,7 @@ use metal3_agent::agent::{Agent, AgentConfig};
 use metal3_agent::config::discover;
 use metal3_conductor::agent_protocol::{ConfigDrive, RootDeviceHints};
 use metal3_conductor::conductor::AgentConfigImages;
-use metal3_conductor::service::{Service, ServiceConfig, drivers};
-use metal3_conductor::{Conductor, ConductorConfig, DeployConfig, NodeSpec, Verb};
+use metal3_conductor::{Conductor, DeployConfig, Verb};
 use metal3_demo::fleet::{self, Images};
 use provision_fsm::{ChecksumType, Image, ImageFormat, NodeState};
 use serde_json::json;
@@ -41,25 +38,19 @@ async fn wait_for(c: &Conductor, name: &str, state: NodeState, host: &HostErrors
     common::wait_for_node(c, name, state, Duration::from_secs(90), &context).await
 }
 
-fn put(root: &Path, path: &str, text: &str) {
-    let p = root.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
 /// The host the agent sees: one CPU, one NIC with the BMC's boot MAC, one 256 MiB disk.
 fn fake_host(root: &Path, mac: &str) {
-    put(
+    common::put(
         root,
         "proc/cpuinfo",
         "processor\t: 0\nmodel name\t: QEMU Virtual CPU\nflags\t\t: fpu sse2\n\n",
     );
-    put(root, "proc/meminfo", "MemTotal:        2048000 kB\n");
-    put(root, "sys/class/net/eth0/address", &format!("{mac}\n"));
+    common::put(root, "proc/meminfo", "MemTotal:        2048000 kB\n");
+    common::put(root, "sys/class/net/eth0/address", &format!("{mac}\n"));
     std::fs::create_dir_all(root.join("sys/class/net/eth0/device")).unwrap();
-    put(root, "sys/block/sda/size", &format!("{}\n", DISK / 512));
-    put(root, "sys/block/sda/queue/rotational", "0\n");
-    put(root, "sys/block/sda/device/model", "QEMU HARDDISK\n");
+    common::put(root, "sys/block/sda/size", &format!("{}\n", DISK / 512));
+    common::put(root, "sys/block/sda/queue/rotational", "0\n");
+    common::put(root, "sys/block/sda/device/model", "QEMU HARDDISK\n");
 }
 
 /// A 96 MiB OS image: a GPT with one ext4 partition, as qcow2; and its raw form.
@@ -162,31 +153,13 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
     let image_server = fleet::serve_images(images).await.unwrap();
     let agent_iso = format!("http://{}/images/agent.iso", image_server.addr);
 
-    let registry = drivers();
-    let service = Service::start(
-        ServiceConfig {
-            admin_listen: "127.0.0.1:0".into(),
-            agent_listen: "127.0.0.1:0".into(),
-            conductor: ConductorConfig {
-                agent_image_url: agent_iso.clone(),
-                poll: PollPolicy {
-                    initial: Duration::from_millis(50),
-                    max: Duration::from_millis(200),
-                },
-                // The agent API as bound: the host reaches it on loopback.
-                agent_config_images: Some(AgentConfigImages {
-                    agent_api_url: String::new(),
-                    ca_pem: None,
-                    agent_iso_file: None,
-                }),
-                ..ConductorConfig::default()
-            },
-            ..ServiceConfig::default()
-        },
-        registry,
-    )
-    .await
-    .unwrap();
+    // The agent API as bound: the host reaches it on loopback.
+    let config_images = AgentConfigImages {
+        agent_api_url: String::new(),
+        ca_pem: None,
+        agent_iso_file: None,
+    };
+    let service = common::conductor_service(agent_iso.clone(), Some(config_images)).await;
     let conductor = service.conductor.clone();
     let agent_url = service.agent_url();
 
@@ -236,13 +209,13 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
                 let bytes = bytes.bytes().await.map_err(|e| e.to_string())?;
                 // The stick as the host sees it: a small read-only disk.
                 std::fs::write(dev.join("sdb"), &bytes).map_err(|e| e.to_string())?;
-                put(
+                common::put(
                     &root,
                     "sys/block/sdb/size",
                     &format!("{}\n", bytes.len().div_ceil(512)),
                 );
-                put(&root, "sys/block/sdb/ro", "1\n");
-                put(&root, "sys/block/sdb/removable", "1\n");
+                common::put(&root, "sys/block/sdb/ro", "1\n");
+                common::put(&root, "sys/block/sdb/removable", "1\n");
                 let found = discover(None, &root, &dev, None)?;
                 if found.section.conductor_url != agent_url {
                     return Err(format!(
@@ -289,21 +262,16 @@ async fn the_real_agent_inspects_cleans_and_writes_a_qcow2_image_and_config_driv
     .unwrap();
 
     let name = "lab/real-0";
-    conductor
-        .create_node(NodeSpec {
-            name: name.into(),
-            address: format!("redfish-virtualmedia+http://{}", sim.addr())
-                .parse()
-                .unwrap(),
-            credentials: Credentials::new("admin", "password").unwrap(),
-            disable_certificate_verification: false,
-            // The built-in tree's first NIC, as a BareMetalHost's bootMACAddress.
-            boot_mac: Some("52:54:00:00:00:01".into()),
-            automated_clean: true,
-            preprovisioning_network_data: Some(site_network()),
-        })
-        .await
-        .unwrap();
+    // The built-in tree's first NIC, as a BareMetalHost's bootMACAddress.
+    common::create_sim_node(
+        &conductor,
+        name,
+        sim.addr(),
+        "52:54:00:00:00:01",
+        true,
+        Some(site_network()),
+    )
+    .await;
     conductor.provision(name, Verb::Manage, None).await.unwrap();
     wait_for(&conductor, name, NodeState::Manageable, &host_errors).await;
 
