@@ -350,9 +350,9 @@ pub fn add_partition_at_end<D: ReadAt + WriteAt + ?Sized>(
                     "no {len} bytes free after the last partition (ends at byte {end_of_last}, disk {size})"
                 )));
             }
-            let mut unique = [0u8; 16];
-            getrandom::fill(&mut unique).map_err(|e| io::Error::other(e.to_string()))?;
+            let unique = random_guid_bytes()?;
             // A random (version 4) GUID.
+            let mut unique = unique;
             unique[7] = (unique[7] & 0x0F) | 0x40;
             unique[8] = (unique[8] & 0x3F) | 0x80;
             let at = slot * gpt.entry_size;
@@ -404,6 +404,23 @@ pub fn add_partition_at_end<D: ReadAt + WriteAt + ?Sized>(
                 len: end - start,
                 name: Some(name.to_string()),
             })
+        }
+    }
+}
+
+/// 16 random bytes for a partition's GUID, which must be unique, not secret: from the
+/// kernel's generator without waiting for it to be seeded (`GRND_INSECURE`). A seeded
+/// read blocks a freshly booted ramdisk until the kernel has gathered entropy, which on
+/// a guest under emulation without RDRAND or virtio-rng took 8 minutes; kernels before
+/// 5.6 know no such flag, and get the seeded read.
+fn random_guid_bytes() -> io::Result<[u8; 16]> {
+    use rustix::rand::{GetRandomFlags, getrandom};
+    let mut unique = [0u8; 16];
+    match getrandom(&mut unique[..], GetRandomFlags::INSECURE) {
+        Ok(16) => Ok(unique),
+        _ => {
+            getrandom::fill(&mut unique).map_err(|e| io::Error::other(e.to_string()))?;
+            Ok(unique)
         }
     }
 }
