@@ -160,10 +160,19 @@ fn without_static_configuration_the_agent_takes_a_dhcp_lease() {
     let _ = udhcpd.wait();
     assert_eq!(bound.unwrap(), ["nic0"], "nic1 has no server");
     let addrs = ip(&["-n", &host, "-o", "-4", "addr", "show", "dev", "nic0"]);
-    assert!(
-        addrs.contains("inet 10.99.0.10") && addrs.contains("/24"),
-        "{addrs}"
-    );
+    // udhcpd picks from its pool by the client's (random) MAC: any of .100 to .110.
+    let leased = addrs
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let (address, prefix) = leased.split_once('/').unwrap_or_default();
+    let last: u8 = address
+        .strip_prefix("10.99.0.")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    assert!((100..=110).contains(&last) && prefix == "24", "{addrs}");
     let routes = ip(&["-n", &host, "-4", "route"]);
     assert!(
         routes.contains("default via 10.99.0.1 dev nic0"),
