@@ -26,7 +26,8 @@ use tokio::sync::{Notify, Semaphore};
 use bmc_core::sync::lock;
 use bmc_core::verified::{Deadline, PollPolicy, ensure_power_with};
 use bmc_core::{
-    BmcDriver, BmcError, ConnectOptions, HardwareInventory, PowerAction, PowerState, Registry,
+    BmcDriver, BmcError, BootMode, ConnectOptions, HardwareInventory, PowerAction, PowerState,
+    Registry,
 };
 use provision_fsm::{Node, NodeAction, NodeEvent, NodeState, NodeStep, NodeTimeouts};
 
@@ -206,6 +207,8 @@ struct StoredNode {
     target_power: Option<PowerRequest>,
     #[serde(default)]
     preprovisioning_network_data: Option<serde_json::Value>,
+    #[serde(default)]
+    legacy_boot: bool,
 }
 
 /// The agent's token for its calls: 128 random bits from the OS's generator, hex.
@@ -314,6 +317,7 @@ impl NodeRecord {
             credentials_refused: self.credentials_refused,
             target_power: self.target_power,
             preprovisioning_network_data: self.spec.preprovisioning_network_data.clone(),
+            legacy_boot: self.spec.legacy_boot,
         })
     }
 
@@ -341,6 +345,7 @@ impl NodeRecord {
                 boot_mac: stored.boot_mac,
                 automated_clean: stored.automated_clean,
                 preprovisioning_network_data: stored.preprovisioning_network_data,
+                legacy_boot: stored.legacy_boot,
             },
             fsm: stored.fsm,
             power_on: stored.power_on,
@@ -1513,7 +1518,11 @@ impl Conductor {
         let _bmc = self.bmc_permit(record).await;
         let driver = self.driver(record).await?;
         let config = self.new_config_image(record)?;
-        let boot = executor::boot_agent(driver.as_ref(), &self.steps, config.url()).await?;
+        let mode = match lock(record).spec.legacy_boot {
+            true => BootMode::Legacy,
+            false => BootMode::Uefi,
+        };
+        let boot = executor::boot_agent(driver.as_ref(), &self.steps, config.url(), mode).await?;
         self.agent_booted(record, config, &boot);
         Ok(())
     }
@@ -1648,6 +1657,9 @@ impl Conductor {
                 Err(e) => return Outcome::Event(NodeEvent::Fail, Some(e.to_string())),
             },
         };
+        // The node's boot mode holds for the deployed image too.
+        let mut config = config;
+        config.legacy_boot |= lock(record).spec.legacy_boot;
         match executor::start_deploy(driver.as_ref(), &config, &self.steps, image.url()).await {
             Ok(DeployStarted::LiveIsoBooted) => {
                 let mut r = lock(record);
@@ -2117,6 +2129,7 @@ mod tests {
             boot_mac: Some("52:54:00:00:00:01".to_string()),
             automated_clean: false,
             preprovisioning_network_data: None,
+            legacy_boot: false,
         })
         .await
         .unwrap_or_else(|e| unreachable!("{e}"));
@@ -2161,6 +2174,7 @@ mod tests {
             boot_mac: Some("52:54:00:00:00:01".into()),
             automated_clean: false,
             preprovisioning_network_data: None,
+            legacy_boot: false,
         })
         .await
         .unwrap_or_else(|e| unreachable!("{e}"));

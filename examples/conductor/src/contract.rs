@@ -38,6 +38,9 @@ pub struct NodeSpec {
     /// `preprovisioningNetworkDataName`): it travels in the agent's config image, so a
     /// site without DHCP boots the agent on static addresses.
     pub preprovisioning_network_data: Option<serde_json::Value>,
+    /// Boot every image of this node (the agent's, the deployed one) in legacy BIOS mode
+    /// rather than UEFI (Metal3's `bootMode: legacy`, Ironic's `boot_mode` capability).
+    pub legacy_boot: bool,
 }
 
 /// What to deploy.

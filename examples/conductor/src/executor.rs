@@ -57,6 +57,7 @@ pub async fn boot_agent(
     driver: &dyn BmcDriver,
     settings: &StepSettings,
     config_image: Option<&ConfigUrls>,
+    mode: BootMode,
 ) -> Result<AgentBoot, BmcError> {
     if !has_virtual_cd(driver) {
         boot_once_from_network(driver, settings.deadline(), settings.poll).await?;
@@ -67,11 +68,7 @@ pub async fn boot_agent(
             "no agent image configured to boot by virtual media".into(),
         ));
     }
-    let (iso, mode, deadline) = (
-        &settings.agent_image_url,
-        BootMode::Uefi,
-        settings.deadline(),
-    );
+    let (iso, deadline) = (&settings.agent_image_url, settings.deadline());
     let kind = second_media_kind(&driver.capabilities());
     if let (Some(urls), Some(kind)) = (config_image, kind) {
         let url = urls.image.as_str();
@@ -180,8 +177,13 @@ pub async fn start_deploy(
     settings: &StepSettings,
     config_image: Option<&ConfigUrls>,
 ) -> Result<DeployStarted, String> {
+    let mode = if deploy.legacy_boot {
+        BootMode::Legacy
+    } else {
+        BootMode::Uefi
+    };
     if !deploy.image.is_live_iso() {
-        let boot = boot_agent(driver, settings, config_image)
+        let boot = boot_agent(driver, settings, config_image, mode)
             .await
             .map_err(|e| format!("booting the agent: {e}"))?;
         return Ok(DeployStarted::AgentBooting(boot));
@@ -192,11 +194,6 @@ pub async fn start_deploy(
             driver.driver_name()
         ));
     }
-    let mode = if deploy.legacy_boot {
-        BootMode::Legacy
-    } else {
-        BootMode::Uefi
-    };
     boot_from_virtual_media_with(
         driver,
         &deploy.image.url,

@@ -67,6 +67,9 @@ pub struct CreateNode {
     /// `preprovisioningNetworkDataName`), carried in its config image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preprovisioning_network_data: Option<serde_json::Value>,
+    /// Boot in legacy BIOS mode rather than UEFI (`bootMode: legacy`).
+    #[serde(default)]
+    pub legacy_boot: bool,
 }
 
 fn yes() -> bool {
@@ -88,6 +91,7 @@ impl CreateNode {
             boot_mac: self.boot_mac,
             automated_clean: self.automated_clean,
             preprovisioning_network_data: self.preprovisioning_network_data,
+            legacy_boot: self.legacy_boot,
         })
     }
 
@@ -101,6 +105,7 @@ impl CreateNode {
             boot_mac: spec.boot_mac,
             automated_clean: spec.automated_clean,
             preprovisioning_network_data: spec.preprovisioning_network_data,
+            legacy_boot: spec.legacy_boot,
         }
     }
 }

@@ -47,6 +47,7 @@
 //!     boot_mac: None,
 //!     automated_clean: true,
 //!     preprovisioning_network_data: None,
+//!     legacy_boot: false,
 //! };
 //! let node = admin.create_node(spec).await.map_err(|e| e.to_string())?;
 //! assert_eq!(node.state, provision_fsm::NodeState::Enroll);

@@ -71,6 +71,7 @@ fn node(name: &str) -> NodeSpec {
         boot_mac: None,
         automated_clean: true,
         preprovisioning_network_data: None,
+        legacy_boot: false,
     }
 }
 

@@ -104,6 +104,7 @@ async fn json_logs_carry_node_and_correlation_id_into_bmc_requests() {
             boot_mac: None,
             automated_clean: false,
             preprovisioning_network_data: None,
+            legacy_boot: false,
         })
         .await
         .unwrap();

@@ -60,6 +60,7 @@ fn spec(name: &str, scheme: &str, mac: &str) -> NodeSpec {
         boot_mac: Some(mac.into()),
         automated_clean: false,
         preprovisioning_network_data: None,
+        legacy_boot: false,
     }
 }
 

@@ -107,6 +107,7 @@ async fn history_and_metrics_tell_what_a_node_went_through() {
             boot_mac: None,
             automated_clean: false,
             preprovisioning_network_data: None,
+            legacy_boot: false,
         })
         .await
         .unwrap();

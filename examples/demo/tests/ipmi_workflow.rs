@@ -66,6 +66,7 @@ async fn an_ipmi_host_deploys_a_disk_image_through_a_pxe_booted_agent() {
             // Cleaning by the agent would need a second network boot here.
             automated_clean: false,
             preprovisioning_network_data: None,
+            legacy_boot: false,
         })
         .await
         .unwrap();

@@ -1343,6 +1343,11 @@ impl Operator {
                 boot_mac: bmh.spec.boot_mac_address.clone(),
                 automated_clean: bmh.spec.automated_cleaning_mode.as_deref() != Some("disabled"),
                 preprovisioning_network_data,
+                legacy_boot: bmh
+                    .spec
+                    .boot_mode
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case("legacy")),
             })
             .await?;
         let state = node.map_or(view.state, |n| n.state);

@@ -87,6 +87,7 @@ pub async fn create_sim_node(
         boot_mac: Some(mac.into()),
         automated_clean,
         preprovisioning_network_data: network,
+        legacy_boot: false,
     })
     .await
     .unwrap();
