@@ -2161,6 +2161,14 @@ mod tests {
     use bmc_core::memory::MemoryBmc;
 
     async fn lab(bmc: &MemoryBmc, config: ConductorConfig) -> Arc<Conductor> {
+        lab_booting(bmc, config, false).await
+    }
+
+    async fn lab_booting(
+        bmc: &MemoryBmc,
+        config: ConductorConfig,
+        legacy_boot: bool,
+    ) -> Arc<Conductor> {
         let mut registry = Registry::new();
         registry.register(BmcScheme::RedfishVirtualMedia, bmc.factory());
         let c = Conductor::new(config, registry);
@@ -2174,7 +2182,7 @@ mod tests {
             boot_mac: Some("52:54:00:00:00:01".into()),
             automated_clean: false,
             preprovisioning_network_data: None,
-            legacy_boot: false,
+            legacy_boot,
         })
         .await
         .unwrap_or_else(|e| unreachable!("{e}"));
@@ -2265,6 +2273,32 @@ mod tests {
         assert_eq!(bmc.power_now(), PowerState::Off);
         let slots = lock(&bmc.state).slots.clone();
         assert!(slots.iter().all(|s| !s.inserted), "{slots:?}");
+    }
+
+    /// A legacy node's agent boots in legacy mode, as its deployed image does (Ironic's
+    /// `boot_mode` capability holds for every boot).
+    #[tokio::test]
+    async fn a_legacy_node_boots_the_agent_in_legacy_mode() {
+        for legacy in [true, false] {
+            let bmc = MemoryBmc::new(PowerState::Off);
+            let c = lab_booting(&bmc, quick(), legacy).await;
+            c.provision("lab/node-0", Verb::Manage, None)
+                .await
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            until(&c, NodeState::Manageable).await;
+            c.provision("lab/node-0", Verb::Inspect { in_band: true }, None)
+                .await
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            until(&c, NodeState::InspectWait).await;
+            let calls = bmc.calls();
+            let boot = calls
+                .iter()
+                .find(|c| c.starts_with("set_boot_override cd"))
+                .cloned()
+                .unwrap_or_default();
+            let wanted = if legacy { "Legacy" } else { "Uefi" };
+            assert!(boot.contains(wanted), "legacy {legacy}: {calls:?}");
+        }
     }
 
     /// An abort's tear-down and the operation asked for right after it work on the
