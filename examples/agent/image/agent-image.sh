@@ -68,11 +68,12 @@ depmod -b "$work/kernel/root" "$version"
 log "kernel $version"
 
 # Modules, in load order: virtio (the lab's VMs), disks and CDs (IDE, AHCI, NVMe, SCSI,
-# USB), file systems for config images, server NICs, VLANs and bonds.
+# USB, floppy: a Floppy slot behind QEMU is one), file systems for config images, server
+# NICs, VLANs and bonds.
 modules=(virtio_pci virtio_net virtio_blk virtio_scsi
     ata_piix ahci sd_mod sr_mod nvme megaraid_sas mpt3sas
     xhci_pci ehci_pci uhci_hcd usb_storage uas
-    isofs vfat nls_cp437 nls_iso8859_1
+    isofs vfat nls_cp437 nls_iso8859_1 floppy
     e1000 e1000e igb ixgbe i40e ice bnxt_en mlx5_core tg3
     8021q bonding)
 ir="$work/initramfs"

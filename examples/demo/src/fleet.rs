@@ -75,7 +75,7 @@ pub fn vendor(name: &str) -> Option<&'static Vendor> {
 }
 
 /// The images the image server holds: name → bytes, made up and deterministic.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Images {
     files: Arc<HashMap<String, Bytes>>,
 }
@@ -152,14 +152,16 @@ pub async fn serve(router: Router) -> std::io::Result<Server> {
     Ok(Server { addr, task })
 }
 
+/// The images at `/images/<name>`, to serve beside other routes.
+pub fn images_router(images: Images) -> Router {
+    Router::new()
+        .route("/images/{name}", get(serve_image))
+        .with_state(images)
+}
+
 /// Serves the images at `/images/<name>`.
 pub async fn serve_images(images: Images) -> std::io::Result<Server> {
-    serve(
-        Router::new()
-            .route("/images/{name}", get(serve_image))
-            .with_state(images),
-    )
-    .await
+    serve(images_router(images)).await
 }
 
 /// One simulated host.

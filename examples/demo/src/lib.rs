@@ -7,6 +7,8 @@
 //! - [`fleet`]: the simulated hosts and the image server; [`fleet_process`]: the same in
 //!   processes of their own; [`sim_agent`]: the simulated agent a host starts when it
 //!   boots the agent ISO.
+//! - [`lab`]: the same workflow on the real virtual machines of `vm-lab.sh`, with the real
+//!   agent and a real OS image, at a site with no DHCP.
 //!
 //! ```
 //! use metal3_demo::fleet;
@@ -20,4 +22,5 @@ pub mod conductor_process;
 pub mod demo;
 pub mod fleet;
 pub mod fleet_process;
+pub mod lab;
 pub mod sim_agent;
