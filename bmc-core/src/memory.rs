@@ -49,6 +49,10 @@ pub struct State {
     pub busy_power_calls: u32,
     /// Power actions fail with an authentication error (not retryable).
     pub fail_power_with_auth: bool,
+    /// The next power action is refused with a 500 after the host went to the action's
+    /// target by itself (unless `drop_power`), as sushy-tools refuses a power-off of a
+    /// domain that has just stopped.
+    pub reached_then_refused: bool,
     /// The boot override reported.
     pub boot: BootOverrideState,
     /// The virtual-media slots.
@@ -100,6 +104,7 @@ impl MemoryBmc {
                 drop_media: false,
                 busy_power_calls: 0,
                 fail_power_with_auth: false,
+                reached_then_refused: false,
                 boot: BootOverrideState::default(),
                 slots: vec![
                     VirtualMediaSlot {
@@ -201,6 +206,21 @@ impl BmcDriver for MemoryBmc {
         if s.fail_power_with_auth {
             return Err(BmcError::AuthenticationFailed {
                 reason: "session expired, login refused".into(),
+            });
+        }
+        if s.reached_then_refused {
+            s.reached_then_refused = false;
+            if !s.drop_power {
+                s.power = action.target_state();
+                s.pending = None;
+            }
+            return Err(BmcError::Rejected {
+                operation: format!("power {action}"),
+                status: Some(500),
+                messages: vec![crate::BmcMessage {
+                    id: "Base.1.0.GeneralError".into(),
+                    text: "Requested operation is not valid: domain is not running".into(),
+                }],
             });
         }
         if s.busy_power_calls > 0 {

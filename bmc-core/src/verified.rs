@@ -202,7 +202,27 @@ async fn ensure_power_inner<D: BmcDriver + ?Sized>(
                         return Err(e);
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // The host may have got there by itself since the state was read (an
+                    // agent powering its host off as told; sushy-tools then refuses the
+                    // power-off with a 500): what counts is the state it is in now.
+                    if action.is_idempotent() && !matches!(e, BmcError::AuthenticationFailed { .. })
+                    {
+                        if let Ok(state) = driver.power_state().await {
+                            reads += 1;
+                            if state == target {
+                                tracing::info!(error = %e, %state, "power action refused, the host is there already");
+                                return Ok(PowerOutcome {
+                                    acted: false,
+                                    reads,
+                                    polls: 0,
+                                    final_state: state,
+                                });
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
             }
         }
         poller = Poller::new(policy, deadline);

@@ -109,6 +109,46 @@ async fn authentication_failure_is_returned_at_once_never_retried() {
     assert_eq!(bmc.calls(), ["power_state", "power power on"]);
 }
 
+/// A host that powered itself off between the state read and the power-off (an agent
+/// told to): the BMC refuses the action, and the state read after it says it is done.
+/// Seen in the lab: sushy-tools answers 500 "domain is not running".
+#[tokio::test(start_paused = true)]
+async fn a_refused_power_off_of_a_host_already_off_is_done_not_failed() {
+    let bmc = MemoryBmc::new(PowerState::On).with(|s| s.reached_then_refused = true);
+    let out = ensure_power(&bmc, PowerAction::Off, minutes(1))
+        .await
+        .unwrap();
+    assert!(!out.acted);
+    assert_eq!(out.final_state, PowerState::Off);
+    assert_eq!(
+        bmc.calls(),
+        ["power_state", "power power off", "power_state"]
+    );
+}
+
+/// The refusal stands when the host is not where the action would take it.
+#[tokio::test(start_paused = true)]
+async fn a_refused_power_on_of_a_host_still_off_fails() {
+    let bmc = MemoryBmc::new(PowerState::Off).with(|s| {
+        s.reached_then_refused = true;
+        s.drop_power = true;
+    });
+    let err = ensure_power(&bmc, PowerAction::On, minutes(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BmcError::Rejected {
+                status: Some(500),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(bmc.power_now(), PowerState::Off);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_host_powering_on_is_waited_for_not_pushed_again() {
     let bmc =
