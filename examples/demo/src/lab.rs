@@ -533,7 +533,8 @@ pub fn run_lab(config: LabConfig) -> Result<LabReport, String> {
     Ok(report)
 }
 
-/// Polls the guests' hosts and nodes until `done` says so or the deadline passes.
+/// When each guest's host became provisioned and its node entered and left `inspect wait`,
+/// from polling the operator and the conductor.
 struct Watch {
     applied: Instant,
     provisioned: BTreeMap<String, Instant>,
