@@ -854,6 +854,11 @@ async fn lab_in_mgmt(config: LabConfig) -> Result<LabReport, String> {
         let name = host_name(node);
         let hw = rec.and_then(|r| r.hardware.clone());
         let inventory = hw.as_ref().map(inventory_line).unwrap_or_default();
+        // The disk read once from the host: its size for inspection, its ends for erasing.
+        let disk = disk_ends(&node.disk, &lab.dir);
+        if let Err(e) = &disk {
+            problems.push(e.clone());
+        }
         match &hw {
             None => problems.push("not inspected".into()),
             Some(hw) => {
@@ -877,25 +882,27 @@ async fn lab_in_mgmt(config: LabConfig) -> Result<LabReport, String> {
                 // The guest's RAM less what firmware keeps: within 64 MiB of what it has.
                 let mib = hw.total_memory_mib.unwrap_or(0);
                 let xml = lab.dir.join(format!("xml/{}.xml", node.name));
-                if let Ok(mem) = std::fs::read_to_string(&xml) {
-                    let given: u64 = mem
-                        .split("<memory unit='MiB'>")
-                        .nth(1)
-                        .and_then(|r| r.split('<').next())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    if given == 0 {
-                        problems.push(format!("no memory size in {}", xml.display()));
-                    } else if mib > given || mib + 64 < given {
-                        problems.push(format!("inspection found {mib} MiB, the guest has {given}"));
+                match std::fs::read_to_string(&xml) {
+                    Err(e) => problems.push(format!("{}: {e}", xml.display())),
+                    Ok(mem) => {
+                        let given: u64 = mem
+                            .split("<memory unit='MiB'>")
+                            .nth(1)
+                            .and_then(|r| r.split('<').next())
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        if given == 0 {
+                            problems.push(format!("no memory size in {}", xml.display()));
+                        } else if mib > given || mib + 64 < given {
+                            problems
+                                .push(format!("inspection found {mib} MiB, the guest has {given}"));
+                        }
                     }
                 }
-                match disk_ends(&node.disk, &lab.dir) {
-                    Ok((size, _, _)) if !hw.disks.iter().any(|d| d.size_bytes == Some(size)) => {
+                if let Ok((size, _, _)) = &disk {
+                    if !hw.disks.iter().any(|d| d.size_bytes == Some(*size)) {
                         problems.push(format!("inspection found no disk of {size} bytes"));
                     }
-                    Ok(_) => {}
-                    Err(e) => problems.push(e),
                 }
             }
         }
@@ -925,7 +932,10 @@ async fn lab_in_mgmt(config: LabConfig) -> Result<LabReport, String> {
         }
         let up = beacons.get(&name);
         match up {
-            None => problems.push("its OS never called back from its disk".into()),
+            None => problems.push(format!(
+                "its OS never called back from its disk (console: {})",
+                node.serial.display()
+            )),
             Some((_, from)) if from.ip() != std::net::IpAddr::V4(node.ip) => {
                 problems.push(format!(
                     "its OS called back from {}, not its static address {}",
@@ -941,15 +951,11 @@ async fn lab_in_mgmt(config: LabConfig) -> Result<LabReport, String> {
         {
             problems.push("not deprovisioned to available".into());
         }
-        match disk_ends(&node.disk, &lab.dir) {
-            Ok((_, first, last)) => {
-                if first.iter().any(|b| *b != 0) || last.iter().any(|b| *b != 0) {
-                    problems.push(
-                        "its disk's first or last MiB not erased after deprovisioning".into(),
-                    );
-                }
+        if let Ok((_, first, last)) = &disk {
+            if first.iter().any(|b| *b != 0) || last.iter().any(|b| *b != 0) {
+                problems
+                    .push("its disk's first or last MiB not erased after deprovisioning".into());
             }
-            Err(e) => problems.push(e),
         }
         if !operator.is_gone(key) {
             problems.push("not deleted".into());
