@@ -1,5 +1,6 @@
 //! The real peers the example tests run against (`shared/peers`): sushy-emulator,
-//! sushy-static ([`SushyStatic`]) and the IPMI simulators, each stopped by its script when dropped, ipmitool to check them, and
+//! sushy-static ([`SushyStatic`]), the IPMI simulators and a Kubernetes API server
+//! ([`KubeApiServer`]), each stopped by its script when dropped, ipmitool to check them, and
 //! DMTF's Redfish validators and client ([`DmtfTools`]). Test support only: no production crate depends on it.
 //!
 //! ```
@@ -114,6 +115,101 @@ impl Drop for SushyPeer {
             .arg(peers_dir().join("sushy-emulator.sh"))
             .args(["-d", self.dir.to_str().unwrap(), "stop"])
             .output();
+    }
+}
+
+/// Where `kube-apiserver.sh install` put its build (`KW` of the script).
+const KUBE_BUILD: &str = "/var/cache/kube-apiserver-lab";
+
+/// A real kube-apiserver v1.20 on a real etcd (and a controller manager for garbage
+/// collection and ServiceAccount tokens), started by `kube-apiserver.sh` in a folder of
+/// its own: fresh certificates, a fresh etcd and free ports, so nothing of an earlier
+/// run is seen. Stopped by the script (by PID) when dropped; each process is also capped
+/// at 30 minutes by the script itself.
+pub struct KubeApiServer {
+    /// The script's working folder for this server (`KW`).
+    pub dir: PathBuf,
+    /// The admin kubeconfig the script wrote.
+    pub kubeconfig: PathBuf,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl KubeApiServer {
+    /// Whether `kube-apiserver.sh install` has been run on this machine.
+    pub fn installed() -> bool {
+        Path::new(KUBE_BUILD).join("bin/kube-apiserver").is_file()
+    }
+
+    /// Starts a server in `dir` (created; the build is linked in, not copied).
+    pub fn start(dir: &Path) -> KubeApiServer {
+        assert!(
+            Self::installed(),
+            "no kube-apiserver build: run `bash ../shared/peers/kube-apiserver.sh install` (CI does)"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        std::os::unix::fs::symlink(Path::new(KUBE_BUILD).join("bin"), dir.join("bin")).unwrap();
+        let (api_port, etcd_port) = loop {
+            // The script takes etcd's peer port as its client port + 10.
+            let (a, e) = (free_tcp_port(), free_tcp_port());
+            if std::net::TcpListener::bind(("127.0.0.1", e + 10)).is_ok() && a != e + 10 {
+                break (a, e);
+            }
+        };
+        let out = Command::new("bash")
+            .arg(peers_dir().join("kube-apiserver.sh"))
+            .arg("start")
+            .env("KW", dir)
+            .env("APISERVER_PORT", api_port.to_string())
+            .env("ETCD_PORT", etcd_port.to_string())
+            .env("KUBE_MAX_SECONDS", "1800")
+            .output()
+            .expect("bash runs the peer script");
+        let server = KubeApiServer {
+            dir: dir.to_path_buf(),
+            kubeconfig: dir.join("run/kubeconfig"),
+            url: format!("https://127.0.0.1:{api_port}"),
+        };
+        assert!(
+            out.status.success(),
+            "kube-apiserver did not start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        server
+    }
+
+    /// The CA (PEM) that signed the API server's certificate.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("run/pki/ca.crt")).unwrap()
+    }
+
+    /// The admin's bearer token (group `system:masters`).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("run/pki/admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The API server's log (for a failing test's message).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join("run/logs/kube-apiserver.log"))
+            .unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for KubeApiServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(peers_dir().join("kube-apiserver.sh"))
+            .arg("stop")
+            .env("KW", &self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

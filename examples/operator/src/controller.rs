@@ -134,6 +134,31 @@ pub fn events_for(before: Option<&Value>, after: &Value) -> Vec<HostEvent> {
     events
 }
 
+/// The JSON merge patch (RFC 7386) that turns `old` into `new`: members of `new` that
+/// differ, and `null` for members of `old` that `new` leaves out. A status written as a
+/// plain merge of the new one would keep a field the new one drops (an `errorType` after
+/// the error clears); this patch removes it.
+pub fn merge_patch(old: Option<&Value>, new: &Value) -> Value {
+    match (old.and_then(Value::as_object), new.as_object()) {
+        (Some(old), Some(new)) => {
+            let mut patch = serde_json::Map::new();
+            for (k, v) in new {
+                match old.get(k) {
+                    Some(o) if o == v => {}
+                    o => {
+                        patch.insert(k.clone(), merge_patch(o, v));
+                    }
+                }
+            }
+            for k in old.keys().filter(|k| !new.contains_key(*k)) {
+                patch.insert(k.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
 /// What one reconcile decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -190,7 +215,7 @@ pub async fn reconcile(
             requeue_after: None,
         };
     };
-    let status = status_json(record);
+    let status = status_json(&key, record);
     // `lastUpdated` changes every step; compare without it so an unchanged host causes
     // no write.
     let strip = |v: &Value| {
@@ -226,6 +251,38 @@ mod tests {
 
     fn status(state: &str, error: &str) -> Value {
         json!({"provisioning": {"state": state}, "errorType": error, "errorMessage": if error.is_empty() { "" } else { "the BMC said no" }})
+    }
+
+    #[test]
+    fn a_merge_patch_changes_what_changed_and_removes_what_went() {
+        let old = json!({"provisioning": {"ID": "a", "state": "provisioning", "image": {"url": "x"}},
+                         "errorType": "provisioning error", "errorCount": 1});
+        let new = json!({"provisioning": {"ID": "a", "state": "provisioned"}, "errorCount": 0});
+        let patch = merge_patch(Some(&old), &new);
+        assert_eq!(
+            patch,
+            json!({"provisioning": {"state": "provisioned", "image": null}, "errorType": null, "errorCount": 0})
+        );
+        // Applied as RFC 7386 says, the patch gives the new status exactly.
+        fn apply(target: &mut Value, patch: &Value) {
+            match (target.as_object_mut(), patch.as_object()) {
+                (Some(t), Some(p)) => {
+                    for (k, v) in p {
+                        if v.is_null() {
+                            t.remove(k);
+                        } else {
+                            apply(t.entry(k.clone()).or_insert(Value::Null), v);
+                        }
+                    }
+                }
+                _ => *target = patch.clone(),
+            }
+        }
+        let mut applied = old.clone();
+        apply(&mut applied, &patch);
+        assert_eq!(applied, new);
+        assert_eq!(merge_patch(None, &new), new);
+        assert_eq!(merge_patch(Some(&new), &new), json!({}));
     }
 
     #[test]

@@ -9,9 +9,9 @@
 //! same function the embedded mode is tested with. The controller adds the
 //! `baremetalhost.metal3.io` finalizer, writes `status` through the status subresource
 //! in Metal3's layout, removes the finalizer once the host is deprovisioned and its node
-//! deleted, and requeues with the host machine's wake-up time. Secrets named by
-//! `bmc.credentialsName` and `userData` are read from the host's namespace on each
-//! reconcile.
+//! deleted, and requeues with the host machine's wake-up time. The Secrets a host names
+//! (`bmc.credentialsName`, `userData`, `networkData`, `metaData`,
+//! `preprovisioningNetworkDataName`) are read from its namespace on each reconcile.
 //!
 //! Against a cluster (the CRD from baremetal-operator's `config/base/crds` installed):
 //!
@@ -36,7 +36,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::controller::{BUSY_POLL, HostObject, Write, reconcile};
+use crate::controller::{BUSY_POLL, HostObject, Write, merge_patch, reconcile};
 use crate::manifests::{BareMetalHost, ObjectMeta, Secret};
 use crate::operator::Operator;
 
@@ -133,10 +133,17 @@ struct Context {
 async fn secrets_for(client: &Client, host: &BareMetalHost) -> Vec<Secret> {
     let ns = host.metadata.namespace();
     let api: Api<KubeSecret> = Api::namespaced(client.clone(), ns);
-    let mut names = vec![host.spec.bmc.credentials_name.clone()];
-    if let Some(u) = &host.spec.user_data {
-        names.push(u.name.clone());
+    // Every Secret a host names: BMC credentials, userData, networkData, metaData and
+    // the agent's preprovisioning network data.
+    let spec = &host.spec;
+    let mut names = vec![spec.bmc.credentials_name.clone()];
+    for r in [&spec.user_data, &spec.network_data, &spec.meta_data]
+        .into_iter()
+        .flatten()
+    {
+        names.push(r.name.clone());
     }
+    names.extend(spec.preprovisioning_network_data_name.clone());
     let mut out = Vec::new();
     for name in names.into_iter().filter(|n| !n.is_empty()) {
         // A missing secret is the host's error to report (registration error), not ours.
@@ -174,7 +181,9 @@ async fn reconcile_object(
                 api.patch(name, &params, &Patch::Merge(&patch)).await?;
             }
             Write::Status(status) => {
-                let patch = json!({"status": status});
+                // A merge patch from the status read to the new one, so what the new one
+                // leaves out goes.
+                let patch = json!({"status": merge_patch(object.status.as_ref(), &status)});
                 api.patch_status(name, &params, &Patch::Merge(&patch))
                     .await
                     .map_err(|source| ControllerError::Write {

@@ -198,8 +198,15 @@ fn operation_of(kind: HostStateKind) -> Option<Operation> {
     }
 }
 
+impl Default for HostRecord {
+    fn default() -> Self {
+        HostRecord::new()
+    }
+}
+
 impl HostRecord {
-    fn new() -> HostRecord {
+    /// The record of a host not seen before: state `""`, nothing known.
+    pub fn new() -> HostRecord {
         let now = unix_now();
         HostRecord {
             host: Host::new(),
@@ -1034,7 +1041,7 @@ impl Operator {
         let Some((spec, bmh)) = self.spec_of(key) else {
             return Reconciled::gone();
         };
-        let mut record = self.record(key).unwrap_or_else(HostRecord::new);
+        let mut record = self.record(key).unwrap_or_default();
         // Tried again soon from the record as it was: nothing of this step is kept.
         let retry = || {
             self.metrics.reconcile_failed();

@@ -48,7 +48,8 @@ pub fn hardware_details(inv: &HardwareInventory) -> Value {
         "ramMebibytes": inv.total_memory_mib.unwrap_or_else(|| inv.memory.iter().filter_map(|m| m.capacity_mib).sum()),
         "nics": inv.nics.iter().map(|n| json!({
             "name": n.id,
-            "mac": n.mac.as_ref().map(ToString::to_string).unwrap_or_default(),
+            // Upstream's schema wants a MAC address or none: `""` is refused.
+            "mac": n.mac.as_ref().map(ToString::to_string),
             "speedGbps": n.speed_mbps.map(|s| s / 1000).unwrap_or(0),
         })).collect::<Vec<_>>(),
         "storage": inv.disks.iter().map(|d| json!({
@@ -96,27 +97,71 @@ pub fn network_data(address: &ipam::IpAddress, mac: Option<&str>) -> Value {
     })
 }
 
-/// A host's `status` in Metal3's layout.
-pub fn status_json(record: &HostRecord) -> Value {
+/// Metal3's `status.errorType` for a host error. Upstream's CRD lists seven values and
+/// no `detach error`: a status carrying it is refused by the API server, so a failed
+/// detach (the node could not be taken off the conductor) is reported as the
+/// `registration error` it is, its message saying what failed.
+pub fn error_type(kind: provision_fsm::ErrorType) -> &'static str {
+    match kind {
+        provision_fsm::ErrorType::Detach => provision_fsm::ErrorType::Registration.name(),
+        other => other.name(),
+    }
+}
+
+/// A host's `status` in Metal3's layout, valid for upstream's BareMetalHost schema:
+/// `provisioning.ID` is the conductor node's name (`id`), fields with nothing to say are
+/// left out rather than written as `null` or `""` where the schema has no such value
+/// (`errorType`, `provisioning.image`, `hardware` and what inventory did not find).
+pub fn status_json(id: &str, record: &HostRecord) -> Value {
     let h = &record.host;
     let image = match &h.state {
         provision_fsm::HostState::Provisioning { image }
         | provision_fsm::HostState::Provisioned { image } => serde_json::to_value(image).ok(),
         _ => None,
     };
-    json!({
-        "provisioning": {"state": h.state.kind().name(), "image": image},
+    let mut provisioning = json!({"ID": id, "state": h.state.kind().name()});
+    let mut status = json!({
         "operationalStatus": h.operational_status.name(),
-        "errorType": h.error.as_ref().map(|e| e.kind.name()).unwrap_or_default(),
-        "errorMessage": h.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+        "errorMessage": h.error.as_ref().map(|e| match e.kind {
+            provision_fsm::ErrorType::Detach => format!("detach: {}", e.message),
+            _ => e.message.clone(),
+        }).unwrap_or_default(),
         "errorCount": h.error_count,
+        "provisioningFailCount": h.provisioning_fail_count,
         "poweredOn": h.powered_on.unwrap_or(false),
-        "hardware": record.hardware.as_ref().map(hardware_details),
         "operationHistory": operation_history(&record.operations),
         "lastUpdated": rfc3339(record.last_updated),
         "triedCredentials": credentials_version(record.tried_credentials.as_deref()),
         "goodCredentials": credentials_version(h.registered_credentials.as_deref()),
-    })
+    });
+    if let (Some(image), Some(p)) = (image, provisioning.as_object_mut()) {
+        p.insert("image".into(), image);
+    }
+    if let Some(s) = status.as_object_mut() {
+        s.insert("provisioning".into(), provisioning.take());
+        if let Some(e) = &h.error {
+            s.insert("errorType".into(), error_type(e.kind).into());
+        }
+        if let Some(hw) = &record.hardware {
+            s.insert("hardware".into(), without_nulls(hardware_details(hw)));
+        }
+    }
+    status
+}
+
+/// `value` with every `null` member of its objects left out (the hardware details have
+/// no nullable field in upstream's schema).
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
 }
 
 /// Metal3's `triedCredentials` / `goodCredentials`: the credentials version (a salted

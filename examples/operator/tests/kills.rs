@@ -6,24 +6,22 @@
 //! conductor (deploys accepted) — and no address was given twice.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bmc_sim::vendor::BootSource;
 use bmc_sim::{RedfishSim, SimConfig};
-use metal3_conductor::agent_protocol::{
-    AgentCommand, AgentInventory, AgentResult, Heartbeat, HeartbeatReply, Lookup,
-};
-use metal3_conductor::http::escape;
 use metal3_conductor::service::{Service, ServiceConfig, drivers};
 use metal3_conductor::{ConductorApi, ConductorConfig, HttpConductor};
 use metal3_operator::operator::HostRecord;
 use metal3_operator::store::Store;
 use provision_fsm::NodeState;
 use serde_json::Value;
+
+mod common;
+use common::{Written, agent};
 
 const HOSTS: usize = 20;
 const KILLS: usize = 10;
@@ -74,89 +72,6 @@ fn manifests(sims: &[RedfishSim]) -> String {
         ));
     }
     text
-}
-
-/// What the agents did: images written per node.
-type Written = Arc<Mutex<BTreeMap<String, u32>>>;
-
-/// One host's agent, always up: looks its node up by the host's MAC whenever the node
-/// waits for an agent, heartbeats, carries out the command and reports until the
-/// conductor takes the result.
-async fn agent(api: String, mac: String, written: Written) {
-    let http = reqwest::Client::new();
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let Ok(reply) = http
-            .get(format!("{api}/v1/lookup?addresses={mac}"))
-            .send()
-            .await
-        else {
-            continue;
-        };
-        if !reply.status().is_success() {
-            continue;
-        }
-        let Ok(Lookup {
-            node, agent_token, ..
-        }) = reply.json::<Lookup>().await
-        else {
-            continue;
-        };
-        let url = format!("{api}/v1/heartbeat/{}", escape(&node));
-        let beat = |result: Option<AgentResult>| Heartbeat {
-            agent_token: agent_token.clone(),
-            command_result: result,
-            log: Vec::new(),
-        };
-        let command = loop {
-            match http.post(&url).json(&beat(None)).send().await {
-                Ok(r) if r.status().is_success() => {
-                    if let Some(c) = r
-                        .json::<HeartbeatReply>()
-                        .await
-                        .ok()
-                        .and_then(|h| h.command)
-                    {
-                        break Some(c);
-                    }
-                }
-                Ok(r) if r.status().is_client_error() => break None,
-                _ => {}
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let result = match command {
-            // The host is powered by its BMC here.
-            None | Some(AgentCommand::PowerOff | AgentCommand::Reboot) => continue,
-            Some(AgentCommand::Inspect) => AgentResult {
-                inventory: Some(
-                    serde_json::from_value::<AgentInventory>(serde_json::json!({
-                        "interfaces": [{"name": "eth0", "mac_address": mac}],
-                        "memory": {"physical_mb": 65536},
-                        "cpu": {"count": 8, "architecture": "x86_64"}
-                    }))
-                    .unwrap(),
-                ),
-                ..AgentResult::default()
-            },
-            Some(AgentCommand::EraseMetadata) => AgentResult::default(),
-            Some(AgentCommand::InstallImage { config_drive, .. }) => {
-                *written.lock().unwrap().entry(node.clone()).or_default() += 1;
-                AgentResult {
-                    bytes: 1 << 20,
-                    config_drive: Some(config_drive),
-                    ..AgentResult::default()
-                }
-            }
-        };
-        let result = Some(result);
-        for _ in 0..400 {
-            match http.post(&url).json(&beat(result.clone())).send().await {
-                Ok(r) if r.status().is_success() || r.status().is_client_error() => break,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    }
 }
 
 fn operator(admin: &str, dir: &Path) -> Command {

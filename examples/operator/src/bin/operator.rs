@@ -153,7 +153,7 @@ fn write_statuses(
         let Some(record) = records.get(&key) else {
             continue;
         };
-        let mut status = status_json(record);
+        let mut status = status_json(&key, record);
         if let Some(o) = status.as_object_mut() {
             o.remove("lastUpdated");
         }
@@ -165,7 +165,7 @@ fn write_statuses(
             "kind": "BareMetalHost",
             "metadata": host.metadata,
             "spec": host.spec,
-            "status": status_json(record),
+            "status": status_json(&key, record),
         });
         let text = serde_norway::to_string(&object).map_err(|e| e.to_string())?;
         let file = dir.join(format!(
@@ -370,7 +370,7 @@ async fn main() -> ExitCode {
     let statuses: BTreeMap<String, serde_json::Value> = operator
         .records()
         .iter()
-        .map(|(k, r)| (k.clone(), status_json(r)))
+        .map(|(k, r)| (k.clone(), status_json(k, r)))
         .collect();
     match serde_json::to_string_pretty(&statuses) {
         Ok(text) => println!("{text}"),

@@ -1,0 +1,620 @@
+//! `operator --kube` against a real kube-apiserver (v1.20 on etcd, `kube-apiserver.sh`):
+//! upstream's BareMetalHost CRD applied unchanged, the operator running as its own
+//! ServiceAccount with `deploy/rbac.yaml`'s rights (not as an admin), the conductor and
+//! bmc-sim behind it. Hosts register, inspect, provision; a host whose credentials Secret
+//! is missing shows a registration error until the Secret comes; the operator is killed
+//! and started again without anything done twice; a deleted host is deprovisioned, its
+//! node deleted and its finalizer removed. What `kubectl get bmh` shows is read as
+//! kubectl reads it (the server's Table), and every status the operator wrote had to pass
+//! the API server's validation against upstream's schema.
+#![cfg(feature = "kube")]
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bmc_sim::vendor::BootSource;
+use bmc_sim::{RedfishSim, SimConfig};
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use metal3_conductor::service::{Service, ServiceConfig, drivers};
+use metal3_conductor::{ApiError, ConductorApi, ConductorConfig, HttpConductor};
+use serde::Deserialize as _;
+use serde_json::{Value, json};
+use test_peers::KubeApiServer;
+
+mod common;
+use common::{Written, agent};
+
+const SYSTEM: &str = "/redfish/v1/Systems/437XR1138R2";
+const LIVE_ISO: &str = "http://127.0.0.1:9/live.iso";
+const HOSTS: usize = 3;
+
+fn mac(i: usize) -> String {
+    format!("52:54:00:bb:00:{i:02x}")
+}
+
+fn reference(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/reference/metal3-manifests")
+        .join(path)
+}
+
+/// The documents of a YAML stream, as JSON.
+fn documents(text: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|d| serde_norway::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::to_value(v).unwrap())
+        .collect()
+}
+
+/// The resource of an object's kind, and whether it lives in a namespace.
+fn resource_of(object: &Value) -> (ApiResource, bool) {
+    let api_version = object["apiVersion"].as_str().unwrap();
+    let kind = object["kind"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let (plural, namespaced) = match kind {
+        "CustomResourceDefinition" => ("customresourcedefinitions", false),
+        "Namespace" => ("namespaces", false),
+        "ServiceAccount" => ("serviceaccounts", true),
+        "Secret" => ("secrets", true),
+        "ClusterRole" => ("clusterroles", false),
+        "ClusterRoleBinding" => ("clusterrolebindings", false),
+        "Role" => ("roles", true),
+        "RoleBinding" => ("rolebindings", true),
+        "BareMetalHost" => ("baremetalhosts", true),
+        other => panic!("no resource for kind {other}"),
+    };
+    (
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural),
+        namespaced,
+    )
+}
+
+fn api_for(client: &Client, object: &Value) -> Api<DynamicObject> {
+    let (resource, namespaced) = resource_of(object);
+    if namespaced {
+        let ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default");
+        Api::namespaced_with(client.clone(), ns, &resource)
+    } else {
+        Api::all_with(client.clone(), &resource)
+    }
+}
+
+async fn create(client: &Client, object: Value) {
+    let what = format!("{} {}", object["kind"], object["metadata"]["name"]);
+    let dynamic: DynamicObject = serde_json::from_value(object.clone()).unwrap();
+    api_for(client, &object)
+        .create(&PostParams::default(), &dynamic)
+        .await
+        .unwrap_or_else(|e| panic!("creating {what}: {e}"));
+}
+
+/// Applies upstream's CRD at `path` as it is and waits until it is served.
+async fn apply_crd(client: &Client, path: &str) {
+    let text = std::fs::read_to_string(reference(path)).unwrap();
+    for crd in documents(&text) {
+        let name = crd["metadata"]["name"].as_str().unwrap().to_string();
+        let api = api_for(client, &crd);
+        create(client, crd).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = api.get(&name).await.unwrap();
+            let established = got.data["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Established" && c["status"] == "True");
+            if established {
+                break;
+            }
+            assert!(Instant::now() < deadline, "CRD {name} never established");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn admin_client(server: &KubeApiServer) -> Client {
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// A kubeconfig for the operator's ServiceAccount (its token, made by the controller
+/// manager), written to `path`.
+async fn service_account_kubeconfig(client: &Client, server: &KubeApiServer, path: &Path) {
+    let accounts: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "metal3",
+        &resource_of(&json!({"apiVersion": "v1", "kind": "ServiceAccount"})).0,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let secret = loop {
+        let sa = accounts.get("metal3-operator").await.unwrap();
+        if let Some(name) = sa.data["secrets"][0]["name"].as_str() {
+            break name.to_string();
+        }
+        assert!(Instant::now() < deadline, "no token for the ServiceAccount");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let secrets: Api<KubeSecret> = Api::namespaced(client.clone(), "metal3");
+    let token = secrets.get(&secret).await.unwrap().data.unwrap()["token"]
+        .0
+        .clone();
+    let token = String::from_utf8(token).unwrap();
+    let ca = base64::engine::general_purpose::STANDARD.encode(server.ca_pem());
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {}\n    \
+             certificate-authority-data: {ca}\nusers:\n- name: metal3-operator\n  user:\n    token: {token}\n\
+             contexts:\n- name: lab\n  context: {{cluster: lab, user: metal3-operator}}\ncurrent-context: lab\n",
+            server.url
+        ),
+    )
+    .unwrap();
+}
+
+/// What `kubectl get bmh -n lab` shows: the server's Table, name → column → cell.
+async fn table(server: &KubeApiServer) -> BTreeMap<String, BTreeMap<String, String>> {
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&server.ca_pem()).unwrap())
+        .build()
+        .unwrap();
+    let t: Value = http
+        .get(format!(
+            "{}/apis/metal3.io/v1alpha1/namespaces/lab/baremetalhosts",
+            server.url
+        ))
+        .bearer_auth(server.admin_token())
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let columns: Vec<String> = t["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    t["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let cells = row["cells"].as_array().unwrap();
+            let name = row["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let cells = columns
+                .iter()
+                .zip(cells)
+                .map(|(c, v)| {
+                    let v = v.as_str().map(str::to_string).unwrap_or(v.to_string());
+                    (c.clone(), v)
+                })
+                .collect();
+            (name, cells)
+        })
+        .collect()
+}
+
+/// The operator's process, killed when dropped (a failing test leaves none behind).
+struct OperatorProcess(Child);
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn operator(admin: &str, dir: &Path) -> OperatorProcess {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("operator.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_operator"))
+        .args(["--kube", "--conductor", admin, "--state"])
+        .arg(dir.join("state.redb"))
+        .args(["--poll-ms", "20", "--inspection", "agent"])
+        .env("KUBECONFIG", dir.join("operator.kubeconfig"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(OperatorProcess)
+        .unwrap()
+}
+
+fn host(i: usize, sim: &RedfishSim, credentials: &str) -> Value {
+    let mut spec = json!({
+        "online": true,
+        "bootMACAddress": mac(i),
+        "bmc": {"address": format!("redfish-virtualmedia+http://{}{SYSTEM}", sim.addr()), "credentialsName": credentials},
+    });
+    if i == 1 {
+        // A disk image written by the agent, with cloud-init's three Secrets.
+        spec["image"] = json!({"url": "http://127.0.0.1:9/os.qcow2", "format": "qcow2",
+                               "checksumType": "sha256", "checksum": "ab".repeat(32)});
+        spec["automatedCleaningMode"] = json!("metadata");
+        spec["userData"] = json!({"name": "node-1-user-data"});
+        spec["networkData"] = json!({"name": "node-1-network-data"});
+        spec["metaData"] = json!({"name": "node-1-meta-data"});
+    } else {
+        spec["image"] = json!({"url": LIVE_ISO, "format": "live-iso"});
+        spec["automatedCleaningMode"] = json!("disabled");
+    }
+    json!({
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": format!("node-{i}"), "namespace": "lab"},
+        "spec": spec,
+    })
+}
+
+fn secret(name: &str, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "lab"}, "stringData": data})
+}
+
+async fn statuses(client: &Client) -> BTreeMap<String, DynamicObject> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "lab",
+        &resource_of(&json!({"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost"})).0,
+    );
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| (o.metadata.name.clone().unwrap(), o))
+        .collect()
+}
+
+/// Waits until `done` holds for the hosts as listed, or fails with `context`.
+async fn wait_for(
+    client: &Client,
+    what: &str,
+    timeout: Duration,
+    context: impl Fn() -> String,
+    done: impl Fn(&BTreeMap<String, DynamicObject>) -> bool,
+) -> BTreeMap<String, DynamicObject> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let hosts = statuses(client).await;
+        if done(&hosts) {
+            return hosts;
+        }
+        if Instant::now() > deadline {
+            let states: BTreeMap<_, _> = hosts
+                .iter()
+                .map(|(k, o)| (k.clone(), o.data["status"].clone()))
+                .collect();
+            panic!("{what}: not after {timeout:?}\n{states:#?}\n{}", context());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn state(o: &DynamicObject) -> &str {
+    o.data["status"]["provisioning"]["state"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("kube-api-{}", std::process::id()));
+    let started = Instant::now();
+    let server = KubeApiServer::start(&dir.join("kube"));
+    let server_up = started.elapsed();
+    let client = admin_client(&server).await;
+    apply_crd(
+        &client,
+        "baremetal-operator/config/base/crds/bases/metal3.io_baremetalhosts.yaml",
+    )
+    .await;
+    let rbac =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml"))
+            .unwrap();
+    for object in documents(&rbac) {
+        create(&client, object).await;
+    }
+    service_account_kubeconfig(&client, &server, &dir.join("operator.kubeconfig")).await;
+
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/redfish/dmtf-public-rackmount1");
+    let mut sims = Vec::new();
+    for _ in 0..HOSTS {
+        sims.push(
+            RedfishSim::start(SimConfig {
+                tree: Some(fixture.clone()),
+                credentials: Some(("admin".into(), "s3cret".into())),
+                ..SimConfig::default()
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let service = Service::start(
+        ServiceConfig {
+            admin_listen: "127.0.0.1:0".into(),
+            agent_listen: "127.0.0.1:0".into(),
+            conductor: ConductorConfig {
+                agent_image_url: "http://127.0.0.1:9/agent.iso".into(),
+                ..ConductorConfig::default()
+            },
+            ..ServiceConfig::default()
+        },
+        drivers(),
+    )
+    .await
+    .unwrap();
+    let admin = service.admin_url();
+    let conductor = HttpConductor::new(&admin);
+    let written = Written::default();
+    let agents: Vec<_> = (0..HOSTS)
+        .map(|i| tokio::spawn(agent(service.agent_url(), mac(i), written.clone())))
+        .collect();
+
+    create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab"}}),
+    )
+    .await;
+    create(
+        &client,
+        secret("bmc", json!({"username": "admin", "password": "s3cret"})),
+    )
+    .await;
+    create(
+        &client,
+        secret(
+            "node-1-user-data",
+            json!({"userData": "#cloud-config\nhostname: node-1\n"}),
+        ),
+    )
+    .await;
+    create(
+        &client,
+        secret(
+            "node-1-network-data",
+            json!({"networkData": json!({"links": [{"id": "eth0", "type": "phy", "ethernet_mac_address": mac(1)}], "networks": [], "services": []}).to_string()}),
+        ),
+    )
+    .await;
+    create(
+        &client,
+        secret(
+            "node-1-meta-data",
+            json!({"metaData": "{\"site\": \"lab\"}"}),
+        ),
+    )
+    .await;
+    for (i, sim) in sims.iter().enumerate() {
+        // node-2 names a Secret that does not exist yet: bad input.
+        let credentials = if i == 2 { "node-2-bmc" } else { "bmc" };
+        create(&client, host(i, sim, credentials)).await;
+    }
+
+    let log = dir.join("operator.log");
+    let context = || {
+        format!(
+            "operator log:\n{}\napiserver log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            server.log_tail(20)
+        )
+    };
+    let child = operator(&admin, &dir);
+    let hosts = wait_for(
+        &client,
+        "node-0 and node-1 provisioned and on, node-2 refused",
+        Duration::from_secs(120),
+        context,
+        |h| {
+            h.len() == HOSTS
+                && ["node-0", "node-1"].iter().all(|n| {
+                    state(&h[*n]) == "provisioned" && h[*n].data["status"]["poweredOn"] == true
+                })
+                && h["node-2"].data["status"]["errorType"] == "registration error"
+        },
+    )
+    .await;
+    let provisioned = started.elapsed();
+
+    // What kubectl shows.
+    let shown = table(&server).await;
+    assert_eq!(shown["node-0"]["State"], "provisioned", "{shown:?}");
+    assert_eq!(shown["node-1"]["State"], "provisioned", "{shown:?}");
+    assert_eq!(shown["node-2"]["Error"], "registration error", "{shown:?}");
+    assert_eq!(shown["node-0"]["Status"], "OK", "{shown:?}");
+    for (name, o) in &hosts {
+        assert!(
+            o.metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == "baremetalhost.metal3.io"),
+            "{name}: {:?}",
+            o.metadata
+        );
+    }
+    let status = &hosts["node-1"].data["status"];
+    assert_eq!(status["provisioning"]["ID"], "lab/node-1", "{status}");
+    assert_eq!(
+        status["provisioning"]["image"]["format"], "qcow2",
+        "{status}"
+    );
+    assert_eq!(status["poweredOn"], true, "{status}");
+    assert_eq!(status["hardware"]["nics"][0]["mac"], mac(1), "{status}");
+    assert!(
+        status["operationHistory"]["provision"]["end"].is_string(),
+        "{status}"
+    );
+    assert!(
+        hosts["node-2"].data["status"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("doesn't exist"),
+        "{:?}",
+        hosts["node-2"].data
+    );
+    // The Secrets came from the API into the config drive the agent wrote.
+    let drive = conductor
+        .node("lab/node-1")
+        .await
+        .unwrap()
+        .config_drive
+        .unwrap();
+    assert_eq!(
+        drive.user_data.as_deref(),
+        Some("#cloud-config\nhostname: node-1\n")
+    );
+    assert_eq!(
+        drive.network_data.as_ref().unwrap()["links"][0]["ethernet_mac_address"],
+        mac(1)
+    );
+    assert_eq!(drive.meta_data["site"], "lab", "{:?}", drive.meta_data);
+
+    // The bad input put right: the Secret comes and the host goes on.
+    create(
+        &client,
+        secret(
+            "node-2-bmc",
+            json!({"username": "admin", "password": "s3cret"}),
+        ),
+    )
+    .await;
+    wait_for(
+        &client,
+        "node-2 provisioned once its Secret exists",
+        Duration::from_secs(60),
+        context,
+        |h| {
+            state(&h["node-2"]) == "provisioned"
+                && h["node-2"].data["status"].get("errorType").is_none()
+        },
+    )
+    .await;
+
+    // Killed and started again: the same hosts, nothing done twice.
+    drop(child);
+    let child = operator(&admin, &dir);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let hosts = statuses(&client).await;
+    for (i, sim) in sims.iter().enumerate() {
+        let key = format!("lab/node-{i}");
+        assert_eq!(state(&hosts[&format!("node-{i}")]), "provisioned", "{key}");
+        assert_eq!(
+            conductor.node(&key).await.unwrap().deploy_attempts,
+            1,
+            "{key}"
+        );
+        let live_boots = sim
+            .boots(SYSTEM)
+            .iter()
+            .filter(|b| matches!(b, BootSource::VirtualCd { image, .. } if image == LIVE_ISO))
+            .count();
+        let images = written.lock().unwrap().get(&key).copied().unwrap_or(0);
+        let expected = if i == 1 { (0, 1) } else { (1, 0) };
+        assert_eq!((live_boots, images), expected, "{key}");
+    }
+
+    // Deleted: deprovisioned (cleaned), its node deleted, the finalizer removed, gone.
+    let bmh = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "lab",
+        &resource_of(&json!({"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost"})).0,
+    );
+    bmh.delete("node-1", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "node-1 gone",
+        Duration::from_secs(60),
+        context,
+        |h| !h.contains_key("node-1"),
+    )
+    .await;
+    assert!(
+        matches!(
+            conductor.node("lab/node-1").await,
+            Err(ApiError::NotFound(_))
+        ),
+        "the node of a deleted host stays"
+    );
+
+    // Events, as `kubectl describe bmh` lists them.
+    let events: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "lab",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("events.k8s.io", "v1", "Event"),
+            "events",
+        ),
+    );
+    let reasons: Vec<(String, String)> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| {
+            (
+                e.data["regarding"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                e.data["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (host, reason) in [
+        ("node-0", "Registered"),
+        ("node-0", "InspectionComplete"),
+        ("node-0", "ProvisioningComplete"),
+        ("node-1", "DeprovisioningStarted"),
+        ("node-1", "DeprovisioningComplete"),
+        ("node-2", "RegistrationError"),
+    ] {
+        assert!(
+            reasons.iter().any(|(h, r)| h == host && r == reason),
+            "no {reason} Event for {host}: {reasons:?}"
+        );
+    }
+    drop(child);
+    // Every status write was accepted: the operator logged no failed reconcile.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("reconcile failed"), "{logged}");
+    println!(
+        "kube-apiserver up in {:.1} s; {HOSTS} hosts provisioned through it {:.1} s after the start",
+        server_up.as_secs_f64(),
+        provisioned.as_secs_f64()
+    );
+
+    for a in agents {
+        a.abort();
+    }
+    drop(service);
+    for sim in sims {
+        sim.stop().await;
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
