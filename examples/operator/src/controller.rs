@@ -186,6 +186,22 @@ pub async fn reconcile(
     operator.put_secrets(secrets.iter().cloned());
     let mut writes = Vec::new();
     let ours = object.finalizers.iter().any(|f| f == FINALIZER);
+    // A host with a status and no record here (another replica had it, or the store is
+    // new) is taken up from its status, not started over.
+    if let Some(status) = &object.status
+        && operator.record(&key).is_none()
+        && let Err(e) = operator.adopt(&key, status).await
+    {
+        tracing::warn!(host = %key, error = %e, "cannot take up the host from its status");
+        return Decision {
+            writes: if ours || object.deleting {
+                writes
+            } else {
+                vec![Write::AddFinalizer]
+            },
+            requeue_after: Some(busy_poll),
+        };
+    }
     if object.deleting {
         if !ours {
             // Not ours (or already released): nothing to hold back.

@@ -7,7 +7,7 @@
 //! - [`operator`]: the records and the one step, [`Operator::reconcile`];
 //!   [`scheduler`]: embedded mode's scheduling of that step; [`controller`]: the same
 //!   step in controller form, which the `kube` feature runs under kube-runtime
-//!   (`kube_controller`).
+//!   (`kube_controller`), one replica at a time by leader election (`leader`).
 //! - [`store`]: the embedded transactional store; [`render`]: status, hardware details
 //!   and network data in Metal3's layouts (`operationHistory` included); [`progress`]: a
 //!   one-line summary of a fleet; [`metrics`]: the Prometheus metrics under
@@ -25,6 +25,8 @@
 pub mod controller;
 #[cfg(feature = "kube")]
 pub mod kube_controller;
+#[cfg(feature = "kube")]
+pub mod leader;
 pub mod manifests;
 pub mod metrics;
 pub mod operator;

@@ -617,6 +617,46 @@ impl Operator {
         &self.conductor
     }
 
+    /// Takes up a host this operator has no record of from the `status` the API server
+    /// holds for it ([`crate::render::record_from_status`]): written by another replica,
+    /// or by an earlier run whose store is gone. The node is read for its inventory and
+    /// deploy count. `Ok(false)` when there is a record already or the status has no
+    /// state; an error when the conductor cannot be read (the caller tries again).
+    pub async fn adopt(&self, key: &str, status: &Value) -> Result<bool, String> {
+        if lock(&self.records).contains_key(key) {
+            return Ok(false);
+        }
+        let node = self
+            .read_node(key)
+            .await
+            .map_err(|e| format!("reading the node of {key}: {e}"))?;
+        let inventory = match &node {
+            Some(n) if n.inspected => Some(
+                self.conductor
+                    .inventory(key)
+                    .await
+                    .map_err(|e| format!("reading the inventory of {key}: {e}"))?,
+            ),
+            _ => None,
+        };
+        let deploys = node.as_ref().map(|n| n.deploy_attempts);
+        let Some(mut record) = crate::render::record_from_status(status, inventory, deploys) else {
+            return Ok(false);
+        };
+        // An inspection whose node has an inventory was asked by the one before: a node
+        // back in `manageable` finished it rather than waits for it.
+        if record.host.pending == Some(Pending::Inspect)
+            && node.as_ref().is_some_and(|n| n.inspected)
+        {
+            record.sent = true;
+        }
+        self.save(key, Some(&record), &[])
+            .await
+            .map_err(|e| format!("saving {key}: {e}"))?;
+        tracing::info!(host = %key, state = %record.host.state, "host taken up from its status");
+        Ok(true)
+    }
+
     /// Whether the operator knows this host (it was put and not yet finalized).
     pub fn knows(&self, key: &str) -> bool {
         lock(&self.desired).contains_key(key)

@@ -149,6 +149,146 @@ pub fn status_json(id: &str, record: &HostRecord) -> Value {
     status
 }
 
+/// Seconds since the Unix epoch of an RFC 3339 time as [`rfc3339`] writes it
+/// (`2026-11-18T11:06:40Z`, a fraction ignored); `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<f64> {
+    let b = text.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { text.get(r)?.parse().ok() };
+    if b.len() < 20 || b.get(10) != Some(&b'T') || !text.ends_with('Z') {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days since 1970-01-01 from a civil date (the inverse of `rfc3339`'s).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hour * 3600 + minute * 60 + second) as f64)
+}
+
+/// The record of a host whose `status` (Metal3's layout, as [`status_json`] writes it)
+/// is all there is: written by another replica, or by an earlier run whose store is
+/// gone. The action the state stands for is taken as asked but not sent by this run, so
+/// the next step looks at the node and carries on from what it shows (as after a
+/// restart) rather than starting over; the hardware details come from the node's
+/// inventory (`inventory`), and `deploy_attempts` (the node's count) marks a deploy
+/// already accepted. `None` for a status with no state yet.
+pub fn record_from_status(
+    status: &Value,
+    inventory: Option<HardwareInventory>,
+    deploy_attempts: Option<u32>,
+) -> Option<HostRecord> {
+    use provision_fsm::{
+        ErrorType, HostError, HostState, HostStateKind as K, Image, OperationalStatus, Pending,
+    };
+    let text = |p: &str| status.pointer(p).and_then(Value::as_str);
+    let count = |p: &str| {
+        status
+            .pointer(p)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0)
+    };
+    let kind = K::from_name(text("/provisioning/state")?)?;
+    if kind == K::None {
+        return None;
+    }
+    let image = || -> Option<Image> {
+        serde_json::from_value(status.pointer("/provisioning/image")?.clone()).ok()
+    };
+    let state = match kind {
+        K::None => HostState::None,
+        K::Unmanaged => HostState::Unmanaged,
+        K::Registering => HostState::Registering,
+        K::MatchProfile => HostState::MatchProfile,
+        K::Inspecting => HostState::Inspecting {
+            mode: provision_fsm::InspectionMode::Agent,
+        },
+        K::Preparing => HostState::Preparing { settings: None },
+        K::Available => HostState::Available,
+        K::Provisioning => HostState::Provisioning { image: image()? },
+        K::Provisioned => HostState::Provisioned { image: image()? },
+        K::ExternallyProvisioned => HostState::ExternallyProvisioned,
+        K::Deprovisioning => HostState::Deprovisioning,
+        K::PoweringOffBeforeDelete => HostState::PoweringOffBeforeDelete,
+        K::Deleting => HostState::Deleting,
+        K::Deleted => HostState::Deleted,
+    };
+    let mut record = HostRecord::new();
+    let h = &mut record.host;
+    h.state = state;
+    // Only the actions whose progress the node shows; the host machine asks the others
+    // again itself.
+    h.pending = match kind {
+        K::Registering => Some(Pending::Register),
+        K::Inspecting => Some(Pending::Inspect),
+        K::Provisioning => Some(Pending::Provision),
+        K::Deprovisioning => Some(Pending::Deprovision),
+        _ => None,
+    };
+    const ERRORS: [ErrorType; 8] = [
+        ErrorType::ProvisionedRegistration,
+        ErrorType::Registration,
+        ErrorType::Inspection,
+        ErrorType::Preparation,
+        ErrorType::Provisioning,
+        ErrorType::PowerManagement,
+        ErrorType::Detach,
+        ErrorType::Servicing,
+    ];
+    h.error = text("/errorType")
+        .and_then(|t| ERRORS.into_iter().find(|e| e.name() == t))
+        .map(|kind| HostError {
+            kind,
+            message: text("/errorMessage").unwrap_or_default().to_string(),
+        });
+    h.error_count = count("/errorCount");
+    h.provisioning_fail_count = count("/provisioningFailCount");
+    h.powered_on = status.get("poweredOn").and_then(Value::as_bool);
+    const STATUSES: [OperationalStatus; 6] = [
+        OperationalStatus::Ok,
+        OperationalStatus::Discovered,
+        OperationalStatus::Error,
+        OperationalStatus::Delayed,
+        OperationalStatus::Detached,
+        OperationalStatus::Servicing,
+    ];
+    if let Some(o) =
+        text("/operationalStatus").and_then(|t| STATUSES.into_iter().find(|s| s.name() == t))
+    {
+        h.operational_status = o;
+        h.detached = o == OperationalStatus::Detached;
+    }
+    h.registered_credentials = text("/goodCredentials/credentialsVersion").map(str::to_string);
+    record.tried_credentials = text("/triedCredentials/credentialsVersion").map(str::to_string);
+    record.hardware = inventory;
+    if kind == K::Provisioning {
+        record.deploy_accepted = deploy_attempts.filter(|n| *n > 0);
+    }
+    let time = |p: &str| text(p).and_then(parse_rfc3339);
+    let ops = &mut record.operations;
+    for (name, times) in [
+        ("register", &mut ops.register),
+        ("inspect", &mut ops.inspect),
+        ("provision", &mut ops.provision),
+        ("deprovision", &mut ops.deprovision),
+    ] {
+        times.start = time(&format!("/operationHistory/{name}/start"));
+        times.end = time(&format!("/operationHistory/{name}/end"));
+    }
+    if let Some(t) = time("/lastUpdated") {
+        record.last_updated = t;
+    }
+    Some(record)
+}
+
 /// `value` with every `null` member of its objects left out (the hardware details have
 /// no nullable field in upstream's schema).
 fn without_nulls(value: Value) -> Value {
@@ -190,7 +330,63 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_status_read_back_is_the_record_it_was_written_from() {
+        let mut r = HostRecord::new();
+        r.host.state = provision_fsm::HostState::Provisioning {
+            image: provision_fsm::Image::at("http://images/live.iso"),
+        };
+        r.host.error = Some(provision_fsm::HostError {
+            kind: provision_fsm::ErrorType::Provisioning,
+            message: "the BMC said no".into(),
+        });
+        r.host.error_count = 2;
+        r.host.provisioning_fail_count = 1;
+        r.host.powered_on = Some(true);
+        r.host.operational_status = provision_fsm::OperationalStatus::Error;
+        r.host.registered_credentials = Some("v1".into());
+        r.tried_credentials = Some("v1".into());
+        r.operations.register.start = Some(1_795_000_000.0);
+        r.operations.register.end = Some(1_795_000_007.0);
+        r.last_updated = 1_795_000_100.0;
+        let status = status_json("lab/h0", &r);
+        let back = record_from_status(&status, None, Some(1)).unwrap_or_else(|| unreachable!());
+        assert_eq!(back.host.state, r.host.state);
+        assert_eq!(back.host.error, r.host.error);
+        assert_eq!(
+            (
+                back.host.error_count,
+                back.host.provisioning_fail_count,
+                back.host.powered_on
+            ),
+            (2, 1, Some(true))
+        );
+        assert_eq!(back.host.pending, Some(provision_fsm::Pending::Provision));
+        assert_eq!(back.deploy_accepted, Some(1));
+        assert_eq!(back.operations, r.operations);
+        assert_eq!(back.last_updated, r.last_updated);
+        // Written again, the status is the same.
+        assert_eq!(status_json("lab/h0", &back), status);
+        assert!(
+            record_from_status(
+                &json!({"provisioning": {"ID": "", "state": ""}}),
+                None,
+                None
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
     fn timestamps_and_network_data_in_metal3_layout() {
+        assert_eq!(parse_rfc3339("2026-11-18T11:06:40Z"), Some(1_795_000_000.0));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T23:59:59Z")
+                .map(rfc3339)
+                .as_deref(),
+            Some("2024-02-29T23:59:59Z")
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_000_000.0), "2026-11-18T11:06:40Z");
         let a = ipam::IpAddress {

@@ -22,8 +22,10 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use metal3_conductor::history::HistoryEvent;
 use metal3_conductor::service::{Service, ServiceConfig, drivers};
 use metal3_conductor::{ApiError, ConductorApi, ConductorConfig, HttpConductor};
+use provision_fsm::NodeState;
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 use test_peers::KubeApiServer;
@@ -165,6 +167,89 @@ async fn service_account_kubeconfig(client: &Client, server: &KubeApiServer, pat
     .unwrap();
 }
 
+/// A fresh API server with upstream's BareMetalHost CRD, the `lab` namespace with the
+/// BMC Secret `bmc`, and the operator's identity from `deploy/rbac.yaml` (its kubeconfig
+/// at `DIR/operator.kubeconfig`).
+async fn cluster(dir: &Path) -> (KubeApiServer, Client) {
+    let server = KubeApiServer::start(&dir.join("kube"));
+    let client = admin_client(&server).await;
+    apply_crd(
+        &client,
+        "baremetal-operator/config/base/crds/bases/metal3.io_baremetalhosts.yaml",
+    )
+    .await;
+    let rbac =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml"))
+            .unwrap();
+    for object in documents(&rbac) {
+        create(&client, object).await;
+    }
+    service_account_kubeconfig(&client, &server, &dir.join("operator.kubeconfig")).await;
+    create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab"}}),
+    )
+    .await;
+    create(
+        &client,
+        secret("bmc", json!({"username": "admin", "password": "s3cret"})),
+    )
+    .await;
+    (server, client)
+}
+
+/// Simulated BMCs of the recorded DMTF rack server, a conductor and an agent per host.
+async fn fleet(
+    hosts: usize,
+) -> (
+    Vec<RedfishSim>,
+    Service,
+    Written,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/redfish/dmtf-public-rackmount1");
+    let mut sims = Vec::new();
+    for _ in 0..hosts {
+        sims.push(
+            RedfishSim::start(SimConfig {
+                tree: Some(fixture.clone()),
+                credentials: Some(("admin".into(), "s3cret".into())),
+                ..SimConfig::default()
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let service = Service::start(
+        ServiceConfig {
+            admin_listen: "127.0.0.1:0".into(),
+            agent_listen: "127.0.0.1:0".into(),
+            conductor: ConductorConfig {
+                agent_image_url: "http://127.0.0.1:9/agent.iso".into(),
+                ..ConductorConfig::default()
+            },
+            ..ServiceConfig::default()
+        },
+        drivers(),
+    )
+    .await
+    .unwrap();
+    let written = Written::default();
+    let agents = (0..hosts)
+        .map(|i| tokio::spawn(agent(service.agent_url(), mac(i), written.clone())))
+        .collect();
+    (sims, service, written, agents)
+}
+
+/// Live-ISO boots at a simulated BMC.
+fn live_boots(sim: &RedfishSim) -> usize {
+    sim.boots(SYSTEM)
+        .iter()
+        .filter(|b| matches!(b, BootSource::VirtualCd { image, .. } if image == LIVE_ISO))
+        .count()
+}
+
 /// What `kubectl get bmh -n lab` shows: the server's Table, name → column → cell.
 async fn table(server: &KubeApiServer) -> BTreeMap<String, BTreeMap<String, String>> {
     let http = reqwest::Client::builder()
@@ -224,14 +309,20 @@ impl Drop for OperatorProcess {
 }
 
 fn operator(admin: &str, dir: &Path) -> OperatorProcess {
+    replica(admin, dir, "operator", &[])
+}
+
+/// An operator process named `name` (its state file and log are `DIR/NAME.*`).
+fn replica(admin: &str, dir: &Path, name: &str, args: &[&str]) -> OperatorProcess {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("operator.log"))
+        .open(dir.join(format!("{name}.log")))
         .unwrap();
     Command::new(env!("CARGO_BIN_EXE_operator"))
         .args(["--kube", "--conductor", admin, "--state"])
-        .arg(dir.join("state.redb"))
+        .arg(dir.join(format!("{name}.redb")))
+        .args(args)
         .args(["--poll-ms", "20", "--inspection", "agent"])
         .env("KUBECONFIG", dir.join("operator.kubeconfig"))
         .stdout(Stdio::null())
@@ -321,67 +412,13 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
     let dir =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("kube-api-{}", std::process::id()));
     let started = Instant::now();
-    let server = KubeApiServer::start(&dir.join("kube"));
+    let (server, client) = cluster(&dir).await;
     let server_up = started.elapsed();
-    let client = admin_client(&server).await;
-    apply_crd(
-        &client,
-        "baremetal-operator/config/base/crds/bases/metal3.io_baremetalhosts.yaml",
-    )
-    .await;
-    let rbac =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml"))
-            .unwrap();
-    for object in documents(&rbac) {
-        create(&client, object).await;
-    }
-    service_account_kubeconfig(&client, &server, &dir.join("operator.kubeconfig")).await;
 
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/redfish/dmtf-public-rackmount1");
-    let mut sims = Vec::new();
-    for _ in 0..HOSTS {
-        sims.push(
-            RedfishSim::start(SimConfig {
-                tree: Some(fixture.clone()),
-                credentials: Some(("admin".into(), "s3cret".into())),
-                ..SimConfig::default()
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    let service = Service::start(
-        ServiceConfig {
-            admin_listen: "127.0.0.1:0".into(),
-            agent_listen: "127.0.0.1:0".into(),
-            conductor: ConductorConfig {
-                agent_image_url: "http://127.0.0.1:9/agent.iso".into(),
-                ..ConductorConfig::default()
-            },
-            ..ServiceConfig::default()
-        },
-        drivers(),
-    )
-    .await
-    .unwrap();
+    let (sims, service, written, agents) = fleet(HOSTS).await;
     let admin = service.admin_url();
     let conductor = HttpConductor::new(&admin);
-    let written = Written::default();
-    let agents: Vec<_> = (0..HOSTS)
-        .map(|i| tokio::spawn(agent(service.agent_url(), mac(i), written.clone())))
-        .collect();
 
-    create(
-        &client,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab"}}),
-    )
-    .await;
-    create(
-        &client,
-        secret("bmc", json!({"username": "admin", "password": "s3cret"})),
-    )
-    .await;
     create(
         &client,
         secret(
@@ -525,14 +562,9 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
             1,
             "{key}"
         );
-        let live_boots = sim
-            .boots(SYSTEM)
-            .iter()
-            .filter(|b| matches!(b, BootSource::VirtualCd { image, .. } if image == LIVE_ISO))
-            .count();
         let images = written.lock().unwrap().get(&key).copied().unwrap_or(0);
         let expected = if i == 1 { (0, 1) } else { (1, 0) };
-        assert_eq!((live_boots, images), expected, "{key}");
+        assert_eq!((live_boots(sim), images), expected, "{key}");
     }
 
     // Deleted: deprovisioned (cleaned), its node deleted, the finalizer removed, gone.
@@ -608,6 +640,151 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
         provisioned.as_secs_f64()
     );
 
+    for a in agents {
+        a.abort();
+    }
+    drop(service);
+    for sim in sims {
+        sim.stop().await;
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Lease's holder, if any.
+async fn lease_holder(client: &Client) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "metal3");
+    leases
+        .get_opt("metal3-operator")
+        .await
+        .unwrap()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
+    const REPLICA_HOSTS: usize = 6;
+    const LEASE_SECONDS: u64 = 3;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("kube-replicas-{}", std::process::id()));
+    let (server, client) = cluster(&dir).await;
+    let (sims, service, written, agents) = fleet(REPLICA_HOSTS).await;
+    let admin = service.admin_url();
+    let conductor = HttpConductor::new(&admin);
+    let context = || {
+        format!(
+            "a:\n{}\nb:\n{}\napiserver:\n{}",
+            std::fs::read_to_string(dir.join("a.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("b.log")).unwrap_or_default(),
+            server.log_tail(20)
+        )
+    };
+    let lease = ["--leader-election", "--lease-seconds", "3"];
+    let a = replica(&admin, &dir, "a", &lease);
+    let a_pid = a.0.id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lease_holder(&client)
+        .await
+        .is_some_and(|h| h.ends_with(&format!("-{a_pid}")))
+    {
+        assert!(Instant::now() < deadline, "a never led\n{}", context());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = replica(&admin, &dir, "b", &lease);
+    let b_pid = b.0.id().to_string();
+    for (i, sim) in sims.iter().enumerate() {
+        create(&client, host(i, sim, "bmc")).await;
+    }
+    // Killed while hosts are on their way: one provisioning, not all provisioned.
+    let at_kill = wait_for(
+        &client,
+        "hosts on their way",
+        Duration::from_secs(60),
+        context,
+        |h| {
+            h.len() == REPLICA_HOSTS
+                && h.values().any(|o| state(o) == "provisioning")
+                && h.values().any(|o| state(o) != "provisioned")
+        },
+    )
+    .await;
+    let b_before = std::fs::read_to_string(dir.join("b.log")).unwrap_or_default();
+    drop(a);
+    let killed = Instant::now();
+    let states: Vec<String> = at_kill.values().map(|o| state(o).to_string()).collect();
+    // Until then b only waited: it took up no host and reconciled nothing.
+    assert!(b_before.contains("waiting to lead"), "{b_before}");
+    assert!(
+        !b_before.contains("taken up") && !b_before.contains("reconcile"),
+        "{b_before}"
+    );
+    while !lease_holder(&client)
+        .await
+        .is_some_and(|h| h.ends_with(&format!("-{b_pid}")))
+    {
+        assert!(
+            killed.elapsed() < Duration::from_secs(LEASE_SECONDS * 3),
+            "b did not take over\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let takeover = killed.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(LEASE_SECONDS + 2),
+        "took {takeover:?}"
+    );
+    wait_for(
+        &client,
+        "every host provisioned by b",
+        Duration::from_secs(120),
+        context,
+        |h| h.values().all(|o| state(o) == "provisioned"),
+    )
+    .await;
+    // Nothing twice: one deploy per node, one live-ISO boot or one image written.
+    for (i, sim) in sims.iter().enumerate() {
+        let key = format!("lab/node-{i}");
+        assert_eq!(
+            conductor.node(&key).await.unwrap().deploy_attempts,
+            1,
+            "{key}\n{}",
+            context()
+        );
+        let images = written.lock().unwrap().get(&key).copied().unwrap_or(0);
+        let expected = if i == 1 { (0, 1) } else { (1, 0) };
+        assert_eq!((live_boots(sim), images), expected, "{key}\n{}", context());
+        let history = conductor.history(&key).await.unwrap();
+        let inspections = history
+            .entries
+            .iter()
+            .filter(|e| {
+                matches!(
+                    &e.event,
+                    HistoryEvent::Transition {
+                        to: NodeState::Inspecting,
+                        ..
+                    }
+                )
+            })
+            .count();
+        let expected = if history.dropped == 0 {
+            1
+        } else {
+            inspections.min(1)
+        };
+        assert_eq!(inspections, expected, "{key} inspected {inspections} times");
+    }
+    let b_log = std::fs::read_to_string(dir.join("b.log")).unwrap();
+    assert!(b_log.contains("taken up from its status"), "{b_log}");
+    println!(
+        "leader killed with hosts in {states:?}; the other replica held the lease {:.2} s later \
+         (lease {LEASE_SECONDS} s) and took {REPLICA_HOSTS} hosts to provisioned, each deployed once",
+        takeover.as_secs_f64()
+    );
+    drop(b);
     for a in agents {
         a.abort();
     }

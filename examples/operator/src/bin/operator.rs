@@ -76,6 +76,25 @@ struct Cli {
     /// With `--kube`: only this namespace.
     #[arg(long, value_name = "NS", requires = "kube")]
     namespace: Option<String>,
+    /// With `--kube`: reconcile only while holding the Lease `--lease-name` in
+    /// `--lease-namespace`, so several replicas can run and one works at a time; a
+    /// replica that loses the lease exits.
+    #[arg(long, requires = "kube")]
+    leader_election: bool,
+    /// The leader-election Lease's namespace (default: `POD_NAMESPACE`, else `metal3`).
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "POD_NAMESPACE",
+        default_value = "metal3"
+    )]
+    lease_namespace: String,
+    /// The leader-election Lease's name.
+    #[arg(long, value_name = "NAME", default_value = "metal3-operator")]
+    lease_name: String,
+    /// How long the lease holds without renewal; a replica takes over after that long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
     /// The embedded store; restarting on the same file carries on where it stopped.
     #[arg(long, value_name = "FILE", default_value = "operator-state.redb")]
     state: PathBuf,
@@ -333,12 +352,50 @@ async fn main() -> ExitCode {
                 return ExitCode::from(EXIT_FAILED);
             }
         };
-        tokio::select! {
-            _ = metal3_operator::kube_controller::run(client, operator.clone(), cli.namespace.as_deref()) => {}
-            _ = tokio::signal::ctrl_c() => {}
+        let lease = cli.leader_election.then(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .unwrap_or_default();
+            let identity = format!("{}-{}", host.trim(), std::process::id());
+            metal3_operator::leader::LeaseConfig::new(
+                &cli.lease_namespace,
+                &cli.lease_name,
+                &identity,
+            )
+            .with_duration(Duration::from_secs(cli.lease_seconds))
+        });
+        if let Some(lease) = &lease {
+            tracing::info!(lease = %lease.name, identity = %lease.identity, "waiting to lead");
+            tokio::select! {
+                acquired = metal3_operator::leader::acquire(&client, lease) => {
+                    if let Err(e) = acquired {
+                        tracing::error!(error = %e, "leader election failed");
+                        eprintln!("operator: leader election: {e}");
+                        return ExitCode::from(EXIT_FAILED);
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+            }
         }
+        let held = async {
+            match &lease {
+                Some(lease) => metal3_operator::leader::hold(&client, lease).await,
+                None => std::future::pending().await,
+            }
+        };
+        let code = tokio::select! {
+            _ = metal3_operator::kube_controller::run(client.clone(), operator.clone(), cli.namespace.as_deref()) => ExitCode::SUCCESS,
+            lost = held => {
+                // Another replica may lead now: stop at once rather than reconcile beside it.
+                tracing::error!(reason = %lost, "leadership lost");
+                eprintln!("operator: leadership lost: {lost}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        };
         operator.stop().await;
-        return ExitCode::SUCCESS;
+        return code;
     }
     operator.run_embedded();
     let keys: Vec<String> = manifests.hosts.iter().map(|h| h.metadata.key()).collect();
