@@ -71,6 +71,9 @@ fn resource_of(object: &Value) -> (ApiResource, bool) {
         "Role" => ("roles", true),
         "RoleBinding" => ("rolebindings", true),
         "BareMetalHost" => ("baremetalhosts", true),
+        "Deployment" => ("deployments", true),
+        "Service" => ("services", true),
+        "PersistentVolumeClaim" => ("persistentvolumeclaims", true),
         other => panic!("no resource for kind {other}"),
     };
     (
@@ -418,6 +421,34 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
     let (sims, service, written, agents) = fleet(HOSTS).await;
     let admin = service.admin_url();
     let conductor = HttpConductor::new(&admin);
+
+    // The manifests to deploy the conductor and the operator load into the API server as
+    // they are, and the operator's arguments there are ones it takes.
+    for file in ["deploy/operator.yaml", "../conductor/deploy/conductor.yaml"] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        for object in documents(&text) {
+            if object["kind"] == "Deployment" && object["metadata"]["name"] == "metal3-operator" {
+                let args: Vec<String> = object["spec"]["template"]["spec"]["containers"][0]["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect();
+                let parsed = Command::new(env!("CARGO_BIN_EXE_operator"))
+                    .args(&args)
+                    .args(["--completions", "bash"])
+                    .output()
+                    .unwrap();
+                assert!(
+                    parsed.status.success(),
+                    "{args:?}: {}",
+                    String::from_utf8_lossy(&parsed.stderr)
+                );
+            }
+            create(&client, object).await;
+        }
+    }
 
     create(
         &client,
