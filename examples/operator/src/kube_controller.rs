@@ -11,7 +11,8 @@
 //! in Metal3's layout, removes the finalizer once the host is deprovisioned and its node
 //! deleted, and requeues with the host machine's wake-up time. The Secrets a host names
 //! (`bmc.credentialsName`, `userData`, `networkData`, `metaData`,
-//! `preprovisioningNetworkDataName`) are read from its namespace on each reconcile.
+//! `preprovisioningNetworkDataName`) are read from its namespace on each reconcile, and
+//! a change of one of them wakes the hosts that name it (Secrets are watched).
 //!
 //! Against a cluster (the CRD from baremetal-operator's `config/base/crds` installed):
 //!
@@ -32,6 +33,7 @@ use kube::Resource as _;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
@@ -130,11 +132,9 @@ struct Context {
     recorder: Recorder,
 }
 
-async fn secrets_for(client: &Client, host: &BareMetalHost) -> Vec<Secret> {
-    let ns = host.metadata.namespace();
-    let api: Api<KubeSecret> = Api::namespaced(client.clone(), ns);
-    // Every Secret a host names: BMC credentials, userData, networkData, metaData and
-    // the agent's preprovisioning network data.
+/// Every Secret a host names: BMC credentials, userData, networkData, metaData and the
+/// agent's preprovisioning network data (in the host's namespace).
+pub fn secret_names(host: &BareMetalHost) -> Vec<String> {
     let spec = &host.spec;
     let mut names = vec![spec.bmc.credentials_name.clone()];
     for r in [&spec.user_data, &spec.network_data, &spec.meta_data]
@@ -144,8 +144,16 @@ async fn secrets_for(client: &Client, host: &BareMetalHost) -> Vec<Secret> {
         names.push(r.name.clone());
     }
     names.extend(spec.preprovisioning_network_data_name.clone());
+    names.retain(|n| !n.is_empty());
+    names
+}
+
+async fn secrets_for(client: &Client, host: &BareMetalHost) -> Vec<Secret> {
+    let ns = host.metadata.namespace();
+    let api: Api<KubeSecret> = Api::namespaced(client.clone(), ns);
+    let names = secret_names(host);
     let mut out = Vec::new();
-    for name in names.into_iter().filter(|n| !n.is_empty()) {
+    for name in names {
         // A missing secret is the host's error to report (registration error), not ours.
         if let Ok(Some(s)) = api.get_opt(&name).await {
             out.push(secret_from(&s));
@@ -248,7 +256,32 @@ pub async fn run(client: Client, operator: Arc<Operator>, namespace: Option<&str
         operator,
         recorder,
     });
-    Controller::new_with(api, watcher::Config::default(), resource)
+    let controller = Controller::new_with(api, watcher::Config::default(), resource.clone());
+    // A Secret that changes (new credentials after the BMC refused the old ones, a
+    // userData that appears) wakes the hosts that name it: the API server sends no event
+    // for the host itself.
+    let hosts = controller.store();
+    let secrets: Api<KubeSecret> = match namespace {
+        Some(ns) => Api::namespaced(context.client.clone(), ns),
+        None => Api::all(context.client.clone()),
+    };
+    let mapper = move |secret: KubeSecret| {
+        let (ns, name) = (secret.metadata.namespace, secret.metadata.name);
+        hosts
+            .state()
+            .into_iter()
+            .filter(|h| h.metadata.namespace == ns)
+            .filter(|h| {
+                host_object(h).is_ok_and(|o| {
+                    name.as_ref()
+                        .is_some_and(|n| secret_names(&o.host).contains(n))
+                })
+            })
+            .map(|h| ObjectRef::from_obj_with(h.as_ref(), resource.clone()))
+            .collect::<Vec<_>>()
+    };
+    controller
+        .watches(secrets, watcher::Config::default(), mapper)
         .run(reconcile_object, error_policy, context)
         .for_each(|result| async move {
             if let Err(e) = result {

@@ -2,7 +2,8 @@
 //! upstream's BareMetalHost CRD applied unchanged, the operator running as its own
 //! ServiceAccount with `deploy/rbac.yaml`'s rights (not as an admin), the conductor and
 //! bmc-sim behind it. Hosts register, inspect, provision; a host whose credentials Secret
-//! is missing shows a registration error until the Secret comes; the operator is killed
+//! is missing shows a registration error until the Secret comes, one whose password the
+//! BMC refuses until the Secret is corrected; the operator is killed
 //! and started again without anything done twice; a deleted host is deprovisioned, its
 //! node deleted and its finalizer removed. What `kubectl get bmh` shows is read as
 //! kubectl reads it (the server's Table), and every status the operator wrote had to pass
@@ -35,7 +36,7 @@ use common::{Written, agent};
 
 const SYSTEM: &str = "/redfish/v1/Systems/437XR1138R2";
 const LIVE_ISO: &str = "http://127.0.0.1:9/live.iso";
-const HOSTS: usize = 3;
+const HOSTS: usize = 4;
 
 fn mac(i: usize) -> String {
     format!("52:54:00:bb:00:{i:02x}")
@@ -474,9 +475,22 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
         ),
     )
     .await;
+    create(
+        &client,
+        secret(
+            "node-3-bmc",
+            json!({"username": "admin", "password": "wrong"}),
+        ),
+    )
+    .await;
     for (i, sim) in sims.iter().enumerate() {
-        // node-2 names a Secret that does not exist yet: bad input.
-        let credentials = if i == 2 { "node-2-bmc" } else { "bmc" };
+        // node-2 names a Secret that does not exist yet (bad input); node-3's has a
+        // password the BMC refuses (a fault of the BMC's making).
+        let credentials = match i {
+            2 => "node-2-bmc",
+            3 => "node-3-bmc",
+            _ => "bmc",
+        };
         create(&client, host(i, sim, credentials)).await;
     }
 
@@ -500,6 +514,7 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
                     state(&h[*n]) == "provisioned" && h[*n].data["status"]["poweredOn"] == true
                 })
                 && h["node-2"].data["status"]["errorType"] == "registration error"
+                && h["node-3"].data["status"]["errorType"] == "registration error"
         },
     )
     .await;
@@ -510,6 +525,7 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
     assert_eq!(shown["node-0"]["State"], "provisioned", "{shown:?}");
     assert_eq!(shown["node-1"]["State"], "provisioned", "{shown:?}");
     assert_eq!(shown["node-2"]["Error"], "registration error", "{shown:?}");
+    assert_eq!(shown["node-3"]["Error"], "registration error", "{shown:?}");
     assert_eq!(shown["node-0"]["Status"], "OK", "{shown:?}");
     for (name, o) in &hosts {
         assert!(
@@ -579,6 +595,33 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
         },
     )
     .await;
+
+    // The refused credentials put right: the Secret changes, which wakes the host (the
+    // host itself does not change, and a refused password is not tried again by itself).
+    let refused = hosts["node-3"].data["status"]["errorMessage"].clone();
+    assert!(refused.as_str().unwrap().contains("refused"), "{refused}");
+    let secrets: Api<KubeSecret> = Api::namespaced(client.clone(), "lab");
+    secrets
+        .patch(
+            "node-3-bmc",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"stringData": {"password": "s3cret"}})),
+        )
+        .await
+        .unwrap();
+    let fixed = Instant::now();
+    wait_for(
+        &client,
+        "node-3 provisioned once its Secret is right",
+        Duration::from_secs(60),
+        context,
+        |h| {
+            state(&h["node-3"]) == "provisioned"
+                && h["node-3"].data["status"].get("errorType").is_none()
+        },
+    )
+    .await;
+    let after_fix = fixed.elapsed();
 
     // Killed and started again: the same hosts, nothing done twice.
     drop(child);
@@ -666,9 +709,11 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(!logged.contains("reconcile failed"), "{logged}");
     println!(
-        "kube-apiserver up in {:.1} s; {HOSTS} hosts provisioned through it {:.1} s after the start",
+        "kube-apiserver up in {:.1} s; 2 hosts provisioned through it {:.1} s after the start; \
+         the host with refused credentials provisioned {:.1} s after its Secret was put right",
         server_up.as_secs_f64(),
-        provisioned.as_secs_f64()
+        provisioned.as_secs_f64(),
+        after_fix.as_secs_f64()
     );
 
     for a in agents {
