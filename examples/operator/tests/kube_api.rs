@@ -871,3 +871,132 @@ async fn two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// CPU seconds (user + system) and peak resident memory (KiB) of a process and its
+/// children that have been waited for.
+fn cpu_and_peak(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12, 13, 14]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (ticks / 100.0, peak)
+}
+
+/// The process a `timeout` wrapper of kube-apiserver.sh runs.
+fn wrapped(server: &KubeApiServer, name: &str) -> u32 {
+    let wrapper = std::fs::read_to_string(server.dir.join(format!("run/{name}.pid"))).unwrap();
+    let children = std::fs::read_to_string(format!(
+        "/proc/{}/task/{}/children",
+        wrapper.trim(),
+        wrapper.trim()
+    ))
+    .unwrap();
+    children.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// How far one replica goes: `KUBE_HOSTS` live-ISO hosts (default 200, fast inspection)
+/// taken to provisioned through the API server by one operator. A benchmark, not a
+/// check: `cargo test --release -p metal3-operator --features kube --test kube_api --
+/// --ignored --nocapture` (BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints figures"]
+async fn one_replica_at_scale() {
+    let hosts: usize = std::env::var("KUBE_HOSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("kube-scale-{}", std::process::id()));
+    let (server, client) = cluster(&dir).await;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/redfish/dmtf-public-rackmount1");
+    let mut sims = Vec::new();
+    for _ in 0..hosts {
+        sims.push(
+            RedfishSim::start(SimConfig {
+                tree: Some(fixture.clone()),
+                credentials: Some(("admin".into(), "s3cret".into())),
+                ..SimConfig::default()
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let service = Service::start(
+        ServiceConfig {
+            admin_listen: "127.0.0.1:0".into(),
+            agent_listen: "127.0.0.1:0".into(),
+            ..ServiceConfig::default()
+        },
+        drivers(),
+    )
+    .await
+    .unwrap();
+    for (i, sim) in sims.iter().enumerate() {
+        let mut h = host(0, sim, "bmc");
+        h["metadata"]["name"] = json!(format!("node-{i}"));
+        h["spec"]["bootMACAddress"] = json!(format!("52:54:00:cc:{:02x}:{:02x}", i / 256, i % 256));
+        create(&client, h).await;
+    }
+    let (api_cpu0, _) = cpu_and_peak(wrapped(&server, "kube-apiserver"));
+    let (etcd_cpu0, _) = cpu_and_peak(wrapped(&server, "etcd"));
+    let started = Instant::now();
+    let log = std::fs::File::create(dir.join("operator.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_operator"))
+        .args(["--kube", "--conductor", &service.admin_url(), "--state"])
+        .arg(dir.join("operator.redb"))
+        .args(["--inspection", "fast"])
+        .env("KUBECONFIG", dir.join("operator.kubeconfig"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(OperatorProcess)
+        .unwrap();
+    let pid = child.0.id();
+    // Looked at once a second: a list of every host is itself work for the API server.
+    loop {
+        let h = statuses(&client).await;
+        if h.len() == hosts && h.values().all(|o| state(o) == "provisioned") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "not provisioned in 30 min"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let took = started.elapsed();
+    let (api_cpu, api_peak) = cpu_and_peak(wrapped(&server, "kube-apiserver"));
+    let (etcd_cpu, etcd_peak) = cpu_and_peak(wrapped(&server, "etcd"));
+    let (op_cpu, op_peak) = cpu_and_peak(pid);
+    println!(
+        "{hosts} hosts provisioned through kube-apiserver by one operator in {:.1} s: operator \
+         {op_cpu:.1} CPU-s ({:.1} ms per host), peak {:.1} MiB; kube-apiserver {:.1} CPU-s, peak \
+         {:.1} MiB; etcd {:.1} CPU-s, peak {:.1} MiB",
+        took.as_secs_f64(),
+        op_cpu * 1000.0 / hosts as f64,
+        op_peak as f64 / 1024.0,
+        api_cpu - api_cpu0,
+        api_peak as f64 / 1024.0,
+        etcd_cpu - etcd_cpu0,
+        etcd_peak as f64 / 1024.0,
+    );
+    drop(child);
+    drop(service);
+    for sim in sims {
+        sim.stop().await;
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
