@@ -243,6 +243,23 @@ pub enum OperationalStatus {
 }
 
 impl OperationalStatus {
+    /// Every operational status.
+    pub const ALL: [OperationalStatus; 6] = [
+        OperationalStatus::Ok,
+        OperationalStatus::Discovered,
+        OperationalStatus::Error,
+        OperationalStatus::Delayed,
+        OperationalStatus::Detached,
+        OperationalStatus::Servicing,
+    ];
+
+    /// The operational status Metal3 calls `name`.
+    pub fn from_name(name: &str) -> Option<OperationalStatus> {
+        OperationalStatus::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+
     /// Metal3's string.
     pub fn name(self) -> &'static str {
         match self {
@@ -286,6 +303,23 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
+    /// Every error type.
+    pub const ALL: [ErrorType; 8] = [
+        ErrorType::ProvisionedRegistration,
+        ErrorType::Registration,
+        ErrorType::Inspection,
+        ErrorType::Preparation,
+        ErrorType::Provisioning,
+        ErrorType::PowerManagement,
+        ErrorType::Detach,
+        ErrorType::Servicing,
+    ];
+
+    /// The error type Metal3 calls `name`.
+    pub fn from_name(name: &str) -> Option<ErrorType> {
+        ErrorType::ALL.into_iter().find(|e| e.name() == name)
+    }
+
     /// Metal3's string.
     pub fn name(self) -> &'static str {
         match self {

@@ -189,7 +189,6 @@ pub async fn reconcile(
     // A host with a status and no record here (another replica had it, or the store is
     // new) is taken up from its status, not started over.
     if let Some(status) = &object.status
-        && operator.record(&key).is_none()
         && let Err(e) = operator.adopt(&key, status).await
     {
         tracing::warn!(host = %key, error = %e, "cannot take up the host from its status");

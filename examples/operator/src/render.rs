@@ -233,18 +233,8 @@ pub fn record_from_status(
         K::Deprovisioning => Some(Pending::Deprovision),
         _ => None,
     };
-    const ERRORS: [ErrorType; 8] = [
-        ErrorType::ProvisionedRegistration,
-        ErrorType::Registration,
-        ErrorType::Inspection,
-        ErrorType::Preparation,
-        ErrorType::Provisioning,
-        ErrorType::PowerManagement,
-        ErrorType::Detach,
-        ErrorType::Servicing,
-    ];
     h.error = text("/errorType")
-        .and_then(|t| ERRORS.into_iter().find(|e| e.name() == t))
+        .and_then(ErrorType::from_name)
         .map(|kind| HostError {
             kind,
             message: text("/errorMessage").unwrap_or_default().to_string(),
@@ -252,17 +242,7 @@ pub fn record_from_status(
     h.error_count = count("/errorCount");
     h.provisioning_fail_count = count("/provisioningFailCount");
     h.powered_on = status.get("poweredOn").and_then(Value::as_bool);
-    const STATUSES: [OperationalStatus; 6] = [
-        OperationalStatus::Ok,
-        OperationalStatus::Discovered,
-        OperationalStatus::Error,
-        OperationalStatus::Delayed,
-        OperationalStatus::Detached,
-        OperationalStatus::Servicing,
-    ];
-    if let Some(o) =
-        text("/operationalStatus").and_then(|t| STATUSES.into_iter().find(|s| s.name() == t))
-    {
+    if let Some(o) = text("/operationalStatus").and_then(OperationalStatus::from_name) {
         h.operational_status = o;
         h.detached = o == OperationalStatus::Detached;
     }

@@ -11,17 +11,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bmc_sim::RedfishSim;
 use bmc_sim::vendor::BootSource;
-use bmc_sim::{RedfishSim, SimConfig};
-use metal3_conductor::service::{Service, ServiceConfig, drivers};
-use metal3_conductor::{ConductorApi, ConductorConfig, HttpConductor};
+use metal3_conductor::{ConductorApi, HttpConductor};
 use metal3_operator::operator::HostRecord;
 use metal3_operator::store::Store;
 use provision_fsm::NodeState;
 use serde_json::Value;
 
 mod common;
-use common::{Written, agent};
+use common::{Written, agent, conductor, sims};
 
 const HOSTS: usize = 20;
 const KILLS: usize = 10;
@@ -95,34 +94,8 @@ fn gap(seed: &mut u64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_process_killed_ten_times_provisions_every_host_once() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/redfish/dmtf-public-rackmount1");
-    let mut sims = Vec::new();
-    for _ in 0..HOSTS {
-        sims.push(
-            RedfishSim::start(SimConfig {
-                tree: Some(fixture.clone()),
-                credentials: Some(("admin".into(), "s3cret".into())),
-                ..SimConfig::default()
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    let service = Service::start(
-        ServiceConfig {
-            admin_listen: "127.0.0.1:0".into(),
-            agent_listen: "127.0.0.1:0".into(),
-            conductor: ConductorConfig {
-                agent_image_url: "http://127.0.0.1:9/agent.iso".into(),
-                ..ConductorConfig::default()
-            },
-            ..ServiceConfig::default()
-        },
-        drivers(),
-    )
-    .await
-    .unwrap();
+    let sims = sims(HOSTS).await;
+    let service = conductor().await;
     let admin = service.admin_url();
     let dir = std::env::temp_dir().join(format!("operator-kills-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -17,22 +17,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use bmc_sim::RedfishSim;
 use bmc_sim::vendor::BootSource;
-use bmc_sim::{RedfishSim, SimConfig};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use metal3_conductor::history::HistoryEvent;
-use metal3_conductor::service::{Service, ServiceConfig, drivers};
-use metal3_conductor::{ApiError, ConductorApi, ConductorConfig, HttpConductor};
+use metal3_conductor::service::Service;
+use metal3_conductor::{ApiError, ConductorApi, HttpConductor};
 use provision_fsm::NodeState;
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 use test_peers::KubeApiServer;
 
 mod common;
-use common::{Written, agent};
+use common::{Written, agent, conductor, sims};
 
 const SYSTEM: &str = "/redfish/v1/Systems/437XR1138R2";
 const LIVE_ISO: &str = "http://127.0.0.1:9/live.iso";
@@ -211,34 +211,8 @@ async fn fleet(
     Written,
     Vec<tokio::task::JoinHandle<()>>,
 ) {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/redfish/dmtf-public-rackmount1");
-    let mut sims = Vec::new();
-    for _ in 0..hosts {
-        sims.push(
-            RedfishSim::start(SimConfig {
-                tree: Some(fixture.clone()),
-                credentials: Some(("admin".into(), "s3cret".into())),
-                ..SimConfig::default()
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    let service = Service::start(
-        ServiceConfig {
-            admin_listen: "127.0.0.1:0".into(),
-            agent_listen: "127.0.0.1:0".into(),
-            conductor: ConductorConfig {
-                agent_image_url: "http://127.0.0.1:9/agent.iso".into(),
-                ..ConductorConfig::default()
-            },
-            ..ServiceConfig::default()
-        },
-        drivers(),
-    )
-    .await
-    .unwrap();
+    let sims = sims(hosts).await;
+    let service = conductor().await;
     let written = Written::default();
     let agents = (0..hosts)
         .map(|i| tokio::spawn(agent(service.agent_url(), mac(i), written.clone())))
@@ -919,30 +893,9 @@ async fn one_replica_at_scale() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("kube-scale-{}", std::process::id()));
     let (server, client) = cluster(&dir).await;
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/redfish/dmtf-public-rackmount1");
-    let mut sims = Vec::new();
-    for _ in 0..hosts {
-        sims.push(
-            RedfishSim::start(SimConfig {
-                tree: Some(fixture.clone()),
-                credentials: Some(("admin".into(), "s3cret".into())),
-                ..SimConfig::default()
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    let service = Service::start(
-        ServiceConfig {
-            admin_listen: "127.0.0.1:0".into(),
-            agent_listen: "127.0.0.1:0".into(),
-            ..ServiceConfig::default()
-        },
-        drivers(),
-    )
-    .await
-    .unwrap();
+    // No agents: live ISOs and inspection through the BMC need none.
+    let sims = sims(hosts).await;
+    let service = conductor().await;
     for (i, sim) in sims.iter().enumerate() {
         let mut h = host(0, sim, "bmc");
         h["metadata"]["name"] = json!(format!("node-{i}"));

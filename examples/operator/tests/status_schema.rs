@@ -197,17 +197,6 @@ fn inventories() -> Vec<bmc_core::HardwareInventory> {
         .collect()
 }
 
-const ERRORS: [ErrorType; 8] = [
-    ErrorType::ProvisionedRegistration,
-    ErrorType::Registration,
-    ErrorType::Inspection,
-    ErrorType::Preparation,
-    ErrorType::Provisioning,
-    ErrorType::PowerManagement,
-    ErrorType::Detach,
-    ErrorType::Servicing,
-];
-
 #[test]
 fn every_status_the_operator_writes_is_valid_for_upstreams_crd() {
     let schema = crd_schema();
@@ -216,7 +205,7 @@ fn every_status_the_operator_writes_is_valid_for_upstreams_crd() {
     let mut hardware = vec![None];
     hardware.extend(inventories().into_iter().map(Some));
     for kind in HostStateKind::ALL {
-        for error in std::iter::once(None).chain(ERRORS.into_iter().map(Some)) {
+        for error in std::iter::once(None).chain(ErrorType::ALL.into_iter().map(Some)) {
             for hw in &hardware {
                 let mut record = HostRecord::new();
                 record.host.state = state_of(kind);

@@ -1,14 +1,57 @@
-//! What the operator's process tests share: a simulated agent for each host.
+//! What the operator's process tests share: simulated BMCs, a conductor, and a simulated
+//! agent for each host.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bmc_sim::{RedfishSim, SimConfig};
+use metal3_conductor::ConductorConfig;
 use metal3_conductor::agent_protocol::{
     AgentCommand, AgentInventory, AgentResult, Heartbeat, HeartbeatReply, Lookup,
 };
 use metal3_conductor::http::escape;
+use metal3_conductor::service::{Service, ServiceConfig, drivers};
+
+/// `hosts` simulated BMCs serving the recorded DMTF rack server, user `admin`, password
+/// `s3cret`.
+pub async fn sims(hosts: usize) -> Vec<RedfishSim> {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/redfish/dmtf-public-rackmount1");
+    let mut sims = Vec::new();
+    for _ in 0..hosts {
+        sims.push(
+            RedfishSim::start(SimConfig {
+                tree: Some(fixture.clone()),
+                credentials: Some(("admin".into(), "s3cret".into())),
+                ..SimConfig::default()
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    sims
+}
+
+/// A conductor on loopback (admin and agent APIs on free ports) whose agent ISO is never
+/// fetched: the simulated agents stand for the booted ones.
+pub async fn conductor() -> Service {
+    Service::start(
+        ServiceConfig {
+            admin_listen: "127.0.0.1:0".into(),
+            agent_listen: "127.0.0.1:0".into(),
+            conductor: ConductorConfig {
+                agent_image_url: "http://127.0.0.1:9/agent.iso".into(),
+                ..ConductorConfig::default()
+            },
+            ..ServiceConfig::default()
+        },
+        drivers(),
+    )
+    .await
+    .unwrap()
+}
 
 /// What the agents did: images written per node.
 pub type Written = Arc<Mutex<BTreeMap<String, u32>>>;
