@@ -96,11 +96,16 @@ pub fn events_for(before: Option<&Value>, after: &Value) -> Vec<HostEvent> {
     };
     if old != new {
         let done = match old.as_str() {
-            "registering"
+            // From "" straight past registration (it finished within the first step,
+            // before a status with `registering` was written): registered all the same.
+            "registering" | ""
                 if error_type.is_empty()
                     && !matches!(
                         new.as_str(),
-                        "" | "unmanaged" | "deleting" | "powering off before delete"
+                        "" | "registering"
+                            | "unmanaged"
+                            | "deleting"
+                            | "powering off before delete"
                     ) =>
             {
                 Some("Registered")
@@ -316,6 +321,14 @@ mod tests {
             reasons(Some(status("provisioning", "")), status("provisioned", "")),
             vec![(false, "ProvisioningComplete".to_string())]
         );
+        assert_eq!(
+            reasons(None, status("inspecting", "")),
+            vec![
+                (false, "Registered".to_string()),
+                (false, "InspectionStarted".to_string())
+            ]
+        );
+        assert!(reasons(None, status("registering", "")).is_empty());
         assert_eq!(
             reasons(Some(status("registering", "")), status("inspecting", "")),
             vec![
