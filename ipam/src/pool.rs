@@ -336,8 +336,11 @@ impl IpPool {
     /// The `IPAddress` object name Metal3 gives an address: `namePrefix-` followed by the
     /// address with `.` and `:` replaced by `-`, trailing `-` trimmed.
     pub fn address_name(&self, address: IpAddr) -> String {
-        let name = format!("{}-{}", self.layout.name_prefix, address).replace(['.', ':'], "-");
-        name.trim_end_matches('-').to_string()
+        // Only the address's separators: a prefix may hold dots (a DNS subdomain name).
+        let address = address.to_string().replace(['.', ':'], "-");
+        format!("{}-{address}", self.layout.name_prefix)
+            .trim_end_matches('-')
+            .to_string()
     }
 
     /// Free intervals and queued releases: the allocator's bookkeeping size, for memory

@@ -562,3 +562,13 @@ fn address_names_follow_metal3() {
     );
     assert_eq!(pool.address_name(ip("2001:db8::")), "test1-prov-2001-db8");
 }
+
+#[test]
+fn address_names_keep_the_dots_of_their_prefix() {
+    // Upstream replaces the separators of the address only: `prov.lab` stays as written.
+    let pool = IpPool::new(&spec(r#"{"namePrefix":"prov.lab","prefix":24,"pools":[{"start":"192.168.0.1","end":"192.168.0.20"}]}"#)).unwrap();
+    assert_eq!(
+        pool.address_name(ip("192.168.0.13")),
+        "prov.lab-192-168-0-13"
+    );
+}

@@ -12,7 +12,9 @@
 //! deleted, and requeues with the host machine's wake-up time. The Secrets a host names
 //! (`bmc.credentialsName`, `userData`, `networkData`, `metaData`,
 //! `preprovisioningNetworkDataName`) are read from its namespace on each reconcile, and
-//! a change of one of them wakes the hosts that name it (Secrets are watched).
+//! a change of one of them wakes the hosts that name it (Secrets are watched). Addresses
+//! are `ipam.metal3.io` objects ([`crate::kube_ipam`]): the IPPools and IPClaims are read
+//! before the first host is reconciled and watched after.
 //!
 //! Against a cluster (the CRD from baremetal-operator's `config/base/crds` installed):
 //!
@@ -75,8 +77,10 @@ pub fn host_object(obj: &DynamicObject) -> Result<HostObject, String> {
                         api_version: o.api_version.clone(),
                         kind: o.kind.clone(),
                         name: o.name.clone(),
+                        uid: Some(o.uid.clone()),
                     })
                     .collect(),
+                uid: meta.uid.clone(),
             },
             spec,
         },
@@ -243,8 +247,34 @@ fn error_policy(obj: Arc<DynamicObject>, error: &ControllerError, _ctx: Arc<Cont
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the controller until the watch ends.
-pub async fn run(client: Client, operator: Arc<Operator>, namespace: Option<&str>) {
+/// Runs the controller until the watch ends. The IPPools, their IPAddresses and the
+/// hosts' IPClaims are read first ([`crate::kube_ipam::load`]; the operator should be
+/// opened with [`crate::kube_ipam::KubeAddresses`]), so no host is reconciled with a
+/// stale view of who holds which address; a failure to read them is returned.
+pub async fn run(
+    client: Client,
+    operator: Arc<Operator>,
+    namespace: Option<&str>,
+) -> Result<(), String> {
+    let ipam = crate::kube_ipam::load(&client, &operator, namespace).await?;
+    let ipam_watch = async {
+        if ipam {
+            crate::kube_ipam::watch(
+                client.clone(),
+                operator.clone(),
+                namespace.map(String::from),
+            )
+            .await;
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = run_hosts(client.clone(), operator.clone(), namespace) => Ok(()),
+        () = ipam_watch => Ok(()),
+    }
+}
+
+async fn run_hosts(client: Client, operator: Arc<Operator>, namespace: Option<&str>) {
     let resource = bare_metal_hosts();
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),

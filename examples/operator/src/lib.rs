@@ -8,6 +8,8 @@
 //!   [`scheduler`]: embedded mode's scheduling of that step; [`controller`]: the same
 //!   step in controller form, which the `kube` feature runs under kube-runtime
 //!   (`kube_controller`), one replica at a time by leader election (`leader`).
+//! - [`addresses`]: where a claimed address is recorded before it is used (the store
+//!   alone, or the API server's `IPAddress` objects: `kube_ipam`).
 //! - [`store`]: the embedded transactional store; [`render`]: status, hardware details
 //!   and network data in Metal3's layouts (`operationHistory` included); [`progress`]: a
 //!   one-line summary of a fleet; [`metrics`]: the Prometheus metrics under
@@ -22,9 +24,12 @@
 //! # Ok::<(), String>(())
 //! ```
 
+pub mod addresses;
 pub mod controller;
 #[cfg(feature = "kube")]
 pub mod kube_controller;
+#[cfg(feature = "kube")]
+pub mod kube_ipam;
 #[cfg(feature = "kube")]
 pub mod leader;
 pub mod manifests;

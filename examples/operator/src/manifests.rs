@@ -32,6 +32,9 @@ pub struct ObjectMeta {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub owner_references: Vec<OwnerReference>,
+    /// `uid`, set by the API server (an owner reference names its owner by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 /// One of `metadata.ownerReferences`.
@@ -47,6 +50,9 @@ pub struct OwnerReference {
     /// `name` (in the owned object's namespace).
     #[serde(default)]
     pub name: String,
+    /// `uid` of the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 /// A reference to another object by name (an IPClaim's pool), in the referring
@@ -284,6 +290,22 @@ pub struct Manifests {
 }
 
 impl IpClaimObject {
+    /// The claim's IPPool (`namespace/name`) and its name in that pool (the key of the
+    /// pool's `status.indexes`). Upstream's IPAM serves only claims in their pool's
+    /// namespace, where a claim's name is unique: a claim on a pool of another
+    /// namespace is refused.
+    pub fn pool_and_name(&self) -> Result<(String, String), String> {
+        let pool = self.spec.pool.key(&self.metadata);
+        let namespace = self.spec.pool.namespace.as_deref();
+        if namespace.is_some_and(|ns| ns != self.metadata.namespace()) {
+            return Err(format!(
+                "IPClaim {}: its IPPool {pool} is in another namespace (a claim must be in its pool's namespace)",
+                self.metadata.key()
+            ));
+        }
+        Ok((pool, self.metadata.name.clone()))
+    }
+
     /// The host that owns the claim (`namespace/name`), if a BareMetalHost does.
     pub fn owner_host(&self) -> Option<String> {
         self.metadata

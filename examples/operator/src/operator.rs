@@ -34,6 +34,7 @@ use provision_fsm::{
     InspectionMode, NodeState, Pending, RebootMode, StepContext,
 };
 
+use crate::addresses::{AddressRegistry, Allocation, LocalAddresses, Recorded};
 use crate::manifests::{BareMetalHost, IpClaimObject, IpPoolObject, Manifests, Secret};
 use crate::metrics::{Operation, OperatorMetrics};
 use crate::render::network_data;
@@ -76,8 +77,10 @@ impl Default for OperatorConfig {
 pub struct HeldAddress {
     /// The IPPool (`namespace/name`).
     pub pool: String,
-    /// The claim's owner in ipam: the IPClaim's `namespace/name`, or the host's own key
-    /// for an address taken from its namespace's only pool.
+    /// The claim's name in the pool (its `status.indexes` key): the IPClaim's name, or
+    /// the host's for an address taken from its namespace's only pool. (Stores written
+    /// before claims were named so hold `namespace/name`; such an address is released
+    /// under the name it was claimed by.)
     pub claim: String,
     /// The address.
     pub address: ipam::IpAddress,
@@ -298,6 +301,11 @@ pub struct Operator {
     pools: Pools,
     /// IPClaims by their owner host's key.
     claims: Mutex<HashMap<String, IpClaimObject>>,
+    /// Claims no host owns (pool key, claim name): claimed when applied, and never a
+    /// host's own claim.
+    standalone: Mutex<BTreeSet<(String, String)>>,
+    /// Where an address is recorded as taken before it is used.
+    addresses: Arc<dyn AddressRegistry>,
     scheduler: Arc<Scheduler>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stopped: std::sync::atomic::AtomicBool,
@@ -392,6 +400,16 @@ impl From<ApiError> for SendError {
     }
 }
 
+/// Why no address could be claimed.
+#[derive(Debug)]
+enum ClaimFailure {
+    /// The claim cannot be served (no such pool, none free, a name of another's): the
+    /// action fails.
+    Refused(String),
+    /// The registry or the store could not record it: tried again.
+    Unavailable(String),
+}
+
 #[derive(Debug)]
 enum CredentialsProblem {
     Missing,
@@ -429,11 +447,23 @@ fn failure(node: &NodeView, what: &str) -> String {
 }
 
 impl Operator {
-    /// Opens the store and loads what a previous run left.
+    /// Opens the store and loads what a previous run left; addresses are recorded in the
+    /// store alone ([`LocalAddresses`]).
     pub fn open(
         conductor: Arc<dyn ConductorApi>,
         store: Store,
         config: OperatorConfig,
+    ) -> Result<Arc<Operator>, StoreError> {
+        Operator::open_with(conductor, store, config, Arc::new(LocalAddresses))
+    }
+
+    /// [`Operator::open`] with addresses recorded in `addresses` too (the API server's
+    /// IPAddress objects in kube mode) before any is used.
+    pub fn open_with(
+        conductor: Arc<dyn ConductorApi>,
+        store: Store,
+        config: OperatorConfig,
+        addresses: Arc<dyn AddressRegistry>,
     ) -> Result<Arc<Operator>, StoreError> {
         let records: HashMap<String, HostRecord> = store.hosts()?.into_iter().collect();
         let credentials_salt = store.credentials_salt()?;
@@ -448,6 +478,8 @@ impl Operator {
             secrets: Mutex::new(BTreeMap::new()),
             pools: Arc::new(Mutex::new(HashMap::new())),
             claims: Mutex::new(HashMap::new()),
+            standalone: Mutex::new(BTreeSet::new()),
+            addresses,
             tasks: Mutex::new(Vec::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             started: tokio::time::Instant::now(),
@@ -486,7 +518,7 @@ impl Operator {
                 lock(&self.claims).insert(host, claim.clone());
                 continue;
             }
-            let pool_key = claim.spec.pool.key(&claim.metadata);
+            let (pool_key, name) = claim.pool_and_name()?;
             let mut pools = lock(&self.pools);
             let (_, pool) = pools.get_mut(&pool_key).ok_or_else(|| {
                 format!(
@@ -494,13 +526,70 @@ impl Operator {
                     claim.metadata.key()
                 )
             })?;
-            pool.claim(&claim.metadata.key())
+            pool.claim(&name)
                 .map_err(|e| format!("IPClaim {}: {e}", claim.metadata.key()))?;
+            lock(&self.standalone).insert((pool_key, name));
         }
         for bmh in &manifests.hosts {
             self.put_host(bmh.clone());
         }
         Ok(())
+    }
+
+    /// Takes an IPPool as the API server holds it, with the claims its `IPAddress`
+    /// objects record (claim name, address), replacing what this operator had of it: in
+    /// kube mode the API server's objects are the record of who holds what. An
+    /// allocation that does not fit the spec (the pool changed under it) is logged and
+    /// left out; its object's name still keeps the address from being handed out again.
+    pub fn put_pool(
+        &self,
+        object: IpPoolObject,
+        allocations: &[(String, std::net::IpAddr)],
+    ) -> Result<(), String> {
+        let key = object.metadata.key();
+        let mut pool = ipam::IpPool::new(&object.spec).map_err(|e| format!("IPPool {key}: {e}"))?;
+        for (claim, address) in allocations {
+            if let Err(e) = pool.claim_address(claim, *address) {
+                tracing::warn!(pool = %key, %claim, %address, error = %e, "an allocation that does not fit its pool");
+            }
+        }
+        lock(&self.pools).insert(key, (object, pool));
+        Ok(())
+    }
+
+    /// The spec of a pool this operator has, to tell whether a watched one changed.
+    pub fn pool_spec(&self, key: &str) -> Option<ipam::IpPoolSpec> {
+        lock(&self.pools).get(key).map(|(o, _)| o.spec.clone())
+    }
+
+    /// The claims a pool holds (claim name, address), in no particular order.
+    pub fn pool_allocations(&self, key: &str) -> Vec<(String, std::net::IpAddr)> {
+        lock(&self.pools)
+            .get(key)
+            .map(|(_, p)| p.allocations().map(|(c, a)| (c.to_string(), a)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes (a new version of) an IPClaim a host owns: the host's address comes from
+    /// it. A claim no host owns is not this operator's to serve in kube mode (its
+    /// `IPAddress`, if any, is in [`Operator::put_pool`]'s allocations).
+    pub fn put_claim(&self, claim: IpClaimObject) {
+        if let Some(host) = claim.owner_host() {
+            lock(&self.claims).insert(host, claim);
+        }
+    }
+
+    /// Forgets the IPClaim of a host (it was deleted).
+    pub fn remove_claim(&self, claim: &IpClaimObject) {
+        if let Some(host) = claim.owner_host() {
+            let mut claims = lock(&self.claims);
+            if claims
+                .get(&host)
+                .is_some_and(|c| c.metadata.name == claim.metadata.name)
+            {
+                claims.remove(&host);
+            }
+        }
     }
 
     /// Creates or updates a host and asks for a step. Returns whether it was new or
@@ -896,56 +985,178 @@ impl Operator {
         Ok(())
     }
 
-    /// Claims the host's address (committed before it is used): from the IPClaim the host
-    /// owns, or, with none, from its namespace's only IPPool. `None` when neither exists.
+    /// The claim a host's address comes from: the pool, the claim's name in it, and the
+    /// IPClaim object the host owns (none for its own claim on its namespace's only
+    /// pool, named after the host). `None` when the host has neither.
+    fn host_claim(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+    ) -> Result<Option<(String, String, Option<IpClaimObject>)>, String> {
+        if let Some(c) = lock(&self.claims).get(key).cloned() {
+            let (pool, name) = c.pool_and_name()?;
+            return Ok(Some((pool, name, Some(c))));
+        }
+        let namespace = bmh.metadata.namespace();
+        let prefix = format!("{namespace}/");
+        let pool = {
+            let pools = lock(&self.pools);
+            let mut in_namespace = pools.keys().filter(|k| k.starts_with(&prefix));
+            match (in_namespace.next(), in_namespace.next()) {
+                (Some(only), None) => only.clone(),
+                _ => return Ok(None),
+            }
+        };
+        let name = bmh.metadata.name.clone();
+        // An IPClaim of the host's name that is not the host's would hand its address to
+        // both.
+        let named_by_another = lock(&self.standalone).contains(&(pool.clone(), name.clone()))
+            || lock(&self.claims).iter().any(|(host, c)| {
+                host != key && c.metadata.namespace() == namespace && c.metadata.name == name
+            });
+        if named_by_another {
+            return Err(format!(
+                "IPPool {pool}: the host's own claim would be named {name}, which is another IPClaim's name"
+            ));
+        }
+        Ok(Some((pool, name, None)))
+    }
+
+    /// Claims the host's address (recorded in the registry, then committed, before it is
+    /// used): from the IPClaim the host owns, or, with none, from its namespace's only
+    /// IPPool. `None` when neither exists. An address the registry says another claim
+    /// holds is marked as that claim's and the next one is tried.
     async fn claim_address(
         &self,
         key: &str,
         bmh: &BareMetalHost,
         record: &mut HostRecord,
-    ) -> Result<Option<ipam::IpAddress>, String> {
+    ) -> Result<Option<ipam::IpAddress>, ClaimFailure> {
+        // However many replicas or IPAM controllers race for one pool, each lost race
+        // marks one more address taken; this many in a row is something else.
+        const MOST_TAKEN: usize = 64;
         if let Some(held) = &record.address {
             return Ok(Some(held.address.clone()));
         }
-        let claim = lock(&self.claims).get(key).cloned();
-        let (pool_key, claim_key) = match claim {
-            Some(c) => (c.spec.pool.key(&c.metadata), c.metadata.key()),
-            None => {
-                let prefix = format!("{}/", bmh.metadata.namespace());
-                let pools = lock(&self.pools);
-                let mut in_namespace = pools.keys().filter(|k| k.starts_with(&prefix));
-                match (in_namespace.next(), in_namespace.next()) {
-                    (Some(only), None) => (only.clone(), key.to_string()),
-                    _ => return Ok(None),
+        let Some((pool_key, name, claim_object)) =
+            self.host_claim(key, bmh).map_err(ClaimFailure::Refused)?
+        else {
+            return Ok(None);
+        };
+        let mut taken = 0;
+        let address = loop {
+            let (address, object, object_name, held_before) = {
+                let mut pools = lock(&self.pools);
+                let (object, pool) = pools
+                    .get_mut(&pool_key)
+                    .ok_or_else(|| ClaimFailure::Refused(format!("IPPool {pool_key} not found")))?;
+                let held_before = pool.get(&name).is_some();
+                let address = pool
+                    .claim(&name)
+                    .map_err(|e| ClaimFailure::Refused(format!("IPPool {pool_key}: {e}")))?;
+                let object_name = pool.address_name(address.address);
+                (address, object.clone(), object_name, held_before)
+            };
+            let allocation = Allocation {
+                pool: &object,
+                claim: &name,
+                claim_object: claim_object.as_ref(),
+                host: &bmh.metadata,
+                address: &address,
+                name: &object_name,
+            };
+            match self.addresses.record(&allocation).await {
+                Ok(Recorded::Ours) => break address,
+                Ok(Recorded::TakenBy(holder)) => {
+                    tracing::info!(host = %key, pool = %pool_key, address = %address.address, %holder, "address taken by another claim; trying the next");
+                    if let Some((_, pool)) = lock(&self.pools).get_mut(&pool_key) {
+                        pool.release(&name);
+                        if let Err(e) = pool.claim_address(&holder, address.address) {
+                            tracing::warn!(pool = %pool_key, %holder, error = %e, "cannot mark the address taken");
+                        }
+                    }
+                    taken += 1;
+                    if taken >= MOST_TAKEN {
+                        return Err(ClaimFailure::Unavailable(format!(
+                            "IPPool {pool_key}: {taken} addresses in a row were taken by other claims"
+                        )));
+                    }
+                }
+                Err(e) => {
+                    // A claim that held nothing before holds nothing now.
+                    if !held_before {
+                        if let Some((_, pool)) = lock(&self.pools).get_mut(&pool_key) {
+                            pool.release(&name);
+                        }
+                    }
+                    return Err(ClaimFailure::Unavailable(format!(
+                        "recording {object_name} for claim {name}: {e}"
+                    )));
                 }
             }
         };
-        let address = {
-            let mut pools = lock(&self.pools);
-            let (_, pool) = pools
-                .get_mut(&pool_key)
-                .ok_or_else(|| format!("IPPool {pool_key} not found"))?;
-            pool.claim(&claim_key)
-                .map_err(|e| format!("IPPool {pool_key}: {e}"))?
-        };
         record.address = Some(HeldAddress {
             pool: pool_key.clone(),
-            claim: claim_key,
+            claim: name,
             address: address.clone(),
         });
         self.save(key, Some(record), &[pool_key])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ClaimFailure::Unavailable(e.to_string()))?;
         Ok(Some(address))
     }
 
-    /// Gives the host's address back to its pool; the pool to commit, if any.
-    fn release_address(&self, record: &mut HostRecord) -> Option<String> {
-        let held = record.address.take()?;
-        if let Some((_, pool)) = lock(&self.pools).get_mut(&held.pool) {
-            pool.release(&held.claim);
+    /// Gives the host's address back: forgotten by the registry first, then released in
+    /// its pool. Returns the pool to commit, if any; an error when the registry cannot
+    /// be reached (the step is tried again; the address stays the host's meanwhile).
+    async fn release_address(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        record: &mut HostRecord,
+    ) -> Result<Option<String>, String> {
+        let held = match record.address.clone() {
+            Some(held) => held,
+            // Taken up from a status (another replica claimed it): the pool, restored from
+            // the registry, knows the claim's address.
+            None => {
+                let Some((pool, name, _)) = self.host_claim(key, bmh).ok().flatten() else {
+                    return Ok(None);
+                };
+                let address = lock(&self.pools).get(&pool).and_then(|(_, p)| p.get(&name));
+                let Some(address) = address else {
+                    return Ok(None);
+                };
+                HeldAddress {
+                    pool,
+                    claim: name,
+                    address,
+                }
+            }
+        };
+        let found = lock(&self.pools)
+            .get(&held.pool)
+            .map(|(o, p)| (o.clone(), p.address_name(held.address.address)));
+        if let Some((object, object_name)) = found {
+            let claim_object = lock(&self.claims).get(key).cloned();
+            let allocation = Allocation {
+                pool: &object,
+                claim: &held.claim,
+                claim_object: claim_object.as_ref(),
+                host: &bmh.metadata,
+                address: &held.address,
+                name: &object_name,
+            };
+            self.addresses
+                .forget(&allocation)
+                .await
+                .map_err(|e| format!("forgetting {object_name} of claim {}: {e}", held.claim))?;
+            if let Some((_, pool)) = lock(&self.pools).get_mut(&held.pool) {
+                pool.release(&held.claim);
+            }
         }
-        Some(held.pool)
+        record.address = None;
+        Ok(Some(held.pool))
     }
 
     /// What the node says about the action the host waits for.
@@ -1181,7 +1392,13 @@ impl Operator {
         }
         let mut pools = Vec::new();
         if event == HostEvent::DeprovisioningDone {
-            pools.extend(self.release_address(&mut record));
+            match self.release_address(key, &bmh, &mut record).await {
+                Ok(pool) => pools.extend(pool),
+                Err(e) => {
+                    tracing::warn!(host = %key, error = %e, "cannot release the host's address");
+                    return retry();
+                }
+            }
         }
         let stored_time = lock(&self.records)
             .get(key)
@@ -1238,7 +1455,13 @@ impl Operator {
                     break;
                 }
                 Started::Gone => {
-                    let pool = self.release_address(&mut record);
+                    let pool = match self.release_address(key, &bmh, &mut record).await {
+                        Ok(pool) => pool,
+                        Err(e) => {
+                            tracing::warn!(host = %key, error = %e, "cannot release the host's address");
+                            return retry();
+                        }
+                    };
                     if let Err(e) = self
                         .save(key, None, &pool.into_iter().collect::<Vec<_>>())
                         .await
@@ -1418,7 +1641,10 @@ impl Operator {
         let address = self
             .claim_address(key, bmh, record)
             .await
-            .map_err(SendError::Refused)?;
+            .map_err(|e| match e {
+                ClaimFailure::Refused(why) => SendError::Refused(why),
+                ClaimFailure::Unavailable(why) => SendError::Unavailable(why),
+            })?;
         let mac = bmh.spec.boot_mac_address.clone().or_else(|| {
             record.hardware.as_ref().and_then(|h| {
                 h.nics

@@ -75,6 +75,9 @@ fn resource_of(object: &Value) -> (ApiResource, bool) {
         "Deployment" => ("deployments", true),
         "Service" => ("services", true),
         "PersistentVolumeClaim" => ("persistentvolumeclaims", true),
+        "IPPool" => ("ippools", true),
+        "IPClaim" => ("ipclaims", true),
+        "IPAddress" => ("ipaddresses", true),
         other => panic!("no resource for kind {other}"),
     };
     (
@@ -177,11 +180,14 @@ async fn service_account_kubeconfig(client: &Client, server: &KubeApiServer, pat
 async fn cluster(dir: &Path) -> (KubeApiServer, Client) {
     let server = KubeApiServer::start(&dir.join("kube"));
     let client = admin_client(&server).await;
-    apply_crd(
-        &client,
+    for crd in [
         "baremetal-operator/config/base/crds/bases/metal3.io_baremetalhosts.yaml",
-    )
-    .await;
+        "ip-address-manager/config/crd/bases/ipam.metal3.io_ippools.yaml",
+        "ip-address-manager/config/crd/bases/ipam.metal3.io_ipclaims.yaml",
+        "ip-address-manager/config/crd/bases/ipam.metal3.io_ipaddresses.yaml",
+    ] {
+        apply_crd(&client, crd).await;
+    }
     let rbac =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml"))
             .unwrap();
@@ -317,12 +323,12 @@ fn host(i: usize, sim: &RedfishSim, credentials: &str) -> Value {
         "bmc": {"address": format!("redfish-virtualmedia+http://{}{SYSTEM}", sim.addr()), "credentialsName": credentials},
     });
     if i == 1 {
-        // A disk image written by the agent, with cloud-init's three Secrets.
+        // A disk image written by the agent, with cloud-init's user and meta data from
+        // Secrets and its network data rendered from the address the host claims.
         spec["image"] = json!({"url": "http://127.0.0.1:9/os.qcow2", "format": "qcow2",
                                "checksumType": "sha256", "checksum": "ab".repeat(32)});
         spec["automatedCleaningMode"] = json!("metadata");
         spec["userData"] = json!({"name": "node-1-user-data"});
-        spec["networkData"] = json!({"name": "node-1-network-data"});
         spec["metaData"] = json!({"name": "node-1-meta-data"});
     } else {
         spec["image"] = json!({"url": LIVE_ISO, "format": "live-iso"});
@@ -376,6 +382,96 @@ async fn wait_for(
             panic!("{what}: not after {timeout:?}\n{states:#?}\n{}", context());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Upstream IPAM's example IPPool (`pool1`: 192.168.0.10–50, `namePrefix: pool1-prov`)
+/// in `lab`.
+async fn example_pool(client: &Client) {
+    let text = std::fs::read_to_string(reference("ip-address-manager/examples/ippool/ippool.yaml"))
+        .unwrap()
+        .replace("${NAMESPACE}", "lab");
+    let pool = documents(&text)
+        .into_iter()
+        .find(|d| d["kind"] == "IPPool")
+        .unwrap();
+    create(client, pool).await;
+}
+
+/// An object of `lab` by kind and name.
+async fn get(client: &Client, api_version: &str, kind: &str, name: &str) -> Option<DynamicObject> {
+    let object = json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": "lab"}});
+    api_for(client, &object).get_opt(name).await.unwrap()
+}
+
+/// The IPAddress objects of `lab`: claim name → addresses.
+async fn addresses(client: &Client) -> BTreeMap<String, Vec<String>> {
+    let object = json!({"apiVersion": "ipam.metal3.io/v1alpha1", "kind": "IPAddress", "metadata": {"namespace": "lab"}});
+    let mut by_claim: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in api_for(client, &object)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+    {
+        let claim = a.data["spec"]["claim"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let address = a.data["spec"]["address"].as_str().unwrap().to_string();
+        assert_eq!(
+            a.metadata.name.as_deref(),
+            Some(format!("pool1-prov-{}", address.replace('.', "-")).as_str()),
+            "an IPAddress named as upstream names them"
+        );
+        by_claim.entry(claim).or_default().push(address);
+    }
+    by_claim
+}
+
+/// Every claim holds one address, no address is held twice, and the pool's and claims'
+/// statuses say the same.
+async fn check_addresses(client: &Client, claims: &[&str], foreign: &[(&str, &str)]) {
+    let by_claim = addresses(client).await;
+    let mut expected: Vec<String> = claims.iter().map(ToString::to_string).collect();
+    expected.extend(foreign.iter().map(|(c, _)| c.to_string()));
+    expected.sort();
+    assert_eq!(
+        by_claim.keys().cloned().collect::<Vec<_>>(),
+        expected,
+        "{by_claim:?}"
+    );
+    let mut all: Vec<&String> = by_claim.values().flatten().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        by_claim.len(),
+        "an address held twice: {by_claim:?}"
+    );
+    for (claim, address) in foreign {
+        assert_eq!(by_claim[*claim], [address.to_string()], "{by_claim:?}");
+    }
+    let pool = get(client, "ipam.metal3.io/v1alpha1", "IPPool", "pool1")
+        .await
+        .unwrap();
+    for claim in claims {
+        let held = &by_claim[*claim];
+        assert_eq!(held.len(), 1, "{claim}: {by_claim:?}");
+        assert_eq!(
+            pool.data["status"]["indexes"][claim], held[0],
+            "{:?}",
+            pool.data
+        );
+        let object = get(client, "ipam.metal3.io/v1alpha1", "IPClaim", claim)
+            .await
+            .unwrap();
+        assert_eq!(
+            object.data["status"]["address"]["name"],
+            format!("pool1-prov-{}", held[0].replace('.', "-")),
+            "{:?}",
+            object.data
+        );
     }
 }
 
@@ -436,14 +532,6 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
     create(
         &client,
         secret(
-            "node-1-network-data",
-            json!({"networkData": json!({"links": [{"id": "eth0", "type": "phy", "ethernet_mac_address": mac(1)}], "networks": [], "services": []}).to_string()}),
-        ),
-    )
-    .await;
-    create(
-        &client,
-        secret(
             "node-1-meta-data",
             json!({"metaData": "{\"site\": \"lab\"}"}),
         ),
@@ -467,6 +555,21 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
         };
         create(&client, host(i, sim, credentials)).await;
     }
+    // Addresses from upstream's example pool: node-0 through an IPClaim it owns, the
+    // others through a claim of their own the operator makes.
+    example_pool(&client).await;
+    let node_0 = get(&client, "metal3.io/v1alpha1", "BareMetalHost", "node-0")
+        .await
+        .unwrap();
+    create(
+        &client,
+        json!({"apiVersion": "ipam.metal3.io/v1alpha1", "kind": "IPClaim",
+               "metadata": {"name": "node-0-prov", "namespace": "lab", "ownerReferences": [
+                   {"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost", "name": "node-0",
+                    "uid": node_0.metadata.uid.unwrap()}]},
+               "spec": {"pool": {"name": "pool1", "namespace": "lab"}}}),
+    )
+    .await;
 
     let log = dir.join("operator.log");
     let context = || {
@@ -477,6 +580,30 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
         )
     };
     let child = operator(&admin, &dir);
+    // Once the operator has read the pool, someone else (upstream's IPAM, another
+    // replica) takes its first address: the operator learns it when its create of that
+    // IPAddress is refused.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("IPPool taken from the API server")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the pool never read\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    create(
+        &client,
+        json!({"apiVersion": "ipam.metal3.io/v1alpha1", "kind": "IPAddress",
+               "metadata": {"name": "pool1-prov-192-168-0-10", "namespace": "lab"},
+               "spec": {"address": "192.168.0.10", "prefix": 24, "gateway": "192.168.0.1",
+                        "pool": {"name": "pool1", "namespace": "lab"},
+                        "claim": {"name": "someone-else", "namespace": "lab"}}}),
+    )
+    .await;
     let hosts = wait_for(
         &client,
         "node-0 and node-1 provisioned and on, node-2 refused",
@@ -532,7 +659,8 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
         "{:?}",
         hosts["node-2"].data
     );
-    // The Secrets came from the API into the config drive the agent wrote.
+    // The Secrets came from the API into the config drive the agent wrote (its address is
+    // checked below, with the others).
     let drive = conductor
         .node("lab/node-1")
         .await
@@ -596,6 +724,42 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
     )
     .await;
     let after_fix = fixed.elapsed();
+    // One address per host, recorded in the API server, none of them the one taken.
+    let claims = ["node-0-prov", "node-1", "node-2", "node-3"];
+    let foreign = [("someone-else", "192.168.0.10")];
+    check_addresses(&client, &claims, &foreign).await;
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("address taken by another claim"),
+        "{}",
+        context()
+    );
+    let held = addresses(&client).await;
+    // The config drive the agent wrote on node-1 (disk-image deploy) carries its address.
+    let drive = conductor
+        .node("lab/node-1")
+        .await
+        .unwrap()
+        .config_drive
+        .unwrap();
+    let network = drive.network_data.unwrap();
+    assert_eq!(
+        network["networks"][0]["ip_address"], held["node-1"][0],
+        "{network}"
+    );
+    assert_eq!(
+        network["networks"][0]["netmask"], "255.255.255.0",
+        "{network}"
+    );
+    let own = get(&client, "ipam.metal3.io/v1alpha1", "IPClaim", "node-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        own.metadata.owner_references.unwrap()[0].name,
+        "node-2",
+        "a host's own claim is owned by the host"
+    );
 
     // Killed and started again: the same hosts, nothing done twice.
     drop(child);
@@ -614,6 +778,11 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
         let expected = if i == 1 { (0, 1) } else { (1, 0) };
         assert_eq!((live_boots(sim), images), expected, "{key}");
     }
+    assert_eq!(
+        addresses(&client).await,
+        held,
+        "addresses changed by the restart"
+    );
 
     // Deleted: deprovisioned (cleaned), its node deleted, the finalizer removed, gone.
     let bmh = Api::<DynamicObject>::namespaced_with(
@@ -639,6 +808,25 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
         ),
         "the node of a deleted host stays"
     );
+    // Its address given back (the IPAddress deleted, the pool's index gone), and its own
+    // claim collected with it.
+    check_addresses(&client, &["node-0-prov", "node-2", "node-3"], &foreign).await;
+    let pool = get(&client, "ipam.metal3.io/v1alpha1", "IPPool", "pool1")
+        .await
+        .unwrap();
+    assert!(
+        pool.data["status"]["indexes"].get("node-1").is_none(),
+        "{:?}",
+        pool.data
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&client, "ipam.metal3.io/v1alpha1", "IPClaim", "node-1")
+        .await
+        .is_some()
+    {
+        assert!(Instant::now() < deadline, "node-1's IPClaim outlived it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Events, as `kubectl describe bmh` lists them.
     let events: Api<DynamicObject> = Api::namespaced_with(
@@ -731,6 +919,7 @@ async fn two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
             server.log_tail(20)
         )
     };
+    example_pool(&client).await;
     let lease = ["--leader-election", "--lease-seconds", "3"];
     let a = replica(&admin, &dir, "a", &lease);
     let a_pid = a.0.id().to_string();
@@ -829,6 +1018,10 @@ async fn two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
     }
     let b_log = std::fs::read_to_string(dir.join("b.log")).unwrap();
     assert!(b_log.contains("taken up from its status"), "{b_log}");
+    // Each host one address, whichever replica claimed it: b knew a's from the API.
+    let claims: Vec<String> = (0..REPLICA_HOSTS).map(|i| format!("node-{i}")).collect();
+    let claims: Vec<&str> = claims.iter().map(String::as_str).collect();
+    check_addresses(&client, &claims, &[]).await;
     println!(
         "leader killed with hosts in {states:?}; the other replica held the lease {:.2} s later \
          (lease {LEASE_SECONDS} s) and took {REPLICA_HOSTS} hosts to provisioned, each deployed once",

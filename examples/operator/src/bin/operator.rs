@@ -30,6 +30,7 @@ use bmc_core::Credentials;
 use clap::Parser;
 use metal3_cli::{EXIT_FAILED, EXIT_USAGE, LogArgs, Shell};
 use metal3_conductor::{ConductorApi, HttpConductor};
+use metal3_operator::addresses::{AddressRegistry, LocalAddresses};
 use metal3_operator::manifests::Manifests;
 use metal3_operator::operator::{Operator, OperatorConfig};
 use metal3_operator::progress::progress_line;
@@ -318,7 +319,27 @@ async fn main() -> ExitCode {
         inspection,
         ..OperatorConfig::default()
     };
-    let operator = match Operator::open(conductor, store, config) {
+    #[cfg(feature = "kube")]
+    let kube_client = if cli.kube {
+        match kube::Client::try_default().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("operator: no Kubernetes cluster: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        }
+    } else {
+        None
+    };
+    // In kube mode an address is the API server's IPAddress object before it is used.
+    #[cfg(feature = "kube")]
+    let addresses: Arc<dyn AddressRegistry> = match &kube_client {
+        Some(c) => Arc::new(metal3_operator::kube_ipam::KubeAddresses::new(c.clone())),
+        None => Arc::new(LocalAddresses),
+    };
+    #[cfg(not(feature = "kube"))]
+    let addresses: Arc<dyn AddressRegistry> = Arc::new(LocalAddresses);
+    let operator = match Operator::open_with(conductor, store, config, addresses) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(error = %e, "operator failed");
@@ -344,14 +365,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(EXIT_FAILED);
     }
     #[cfg(feature = "kube")]
-    if cli.kube {
-        let client = match kube::Client::try_default().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("operator: no Kubernetes cluster: {e}");
-                return ExitCode::from(EXIT_FAILED);
-            }
-        };
+    if let Some(client) = kube_client {
         let lease = cli.leader_election.then(|| {
             let host = std::env::var("HOSTNAME")
                 .ok()
@@ -385,7 +399,14 @@ async fn main() -> ExitCode {
             }
         };
         let code = tokio::select! {
-            _ = metal3_operator::kube_controller::run(client.clone(), operator.clone(), cli.namespace.as_deref()) => ExitCode::SUCCESS,
+            ran = metal3_operator::kube_controller::run(client.clone(), operator.clone(), cli.namespace.as_deref()) => match ran {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "operator failed");
+                    eprintln!("operator: {e}");
+                    ExitCode::from(EXIT_FAILED)
+                }
+            },
             lost = held => {
                 // Another replica may lead now: stop at once rather than reconcile beside it.
                 tracing::error!(reason = %lost, "leadership lost");
