@@ -314,8 +314,13 @@ async fn run_hosts(client: Client, operator: Arc<Operator>, namespace: Option<&s
         .watches(secrets, watcher::Config::default(), mapper)
         .run(reconcile_object, error_policy, context)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "controller event");
+            match result {
+                // The API server away: the watches list again once it answers.
+                Err(kube::runtime::controller::Error::QueueError(e)) => {
+                    tracing::warn!(error = %e, "watch of BareMetalHosts or Secrets failed; trying again");
+                }
+                Err(e) => tracing::debug!(error = %e, "controller event"),
+                Ok(_) => {}
             }
         })
         .await;

@@ -450,8 +450,25 @@ pub async fn watch(client: Client, operator: Arc<Operator>, namespace: Option<St
         .default_backoff()
         .map(|e| e.map(Seen::Claim));
     let mut events = std::pin::pin!(futures_util::stream::select(pools, claims));
+    // A watch that broke is listed again (Init, InitApply…, InitDone): a claim deleted
+    // while it was broken is the one not listed.
+    let mut listed: Option<std::collections::BTreeSet<(String, String)>> = None;
     while let Some(event) = events.next().await {
         match event {
+            Ok(Seen::Claim(watcher::Event::Init)) => listed = Some(Default::default()),
+            Ok(Seen::Claim(watcher::Event::InitDone)) => {
+                if let Some(listed) = listed.take() {
+                    for claim in operator.host_claims() {
+                        let id = (
+                            claim.metadata.namespace().to_string(),
+                            claim.metadata.name.clone(),
+                        );
+                        if !listed.contains(&id) {
+                            operator.remove_claim(&claim);
+                        }
+                    }
+                }
+            }
             Ok(Seen::Pool(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
                 match pool_from(&o) {
                     Ok(pool)
@@ -468,6 +485,12 @@ pub async fn watch(client: Client, operator: Arc<Operator>, namespace: Option<St
             }
             Ok(Seen::Claim(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
                 if let Some(claim) = claim_from(&o) {
+                    if let Some(listed) = listed.as_mut() {
+                        listed.insert((
+                            claim.metadata.namespace().to_string(),
+                            claim.metadata.name.clone(),
+                        ));
+                    }
                     operator.put_claim(claim);
                 }
             }
@@ -477,7 +500,9 @@ pub async fn watch(client: Client, operator: Arc<Operator>, namespace: Option<St
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "ipam watch"),
+            Err(e) => {
+                tracing::warn!(error = %e, "watch of IPPools or IPClaims failed; trying again")
+            }
         }
     }
 }

@@ -579,6 +579,11 @@ impl Operator {
         }
     }
 
+    /// The IPClaims hosts own, as last taken.
+    pub fn host_claims(&self) -> Vec<IpClaimObject> {
+        lock(&self.claims).values().cloned().collect()
+    }
+
     /// Forgets the IPClaim of a host (it was deleted).
     pub fn remove_claim(&self, claim: &IpClaimObject) {
         if let Some(host) = claim.owner_host() {

@@ -7,7 +7,9 @@
 //! and started again without anything done twice; a deleted host is deprovisioned, its
 //! node deleted and its finalizer removed. What `kubectl get bmh` shows is read as
 //! kubectl reads it (the server's Table), and every status the operator wrote had to pass
-//! the API server's validation against upstream's schema.
+//! the API server's validation against upstream's schema. A second run rides out faults
+//! of the BMCs (503s), the conductor and the API server (each unreachable for a while)
+//! with nothing done twice; a third kills the leading replica of two.
 #![cfg(feature = "kube")]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -32,7 +34,7 @@ use serde_json::{Value, json};
 use test_peers::KubeApiServer;
 
 mod common;
-use common::{Written, agent, conductor, sims};
+use common::{Written, agent, conductor, faulty_sims, sims};
 
 const SYSTEM: &str = "/redfish/v1/Systems/437XR1138R2";
 const LIVE_ISO: &str = "http://127.0.0.1:9/live.iso";
@@ -217,7 +219,20 @@ async fn fleet(
     Written,
     Vec<tokio::task::JoinHandle<()>>,
 ) {
-    let sims = sims(hosts).await;
+    fleet_with(hosts, 0.0).await
+}
+
+/// As [`fleet`], the BMCs answering `fault_rate` of their requests with 503.
+async fn fleet_with(
+    hosts: usize,
+    fault_rate: f64,
+) -> (
+    Vec<RedfishSim>,
+    Service,
+    Written,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let sims = faulty_sims(hosts, fault_rate).await;
     let service = conductor().await;
     let written = Written::default();
     let agents = (0..hosts)
@@ -878,6 +893,230 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
         after_fix.as_secs_f64()
     );
 
+    for a in agents {
+        a.abort();
+    }
+    drop(service);
+    for sim in sims {
+        sim.stop().await;
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TCP relay on loopback between the operator and a peer, which can be cut (every
+/// connection broken, each new one closed at once: the peer away, as behind a load
+/// balancer with no backend) and restored.
+struct Relay {
+    url: String,
+    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// A relay to `target` (`scheme://127.0.0.1:port`), its own URL in the same scheme.
+    async fn start(target: &str) -> Relay {
+        let (scheme, rest) = target.split_once("://").unwrap();
+        let to: std::net::SocketAddr = rest.trim_end_matches('/').parse().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
+        let up = std::sync::Arc::new(tokio::sync::watch::channel(true).0);
+        let state = up.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let mut cut = state.subscribe();
+                if !*cut.borrow() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Relay { url, up, task }
+    }
+
+    fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The same workflow with faults on every side: BMCs answering 10 % of their requests
+/// with 503, the conductor unreachable for a while mid-run, then the API server. Every
+/// host still ends provisioned with one deploy and one address, and is deleted after,
+/// with the operator's process never restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_of_the_bmcs_the_conductor_and_the_api_server_are_ridden_out() {
+    const AWAY: Duration = Duration::from_secs(7);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("kube-faults-{}", std::process::id()));
+    let (server, client) = cluster(&dir).await;
+    let (sims, service, written, agents) = fleet_with(HOSTS, 0.1).await;
+    let conductor = HttpConductor::new(&service.admin_url());
+    let to_conductor = Relay::start(&service.admin_url()).await;
+    let to_api = Relay::start(&server.url).await;
+    // The operator reaches the API server through its relay (the server's certificate
+    // names 127.0.0.1, whatever the port).
+    let kubeconfig = dir.join("operator.kubeconfig");
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    std::fs::write(&kubeconfig, text.replace(&server.url, &to_api.url)).unwrap();
+    for (name, data) in [
+        (
+            "node-1-user-data",
+            json!({"userData": "#cloud-config\nhostname: node-1\n"}),
+        ),
+        ("node-1-meta-data", json!({"metaData": "{}"})),
+    ] {
+        create(&client, secret(name, data)).await;
+    }
+    example_pool(&client).await;
+    for (i, sim) in sims.iter().enumerate() {
+        create(&client, host(i, sim, "bmc")).await;
+    }
+    let log = dir.join("operator.log");
+    let context = || {
+        format!(
+            "operator log:\n{}\napiserver log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            server.log_tail(20)
+        )
+    };
+    let started = Instant::now();
+    let mut child = operator(&to_conductor.url, &dir);
+    let on_their_way = wait_for(
+        &client,
+        "a host inspecting or provisioning",
+        Duration::from_secs(60),
+        context,
+        |h| {
+            h.values()
+                .any(|o| ["inspecting", "provisioning"].contains(&state(o)))
+        },
+    )
+    .await;
+    let states: Vec<String> = on_their_way
+        .values()
+        .map(|o| state(o).to_string())
+        .collect();
+
+    // The conductor away: the operator says so and goes on asking.
+    to_conductor.cut();
+    tokio::time::sleep(AWAY).await;
+    let unreachable = format!("{} unreachable", to_conductor.url);
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains(&unreachable),
+        "no {unreachable}\n{}",
+        context()
+    );
+    to_conductor.restore();
+    // Then the API server away: its watches break and list again once it answers.
+    to_api.cut();
+    tokio::time::sleep(AWAY).await;
+    to_api.restore();
+    let back = Instant::now();
+    let provisioned = wait_for(
+        &client,
+        "every host provisioned after the faults",
+        Duration::from_secs(180),
+        context,
+        |h| h.len() == HOSTS && h.values().all(|o| state(o) == "provisioned"),
+    )
+    .await;
+    let (took, after_back) = (started.elapsed(), back.elapsed());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("watch of BareMetalHosts or Secrets failed"),
+        "{}",
+        context()
+    );
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the operator exited\n{}",
+        context()
+    );
+    for (name, o) in &provisioned {
+        assert!(
+            o.data["status"].get("errorType").is_none(),
+            "{name}: {:?}",
+            o.data
+        );
+    }
+    // Nothing twice for all that.
+    for (i, sim) in sims.iter().enumerate() {
+        let key = format!("lab/node-{i}");
+        assert_eq!(
+            conductor.node(&key).await.unwrap().deploy_attempts,
+            1,
+            "{key}\n{}",
+            context()
+        );
+        let images = written.lock().unwrap().get(&key).copied().unwrap_or(0);
+        let expected = if i == 1 { (0, 1) } else { (1, 0) };
+        assert_eq!((live_boots(sim), images), expected, "{key}\n{}", context());
+    }
+    let claims: Vec<String> = (0..HOSTS).map(|i| format!("node-{i}")).collect();
+    let claims: Vec<&str> = claims.iter().map(String::as_str).collect();
+    check_addresses(&client, &claims, &[]).await;
+
+    // And deleted, the BMCs still failing: every node and address gone with its host.
+    let bmh = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "lab",
+        &resource_of(&json!({"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost"})).0,
+    );
+    for i in 0..HOSTS {
+        bmh.delete(&format!("node-{i}"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    wait_for(
+        &client,
+        "every host gone",
+        Duration::from_secs(120),
+        context,
+        |h| h.is_empty(),
+    )
+    .await;
+    for i in 0..HOSTS {
+        let key = format!("lab/node-{i}");
+        assert!(
+            matches!(conductor.node(&key).await, Err(ApiError::NotFound(_))),
+            "{key}'s node stays"
+        );
+    }
+    assert_eq!(addresses(&client).await, BTreeMap::new(), "addresses stay");
+    let requests: u64 = sims.iter().map(|s| s.requests()).sum();
+    println!(
+        "{HOSTS} hosts provisioned in {:.1} s with the BMCs failing 10 % of {requests} requests, \
+         the conductor away for {} s (hosts then {states:?}) and the API server for {} s; the \
+         last {:.1} s after the API server answered again",
+        took.as_secs_f64(),
+        AWAY.as_secs(),
+        AWAY.as_secs(),
+        after_back.as_secs_f64()
+    );
+    drop(child);
     for a in agents {
         a.abort();
     }

@@ -17,14 +17,22 @@ use metal3_conductor::service::{Service, ServiceConfig, drivers};
 /// `hosts` simulated BMCs serving the recorded DMTF rack server, user `admin`, password
 /// `s3cret`.
 pub async fn sims(hosts: usize) -> Vec<RedfishSim> {
+    faulty_sims(hosts, 0.0).await
+}
+
+/// As [`sims`], each BMC answering `fault_rate` of its requests with 503 (after the first
+/// login), each with a fault sequence of its own.
+pub async fn faulty_sims(hosts: usize, fault_rate: f64) -> Vec<RedfishSim> {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/fixtures/redfish/dmtf-public-rackmount1");
     let mut sims = Vec::new();
-    for _ in 0..hosts {
+    for i in 0..hosts {
         sims.push(
             RedfishSim::start(SimConfig {
                 tree: Some(fixture.clone()),
                 credentials: Some(("admin".into(), "s3cret".into())),
+                fault_rate,
+                seed: i as u64 + 1,
                 ..SimConfig::default()
             })
             .await
