@@ -241,6 +241,26 @@ async fn fleet_with(
     (sims, service, written, agents)
 }
 
+/// Stops what a test started: its agents, conductor, BMCs and API server, and removes
+/// its directory.
+async fn stop(
+    agents: Vec<tokio::task::JoinHandle<()>>,
+    service: Service,
+    sims: Vec<RedfishSim>,
+    server: KubeApiServer,
+    dir: &Path,
+) {
+    for a in agents {
+        a.abort();
+    }
+    drop(service);
+    for sim in sims {
+        sim.stop().await;
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Live-ISO boots at a simulated BMC.
 fn live_boots(sim: &RedfishSim) -> usize {
     sim.boots(SYSTEM)
@@ -893,15 +913,7 @@ async fn the_operator_on_a_real_api_server_takes_hosts_through_their_life() {
         after_fix.as_secs_f64()
     );
 
-    for a in agents {
-        a.abort();
-    }
-    drop(service);
-    for sim in sims {
-        sim.stop().await;
-    }
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    stop(agents, service, sims, server, &dir).await;
 }
 
 /// A TCP relay on loopback between the operator and a peer, which can be cut (every
@@ -1117,15 +1129,7 @@ async fn faults_of_the_bmcs_the_conductor_and_the_api_server_are_ridden_out() {
         after_back.as_secs_f64()
     );
     drop(child);
-    for a in agents {
-        a.abort();
-    }
-    drop(service);
-    for sim in sims {
-        sim.stop().await;
-    }
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    stop(agents, service, sims, server, &dir).await;
 }
 
 /// The Lease's holder, if any.
@@ -1267,15 +1271,7 @@ async fn two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
         takeover.as_secs_f64()
     );
     drop(b);
-    for a in agents {
-        a.abort();
-    }
-    drop(service);
-    for sim in sims {
-        sim.stop().await;
-    }
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    stop(agents, service, sims, server, &dir).await;
 }
 
 /// CPU seconds (user + system) and peak resident memory (KiB) of a process and its
