@@ -28,6 +28,13 @@ impl Family {
         }
     }
 
+    /// The netmask of a prefix length in this family (`24` → `255.255.255.0`, `64` →
+    /// `ffff:ffff:ffff:ffff::`), the form network data files write; a prefix longer
+    /// than the family is read as the whole width.
+    pub fn netmask(self, prefix: u8) -> IpAddr {
+        self.addr(network_mask(self, prefix.min(self.bits())))
+    }
+
     /// The highest address value.
     pub(crate) fn max_value(self) -> u128 {
         match self {
@@ -79,4 +86,30 @@ pub(crate) fn network_bounds(family: Family, v: u128, prefix: u8) -> (u128, u128
     let mask = network_mask(family, prefix);
     let first = v & mask;
     (first, first | (family.max_value() & !mask))
+}
+
+#[cfg(test)]
+mod netmask_tests {
+    use super::*;
+
+    #[test]
+    fn netmasks_are_written_as_addresses_in_both_families() {
+        let cases = [
+            (Family::V4, 24, "255.255.255.0"),
+            (Family::V4, 0, "0.0.0.0"),
+            (Family::V4, 32, "255.255.255.255"),
+            (Family::V4, 40, "255.255.255.255"),
+            (Family::V6, 64, "ffff:ffff:ffff:ffff::"),
+            (Family::V6, 96, "ffff:ffff:ffff:ffff:ffff:ffff::"),
+            (Family::V6, 0, "::"),
+            (Family::V6, 128, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ];
+        for (family, prefix, want) in cases {
+            assert_eq!(
+                family.netmask(prefix).to_string(),
+                want,
+                "{family} /{prefix}"
+            );
+        }
+    }
 }

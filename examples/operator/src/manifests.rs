@@ -158,6 +158,28 @@ pub struct BareMetalHostSpec {
     /// `networkData` names none.
     #[serde(default)]
     pub preprovisioning_network_data_name: Option<String>,
+    /// `consumerRef`: the object using the host (a Cluster API provider's machine), which
+    /// alone may set its image and data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_ref: Option<ConsumerRef>,
+}
+
+/// A BareMetalHost's `consumerRef` (an object reference).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerRef {
+    /// `apiVersion`.
+    #[serde(default)]
+    pub api_version: String,
+    /// `kind` (`Metal3Machine`).
+    #[serde(default)]
+    pub kind: String,
+    /// `name`.
+    #[serde(default)]
+    pub name: String,
+    /// `namespace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A `BareMetalHost`.

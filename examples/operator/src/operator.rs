@@ -35,7 +35,7 @@ use provision_fsm::{
 };
 
 use crate::addresses::{AddressRegistry, Allocation, LocalAddresses, Recorded};
-use crate::manifests::{BareMetalHost, IpClaimObject, IpPoolObject, Manifests, Secret};
+use crate::manifests::{BareMetalHost, IpClaimObject, IpPoolObject, Manifests, ObjectMeta, Secret};
 use crate::metrics::{Operation, OperatorMetrics};
 use crate::render::network_data;
 use crate::scheduler::Scheduler;
@@ -579,6 +579,121 @@ impl Operator {
         }
     }
 
+    /// Claims an address from the IPPool `pool` (`namespace/name`) for a claim no host
+    /// owns (`claim`, its name in the pool: a Cluster API provider's per-machine claim),
+    /// records it in the address registry and commits the pool before returning it.
+    /// Claiming again returns the same address; the pool's `preAllocations` for the
+    /// claim's name are honoured.
+    pub async fn claim_pool_address(
+        &self,
+        pool: &str,
+        claim: &str,
+        owner: &ObjectMeta,
+    ) -> Result<ipam::IpAddress, String> {
+        // However many writers race for one pool, each lost race marks one more address
+        // taken; this many in a row is something else.
+        const MOST_TAKEN: usize = 64;
+        for _ in 0..MOST_TAKEN {
+            let (address, object, object_name, held_before) = {
+                let mut pools = lock(&self.pools);
+                let (object, p) = pools
+                    .get_mut(pool)
+                    .ok_or_else(|| format!("IPPool {pool} not found"))?;
+                let held_before = p.get(claim).is_some();
+                let address = p.claim(claim).map_err(|e| format!("IPPool {pool}: {e}"))?;
+                let name = p.address_name(address.address);
+                (address, object.clone(), name, held_before)
+            };
+            lock(&self.standalone).insert((pool.to_string(), claim.to_string()));
+            let allocation = Allocation {
+                pool: &object,
+                claim,
+                claim_object: None,
+                host: owner,
+                address: &address,
+                name: &object_name,
+            };
+            match self.addresses.record(&allocation).await {
+                Ok(Recorded::Ours) => {
+                    self.commit(None, &[pool.to_string()])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    return Ok(address);
+                }
+                Ok(Recorded::TakenBy(holder)) => {
+                    tracing::info!(%pool, %claim, address = %address.address, %holder, "address taken by another claim; trying the next");
+                    if let Some((_, p)) = lock(&self.pools).get_mut(pool) {
+                        p.release(claim);
+                        if let Err(e) = p.claim_address(&holder, address.address) {
+                            tracing::warn!(%pool, %holder, error = %e, "cannot mark the address taken");
+                        }
+                    }
+                }
+                Err(e) => {
+                    if !held_before {
+                        if let Some((_, p)) = lock(&self.pools).get_mut(pool) {
+                            p.release(claim);
+                        }
+                    }
+                    return Err(format!("recording {object_name} for claim {claim}: {e}"));
+                }
+            }
+        }
+        Err(format!(
+            "IPPool {pool}: {MOST_TAKEN} addresses in a row were taken by other claims"
+        ))
+    }
+
+    /// Releases the address of a claim no host owns ([`Operator::claim_pool_address`]):
+    /// forgotten by the registry, released in the pool, the pool committed. Releasing
+    /// what is not held succeeds.
+    pub async fn release_pool_address(
+        &self,
+        pool: &str,
+        claim: &str,
+        owner: &ObjectMeta,
+    ) -> Result<(), String> {
+        let found = lock(&self.pools).get(pool).and_then(|(o, p)| {
+            p.get(claim)
+                .map(|a| (o.clone(), p.address_name(a.address), a))
+        });
+        if let Some((object, object_name, address)) = found {
+            let allocation = Allocation {
+                pool: &object,
+                claim,
+                claim_object: None,
+                host: owner,
+                address: &address,
+                name: &object_name,
+            };
+            self.addresses
+                .forget(&allocation)
+                .await
+                .map_err(|e| format!("forgetting {object_name} of claim {claim}: {e}"))?;
+            if let Some((_, p)) = lock(&self.pools).get_mut(pool) {
+                p.release(claim);
+            }
+            self.commit(None, &[pool.to_string()])
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        lock(&self.standalone).remove(&(pool.to_string(), claim.to_string()));
+        Ok(())
+    }
+
+    /// The BareMetalHost as last put (its spec as desired), if the operator has it.
+    pub fn host(&self, key: &str) -> Option<BareMetalHost> {
+        lock(&self.desired).get(key).map(|d| d.bmh.clone())
+    }
+
+    /// Every BareMetalHost as last put, with whether it is being deleted.
+    pub fn hosts(&self) -> Vec<(BareMetalHost, bool)> {
+        lock(&self.desired)
+            .values()
+            .map(|d| (d.bmh.clone(), d.deleting))
+            .collect()
+    }
+
     /// The IPClaims hosts own, as last taken.
     pub fn host_claims(&self) -> Vec<IpClaimObject> {
         lock(&self.claims).values().cloned().collect()
@@ -958,11 +1073,33 @@ impl Operator {
         record: Option<&HostRecord>,
         pools: &[String],
     ) -> Result<(), StoreError> {
+        self.commit(Some((key, record.map(encode).transpose()?)), pools)
+            .await?;
+        let mut records = lock(&self.records);
+        match record {
+            Some(r) => {
+                records.insert(key.to_string(), r.clone());
+            }
+            None => {
+                records.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits a host entry (if any) with the current state of `pools`, through the
+    /// group commit, and returns once that is on disk.
+    async fn commit(
+        &self,
+        host: Option<(&str, Option<Vec<u8>>)>,
+        pools: &[String],
+    ) -> Result<(), StoreError> {
         let (done, committed) = tokio::sync::oneshot::channel();
         let start = {
             let mut p = lock(&self.pending);
-            p.hosts
-                .push((key.to_string(), record.map(encode).transpose()?));
+            if let Some((key, value)) = host {
+                p.hosts.push((key.to_string(), value));
+            }
             p.pools.extend(pools.iter().cloned());
             p.waiters.push(done);
             !std::mem::replace(&mut p.committing, true)
@@ -977,22 +1114,13 @@ impl Operator {
         committed
             .await
             .map_err(|_| StoreError::new("the committer stopped"))?
-            .map_err(StoreError::new)?;
-        let mut records = lock(&self.records);
-        match record {
-            Some(r) => {
-                records.insert(key.to_string(), r.clone());
-            }
-            None => {
-                records.remove(key);
-            }
-        }
-        Ok(())
+            .map_err(StoreError::new)
     }
 
     /// The claim a host's address comes from: the pool, the claim's name in it, and the
     /// IPClaim object the host owns (none for its own claim on its namespace's only
-    /// pool, named after the host). `None` when the host has neither.
+    /// pool, named after the host). `None` when the host has neither, or names its
+    /// network data Secret and no IPClaim.
     fn host_claim(
         &self,
         key: &str,
@@ -1001,6 +1129,11 @@ impl Operator {
         if let Some(c) = lock(&self.claims).get(key).cloned() {
             let (pool, name) = c.pool_and_name()?;
             return Ok(Some((pool, name, Some(c))));
+        }
+        // A host given its network data (a Cluster API provider's rendering, with the
+        // addresses it claimed) takes no address of its own: it would go unused.
+        if bmh.spec.network_data.is_some() {
+            return Ok(None);
         }
         let namespace = bmh.metadata.namespace();
         let prefix = format!("{namespace}/");

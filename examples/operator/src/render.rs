@@ -67,15 +67,13 @@ pub fn hardware_details(inv: &HardwareInventory) -> Value {
 /// The OpenStack `network_data.json` for one address on the boot NIC, as CAPM3's
 /// Metal3DataTemplate renders it.
 pub fn network_data(address: &ipam::IpAddress, mac: Option<&str>) -> Value {
-    let (kind, netmask) = match address.address {
-        std::net::IpAddr::V4(_) => {
-            let bits = u32::MAX
-                .checked_shl(32 - u32::from(address.prefix.min(32)))
-                .unwrap_or(0);
-            ("ipv4", std::net::Ipv4Addr::from(bits).to_string())
-        }
-        std::net::IpAddr::V6(_) => ("ipv6", format!("/{}", address.prefix)),
+    let family = ipam::Family::of(&address.address);
+    let kind = match family {
+        ipam::Family::V4 => "ipv4",
+        ipam::Family::V6 => "ipv6",
     };
+    // CAPM3 writes netmasks as addresses in both families (`ffff:ffff:ffff:ffff::`).
+    let netmask = family.netmask(address.prefix).to_string();
     let routes: Vec<Value> = address
         .gateway
         .iter()
