@@ -274,7 +274,7 @@ fn widen_pools(manifests: &mut Manifests, hosts: usize) {
 }
 
 /// Points a manifest host at the simulation and at the local image server.
-fn localize(bmh: &mut BareMetalHost, sim: &RemoteHost, images: &str) {
+pub(crate) fn localize(bmh: &mut BareMetalHost, sim: &RemoteHost, images: &str) {
     bmh.spec.bmc.address = sim.address.clone();
     bmh.spec.boot_mac_address = sim.macs.first().cloned();
     if let Some(image) = &mut bmh.spec.image {
@@ -500,7 +500,7 @@ fn random_gap(state: &mut u64) -> Duration {
 }
 
 /// Files removed when it is dropped, however the run ends.
-struct RemoveOnDrop(Vec<PathBuf>);
+pub(crate) struct RemoveOnDrop(pub(crate) Vec<PathBuf>);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

@@ -3,7 +3,8 @@
 //! agents. The only crate of the family with bmc-sim as a normal dependency.
 //!
 //! - [`demo`]: what `metal3-demo` runs, as a library so the end-to-end tests run exactly
-//!   the same thing.
+//!   the same thing; [`cluster`]: what `metal3-demo --cluster` runs (Cluster API's flow:
+//!   machines choose hosts by label, data rendered from IPPools, scale down and up).
 //! - [`fleet`]: the simulated hosts and the image server; [`fleet_process`]: the same in
 //!   processes of their own; [`sim_agent`]: the simulated agent a host starts when it
 //!   boots the agent ISO.
@@ -18,6 +19,7 @@
 //! # Ok::<(), &str>(())
 //! ```
 
+pub mod cluster;
 pub mod conductor_process;
 pub mod demo;
 pub mod fleet;

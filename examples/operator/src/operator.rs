@@ -763,6 +763,11 @@ impl Operator {
         }
     }
 
+    /// A Secret as last put (`namespace/name`).
+    pub fn secret(&self, key: &str) -> Option<Secret> {
+        lock(&self.secrets).get(key).cloned()
+    }
+
     /// Schedules the step of every host in this process (embedded mode): one step per
     /// host at a time, requeues in a delay queue, and a step for a host whenever the
     /// conductor's change feed says its node changed. Runs until [`Operator::stop`].
