@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metal3_operator::Operator;
-use metal3_operator::manifests::{ObjectMeta, ObjectRef, Secret, SecretRef};
+use metal3_operator::manifests::{
+    BareMetalHost, ConsumerRef, ObjectMeta, ObjectRef, Secret, SecretRef,
+};
 use provision_fsm::HostStateKind;
 
 use crate::data::{
@@ -28,10 +30,78 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Entry {
     metal3_machine: Metal3Machine,
     deleting: bool,
+}
+
+/// What the provider writes into a host, kept so a restarted process gives every host
+/// back exactly what it had before the operator steps it (an image the manifest lacks
+/// would otherwise read as "deprovision").
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct HostFields {
+    consumer_ref: Option<ConsumerRef>,
+    image: Option<provision_fsm::Image>,
+    user_data: Option<SecretRef>,
+    meta_data: Option<SecretRef>,
+    network_data: Option<SecretRef>,
+    online: bool,
+    automated_cleaning_mode: Option<String>,
+    reuse_for: Option<String>,
+}
+
+impl HostFields {
+    fn of(bmh: &BareMetalHost) -> HostFields {
+        HostFields {
+            consumer_ref: bmh.spec.consumer_ref.clone(),
+            image: bmh.spec.image.clone(),
+            user_data: bmh.spec.user_data.clone(),
+            meta_data: bmh.spec.meta_data.clone(),
+            network_data: bmh.spec.network_data.clone(),
+            online: bmh.spec.online,
+            automated_cleaning_mode: bmh.spec.automated_cleaning_mode.clone(),
+            reuse_for: bmh.metadata.labels.get(NODE_REUSE_LABEL).cloned(),
+        }
+    }
+
+    fn apply(&self, bmh: &mut BareMetalHost) {
+        bmh.spec.consumer_ref = self.consumer_ref.clone();
+        bmh.spec.image = self.image.clone();
+        bmh.spec.user_data = self.user_data.clone();
+        bmh.spec.meta_data = self.meta_data.clone();
+        bmh.spec.network_data = self.network_data.clone();
+        bmh.spec.online = self.online;
+        bmh.spec.automated_cleaning_mode = self.automated_cleaning_mode.clone();
+        match &self.reuse_for {
+            Some(g) => {
+                bmh.metadata
+                    .labels
+                    .insert(NODE_REUSE_LABEL.into(), g.clone());
+            }
+            None => {
+                bmh.metadata.labels.remove(NODE_REUSE_LABEL);
+            }
+        }
+    }
+}
+
+/// Where the provider's objects live in the operator's store.
+const PREFIX: &str = "capm3/";
+
+fn stored(kind: &str, key: &str) -> String {
+    format!("{PREFIX}{kind}/{key}")
+}
+
+fn encoded<T: serde::Serialize>(
+    kind: &str,
+    key: &str,
+    value: Option<&T>,
+) -> (String, Option<Vec<u8>>) {
+    (
+        stored(kind, key),
+        value.and_then(|v| serde_json::to_vec(v).ok()),
+    )
 }
 
 #[derive(Debug, Default)]
@@ -78,15 +148,76 @@ impl std::fmt::Debug for Capm3 {
 }
 
 impl Capm3 {
-    /// A provider over `operator` (which holds the hosts, Secrets and IPPools).
-    pub fn new(operator: Arc<Operator>) -> Arc<Capm3> {
-        Arc::new(Capm3 {
+    /// A provider over `operator` (which holds the hosts, Secrets and IPPools), with
+    /// what an earlier run kept in the operator's store: its machines and data, the
+    /// Secrets it rendered, and what it wrote into each host, written into the hosts
+    /// again at once. Open it after the operator has its manifests and before it runs
+    /// ([`Operator::run_embedded`]), so no host is stepped without its image.
+    pub fn open(operator: Arc<Operator>) -> Result<Arc<Capm3>, String> {
+        let mut state = State::default();
+        let load = |kind: &str| operator.saved_objects(&stored(kind, ""));
+        let key_of = |k: &str, kind: &str| k.trim_start_matches(&stored(kind, "")).to_string();
+        for (k, v) in load("metal3machine")? {
+            let entry: Entry = serde_json::from_value(v).map_err(|e| format!("{k}: {e}"))?;
+            state
+                .metal3_machines
+                .insert(key_of(&k, "metal3machine"), entry);
+        }
+        for (k, v) in load("machine")? {
+            let m: Machine = serde_json::from_value(v).map_err(|e| format!("{k}: {e}"))?;
+            state.machines.insert(key_of(&k, "machine"), m);
+        }
+        for (k, v) in load("data")? {
+            let d: Metal3Data = serde_json::from_value(v).map_err(|e| format!("{k}: {e}"))?;
+            state.datas.insert(key_of(&k, "data"), d);
+        }
+        let mut secrets = Vec::new();
+        for (k, v) in load("secret")? {
+            secrets.push(serde_json::from_value::<Secret>(v).map_err(|e| format!("{k}: {e}"))?);
+        }
+        operator.put_secrets(secrets);
+        for (k, v) in load("host")? {
+            let fields: HostFields = serde_json::from_value(v).map_err(|e| format!("{k}: {e}"))?;
+            let key = key_of(&k, "host");
+            if let Some(mut bmh) = operator.host(&key) {
+                fields.apply(&mut bmh);
+                operator.put_host(bmh);
+            }
+        }
+        if !state.metal3_machines.is_empty() {
+            tracing::info!(
+                metal3machines = state.metal3_machines.len(),
+                "machines taken up from the store"
+            );
+        }
+        Ok(Arc::new(Capm3 {
             operator,
-            state: Mutex::new(State::default()),
-        })
+            state: Mutex::new(state),
+        }))
     }
 
-    /// Takes the templates, data templates, Machines and Metal3Machines of `manifests`.
+    /// Commits `writes` to the operator's store before the step goes on.
+    async fn persist(&self, writes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), String> {
+        self.operator.save_objects(writes).await
+    }
+
+    /// The store entries of a Metal3Machine and its Machine as they are now (removals
+    /// when gone).
+    fn machine_writes(&self, key: &str, machine: Option<&str>) -> Vec<(String, Option<Vec<u8>>)> {
+        let s = lock(&self.state);
+        let mut out = vec![encoded("metal3machine", key, s.metal3_machines.get(key))];
+        if let Some(m) = machine {
+            out.push(encoded("machine", m, s.machines.get(m)));
+        }
+        out
+    }
+
+    fn host_write(&self, bmh: &BareMetalHost) -> (String, Option<Vec<u8>>) {
+        encoded("host", &bmh.metadata.key(), Some(&HostFields::of(bmh)))
+    }
+
+    /// Takes the templates and data templates of `manifests`, and the Machines and
+    /// Metal3Machines it has that the store did not.
     pub fn apply(&self, manifests: &ClusterManifests) {
         let mut s = lock(&self.state);
         for t in &manifests.machine_templates {
@@ -96,44 +227,61 @@ impl Capm3 {
             s.data_templates.insert(t.metadata.key(), t.clone());
         }
         for m in &manifests.machines {
-            s.machines.insert(m.metadata.key(), m.clone());
+            s.machines
+                .entry(m.metadata.key())
+                .or_insert_with(|| m.clone());
         }
+        // A machine taken up from the store keeps what it has (its status, its host).
         for m in &manifests.metal3_machines {
-            s.metal3_machines.insert(
-                m.metadata.key(),
-                Entry {
+            s.metal3_machines
+                .entry(m.metadata.key())
+                .or_insert_with(|| Entry {
                     metal3_machine: m.clone(),
                     deleting: false,
-                },
-            );
+                });
         }
     }
 
     /// Adds a Machine and its Metal3Machine (what Cluster API's machine controllers
-    /// create when a control plane or deployment scales up).
-    pub fn put_machine(&self, machine: Machine, metal3_machine: Metal3Machine) {
-        let mut s = lock(&self.state);
-        s.machines.insert(machine.metadata.key(), machine);
+    /// create when a control plane or deployment scales up), committed before it returns.
+    pub async fn put_machine(
+        &self,
+        machine: Machine,
+        metal3_machine: Metal3Machine,
+    ) -> Result<(), String> {
+        let machine_key = machine.metadata.key();
         let key = metal3_machine.metadata.key();
-        s.metal3_machines.entry(key).or_insert(Entry {
-            metal3_machine,
-            deleting: false,
-        });
+        {
+            let mut s = lock(&self.state);
+            s.machines.insert(machine_key.clone(), machine);
+            s.metal3_machines.entry(key.clone()).or_insert(Entry {
+                metal3_machine,
+                deleting: false,
+            });
+        }
+        let writes = self.machine_writes(&key, Some(&machine_key));
+        self.persist(writes).await
     }
 
     /// Marks a Machine's Metal3Machine deleted (a scale-down): it releases its host and
     /// data, and both objects go once that is done.
-    pub fn delete_machine(&self, machine_key: &str) {
-        let mut s = lock(&self.state);
-        let Some(m) = s.machines.get(machine_key).cloned() else {
-            return;
+    pub async fn delete_machine(&self, machine_key: &str) -> Result<(), String> {
+        let key = {
+            let mut s = lock(&self.state);
+            let Some(m) = s.machines.get(machine_key).cloned() else {
+                return Ok(());
+            };
+            let key = infra_key(&m);
+            match s.metal3_machines.get_mut(&key) {
+                Some(e) => e.deleting = true,
+                None => {
+                    s.machines.remove(machine_key);
+                }
+            }
+            key
         };
-        let key = infra_key(&m);
-        if let Some(e) = s.metal3_machines.get_mut(&key) {
-            e.deleting = true;
-        } else {
-            s.machines.remove(machine_key);
-        }
+        let writes = self.machine_writes(&key, Some(machine_key));
+        self.persist(writes).await
     }
 
     /// The Metal3Machines' keys.
@@ -328,13 +476,16 @@ impl Capm3 {
             MachineAction::Associate { host, consumer } => {
                 let mut bmh = host_of(&host)?;
                 bmh.spec.consumer_ref = Some(consumer);
-                self.operator.put_host(bmh);
                 if let Some(e) = lock(&self.state).metal3_machines.get_mut(key) {
                     e.metal3_machine
                         .metadata
                         .annotations
                         .insert(HOST_ANNOTATION.into(), host.clone());
                 }
+                let mut writes = self.machine_writes(key, None);
+                writes.push(self.host_write(&bmh));
+                self.persist(writes).await?;
+                self.operator.put_host(bmh);
                 tracing::info!(metal3machine = %key, %host, "host associated");
             }
             MachineAction::RenderData => {
@@ -363,31 +514,39 @@ impl Capm3 {
                 if automated_cleaning_mode.is_some() {
                     bmh.spec.automated_cleaning_mode = automated_cleaning_mode;
                 }
+                let mut writes = self.machine_writes(key, None);
+                writes.push(self.host_write(&bmh));
+                self.persist(writes).await?;
                 self.operator.put_host(bmh);
                 tracing::info!(metal3machine = %key, %host, "host given the machine's image and data");
             }
             MachineAction::SetProviderId(id) => {
-                let mut s = lock(&self.state);
-                let host = m3m.metadata.annotations.get(HOST_ANNOTATION).cloned();
-                if let Some(e) = s.metal3_machines.get_mut(key) {
-                    e.metal3_machine.spec.provider_id = Some(id.clone());
-                    if host.is_none() {
-                        if let Some(h) = id.strip_prefix("metal3://") {
-                            let mut parts = h.split('/');
-                            if let (Some(ns), Some(name)) = (parts.next(), parts.next()) {
-                                e.metal3_machine
-                                    .metadata
-                                    .annotations
-                                    .insert(HOST_ANNOTATION.into(), format!("{ns}/{name}"));
+                {
+                    let mut s = lock(&self.state);
+                    let host = m3m.metadata.annotations.get(HOST_ANNOTATION).cloned();
+                    if let Some(e) = s.metal3_machines.get_mut(key) {
+                        e.metal3_machine.spec.provider_id = Some(id.clone());
+                        if host.is_none() {
+                            if let Some(h) = id.strip_prefix("metal3://") {
+                                let mut parts = h.split('/');
+                                if let (Some(ns), Some(name)) = (parts.next(), parts.next()) {
+                                    e.metal3_machine
+                                        .metadata
+                                        .annotations
+                                        .insert(HOST_ANNOTATION.into(), format!("{ns}/{name}"));
+                                }
                             }
                         }
                     }
-                }
-                if let Some(m) = machine {
-                    if let Some(m) = s.machines.get_mut(&m.metadata.key()) {
-                        m.spec.provider_id = Some(id.clone());
+                    if let Some(m) = machine {
+                        if let Some(m) = s.machines.get_mut(&m.metadata.key()) {
+                            m.spec.provider_id = Some(id.clone());
+                        }
                     }
                 }
+                let machine_key = machine.map(|m| m.metadata.key());
+                let writes = self.machine_writes(key, machine_key.as_deref());
+                self.persist(writes).await?;
                 tracing::info!(metal3machine = %key, provider_id = %id, "machine ready");
             }
             MachineAction::DeprovisionHost { host } => {
@@ -396,6 +555,7 @@ impl Capm3 {
                 bmh.spec.user_data = None;
                 bmh.spec.meta_data = None;
                 bmh.spec.network_data = None;
+                self.persist(vec![self.host_write(&bmh)]).await?;
                 self.operator.put_host(bmh);
                 tracing::info!(metal3machine = %key, %host, "host deprovisioning");
             }
@@ -410,13 +570,16 @@ impl Capm3 {
                         bmh.metadata.labels.remove(NODE_REUSE_LABEL);
                     }
                 }
-                self.operator.put_host(bmh);
                 if let Some(e) = lock(&self.state).metal3_machines.get_mut(key) {
                     e.metal3_machine
                         .metadata
                         .annotations
                         .remove(HOST_ANNOTATION);
                 }
+                let mut writes = self.machine_writes(key, None);
+                writes.push(self.host_write(&bmh));
+                self.persist(writes).await?;
+                self.operator.put_host(bmh);
                 tracing::info!(metal3machine = %key, %host, "host released");
             }
             MachineAction::ReleaseData => {
@@ -433,15 +596,34 @@ impl Capm3 {
                             .await?;
                     }
                     lock(&self.state).datas.remove(&d.metadata.key());
+                    let secrets = [&d.spec.meta_data, &d.spec.network_data];
+                    let mut writes: Vec<(String, Option<Vec<u8>>)> = secrets
+                        .into_iter()
+                        .flatten()
+                        .map(|r| {
+                            let k = format!(
+                                "{}/{}",
+                                r.namespace.as_deref().unwrap_or(&namespace),
+                                r.name
+                            );
+                            (stored("secret", &k), None)
+                        })
+                        .collect();
+                    writes.push((stored("data", &d.metadata.key()), None));
+                    self.persist(writes).await?;
                     tracing::info!(metal3machine = %key, data = %d.metadata.name, "data and addresses released");
                 }
             }
             MachineAction::Finalized => {
+                let machine_key = machine.map(|m| m.metadata.key());
+                let mut writes = vec![(stored("metal3machine", key), None)];
+                writes.extend(machine_key.iter().map(|m| (stored("machine", m), None)));
+                self.persist(writes).await?;
                 let mut s = lock(&self.state);
                 s.metal3_machines.remove(key);
                 s.data_errors.remove(key);
-                if let Some(m) = machine {
-                    s.machines.remove(&m.metadata.key());
+                if let Some(m) = machine_key {
+                    s.machines.remove(&m);
                 }
                 tracing::info!(metal3machine = %key, "machine gone");
                 return Ok(false);
@@ -512,6 +694,8 @@ impl Capm3 {
             };
             (template, data)
         };
+        self.persist(vec![encoded("data", &data.metadata.key(), Some(&data))])
+            .await?;
         let mut addresses = BTreeMap::new();
         for pool in template.pools() {
             let claim = ip_claim_name(&data.metadata.name, &pool);
@@ -519,7 +703,10 @@ impl Capm3 {
                 .operator
                 .claim_pool_address(&format!("{namespace}/{pool}"), &claim, &data.metadata)
                 .await?;
-            data.claims.insert(pool.clone(), claim);
+            if data.claims.insert(pool.clone(), claim).is_none() {
+                self.persist(vec![encoded("data", &data.metadata.key(), Some(&data))])
+                    .await?;
+            }
             lock(&self.state)
                 .datas
                 .insert(data.metadata.key(), data.clone());
@@ -576,8 +763,14 @@ impl Capm3 {
                 namespace: Some(namespace.clone()),
             });
         }
-        self.operator.put_secrets(secrets);
         data.ready = true;
+        let mut writes: Vec<(String, Option<Vec<u8>>)> = secrets
+            .iter()
+            .map(|s| encoded("secret", &s.metadata.key(), Some(s)))
+            .collect();
+        writes.push(encoded("data", &data.metadata.key(), Some(&data)));
+        self.persist(writes).await?;
+        self.operator.put_secrets(secrets);
         lock(&self.state)
             .datas
             .insert(data.metadata.key(), data.clone());

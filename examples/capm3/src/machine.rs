@@ -219,6 +219,16 @@ fn waiting(
     }
 }
 
+/// The `consumerRef` naming a Metal3Machine.
+fn consumer_of(m3m: &Metal3Machine) -> ConsumerRef {
+    ConsumerRef {
+        api_version: API_VERSION.into(),
+        kind: "Metal3Machine".into(),
+        name: m3m.metadata.name.clone(),
+        namespace: Some(m3m.metadata.namespace().to_string()),
+    }
+}
+
 /// The one next step of a Metal3Machine.
 pub fn step(input: &MachineInput<'_>) -> MachineStep {
     let m3m = input.metal3_machine;
@@ -306,6 +316,26 @@ pub fn step(input: &MachineInput<'_>) -> MachineStep {
         );
     };
     let Some(host) = host else {
+        // The host the machine was given and that lost its consumerRef (a restore that
+        // missed it) is the machine's again: its data was rendered for that host.
+        let annotated =
+            m3m.metadata
+                .annotations
+                .get(HOST_ANNOTATION)
+                .and_then(|key| {
+                    input.hosts.iter().find(|h| {
+                        h.host.metadata.key() == *key && h.host.spec.consumer_ref.is_none()
+                    })
+                });
+        if let Some(h) = annotated {
+            return act(
+                status,
+                MachineAction::Associate {
+                    host: h.host.metadata.key(),
+                    consumer: consumer_of(m3m),
+                },
+            );
+        }
         let reuse_for = if input.node_reuse {
             machine.owner_group()
         } else {
@@ -329,12 +359,7 @@ pub fn step(input: &MachineInput<'_>) -> MachineStep {
                 status,
                 MachineAction::Associate {
                     host: h.host.metadata.key(),
-                    consumer: ConsumerRef {
-                        api_version: API_VERSION.into(),
-                        kind: "Metal3Machine".into(),
-                        name: m3m.metadata.name.clone(),
-                        namespace: Some(m3m.metadata.namespace().to_string()),
-                    },
+                    consumer: consumer_of(m3m),
                 },
             ),
         };

@@ -380,3 +380,30 @@ fn a_failed_rendering_is_tried_again_and_shown() {
         .unwrap_or_else(|| panic!("no Ready condition"));
     assert_eq!(ready.reason, "WaitingForData");
 }
+
+#[test]
+fn a_machine_takes_back_the_host_its_annotation_names() {
+    let mut m = m3m(r#"{"matchLabels": {"role": "worker"}}"#);
+    m.metadata
+        .annotations
+        .insert("metal3.io/BareMetalHost".into(), "c1/node-b".into());
+    // node-b is mid-provisioning and lost its consumerRef; node-a is free and first by
+    // name, but the machine's data was rendered for node-b.
+    let hosts = [
+        host("node-a", &[("role", "worker")], HostStateKind::Available),
+        host("node-b", &[("role", "worker")], HostStateKind::Provisioning),
+    ];
+    let s = step(&MachineInput {
+        metal3_machine: &m,
+        machine: Some(&machine()),
+        deleting: false,
+        node_reuse: false,
+        hosts: &hosts,
+        data: &ready_data(),
+    });
+    assert!(
+        matches!(&s.action, Some(MachineAction::Associate { host, .. }) if host == "c1/node-b"),
+        "{:?}",
+        s.action
+    );
+}

@@ -46,6 +46,9 @@ pub struct ClusterDemoConfig {
     pub timeout: Duration,
     /// Print a line per phase and per machine change.
     pub progress: bool,
+    /// Stop the operator and the provider once the first host is provisioning and start
+    /// them again on their store (a restart must lose nothing and deploy nothing twice).
+    pub restart: bool,
 }
 
 impl Default for ClusterDemoConfig {
@@ -56,6 +59,7 @@ impl Default for ClusterDemoConfig {
             fault_rate: 0.0,
             timeout: Duration::from_secs(240),
             progress: false,
+            restart: false,
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct ClusterReport {
     pub phases: Vec<Phase>,
     /// What did not hold (empty when the run is good).
     pub failures: Vec<String>,
+    /// Times the operator and the provider were stopped and started again.
+    pub restarts: u32,
 }
 
 impl ClusterReport {
@@ -198,8 +204,17 @@ pub fn new_machine(
 
 struct Run {
     config: ClusterDemoConfig,
-    operator: Arc<Operator>,
-    capm3: Arc<Capm3>,
+    operator: Option<Arc<Operator>>,
+    capm3: Option<Arc<Capm3>>,
+    /// What a restart opens again: the store, the conductor, the manifests, the
+    /// bootstrap Secrets Cluster API would hold.
+    state_file: PathBuf,
+    admin: Arc<dyn ConductorApi>,
+    manifests: Manifests,
+    cluster: ClusterManifests,
+    bootstraps: Vec<Secret>,
+    stepper: Option<tokio::task::JoinHandle<()>>,
+    restarts: u32,
     started: Instant,
     phases: Vec<Phase>,
     failures: Vec<String>,
@@ -207,7 +222,96 @@ struct Run {
     printed: BTreeMap<String, String>,
 }
 
+/// A running operator, the provider over it, and the provider's stepping task.
+type Started = (Arc<Operator>, Arc<Capm3>, tokio::task::JoinHandle<()>);
+
+/// Opens the operator on its store with the manifests, the provider over it (which gives
+/// the hosts back what it wrote into them), and starts both.
+fn start(
+    state_file: &std::path::Path,
+    admin: Arc<dyn ConductorApi>,
+    manifests: &Manifests,
+    cluster: &ClusterManifests,
+    bootstraps: &[Secret],
+) -> Result<Started, String> {
+    let store = Store::open(state_file).map_err(|e| e.to_string())?;
+    let operator = Operator::open(
+        admin,
+        store,
+        OperatorConfig {
+            poll: Duration::from_millis(20),
+            ..OperatorConfig::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    operator.apply(manifests)?;
+    operator.put_secrets(bootstraps.iter().cloned());
+    let capm3 = Capm3::open(operator.clone())?;
+    capm3.apply(cluster);
+    operator.run_embedded();
+    let stepper = capm3.run(Duration::from_millis(50));
+    Ok((operator, capm3, stepper))
+}
+
 impl Run {
+    #[allow(clippy::expect_used)]
+    fn op(&self) -> &Arc<Operator> {
+        // Absent only inside `restart`, which puts new ones back before it returns.
+        self.operator.as_ref().expect("the operator is running")
+    }
+
+    #[allow(clippy::expect_used)]
+    fn cap(&self) -> &Arc<Capm3> {
+        self.capm3.as_ref().expect("the provider is running")
+    }
+
+    /// Stops the provider and the operator where they are and starts them again.
+    async fn restart(&mut self) -> Result<(), String> {
+        if let Some(s) = self.stepper.take() {
+            s.abort();
+            let _ = s.await;
+        }
+        // The old ones are let go first: the store opens again only once they are.
+        self.capm3 = None;
+        if let Some(op) = self.operator.take() {
+            op.stop().await;
+        }
+        let (operator, capm3, stepper) = start(
+            &self.state_file,
+            self.admin.clone(),
+            &self.manifests,
+            &self.cluster,
+            &self.bootstraps,
+        )?;
+        self.operator = Some(operator);
+        self.capm3 = Some(capm3);
+        self.stepper = Some(stepper);
+        self.restarts += 1;
+        if self.config.progress {
+            println!(
+                "{:>6.1} s  operator and provider stopped and started again on their store",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+
+    /// Creates machine `n` of `group` as Cluster API would.
+    async fn add_machine(
+        &mut self,
+        group: &MachineGroup,
+        template: &Metal3MachineTemplate,
+        n: u32,
+        images: &str,
+    ) -> Result<String, String> {
+        let (machine, m3m, bootstrap) = new_machine(group, template, n, images);
+        let key = m3m.metadata.key();
+        self.op().put_secrets([bootstrap.clone()]);
+        self.bootstraps.push(bootstrap);
+        self.cap().put_machine(machine, m3m).await?;
+        Ok(key)
+    }
+
     fn check(&mut self, ok: bool, what: impl Into<String>) {
         if !ok {
             let what = what.into();
@@ -222,7 +326,7 @@ impl Run {
         if !self.config.progress {
             return;
         }
-        for r in self.capm3.rows() {
+        for r in self.cap().rows() {
             let line = match (&r.host, r.ready, &r.waiting) {
                 (Some(h), true, _) => format!(
                     "ready on {h} ({})",
@@ -252,7 +356,7 @@ impl Run {
         while !done(self) {
             self.print_changes();
             if start.elapsed() > self.config.timeout {
-                let rows = self.capm3.rows();
+                let rows = self.cap().rows();
                 return Err(format!(
                     "{name}: not done after {:.0} s; machines: {rows:?}",
                     self.config.timeout.as_secs_f64()
@@ -269,19 +373,19 @@ impl Run {
     }
 
     fn host_state(&self, key: &str) -> HostStateKind {
-        self.operator
+        self.op()
             .record(key)
             .map_or(HostStateKind::None, |r| r.host.state.kind())
     }
 
     fn all_ready(&self, count: usize) -> bool {
-        let rows = self.capm3.rows();
+        let rows = self.cap().rows();
         rows.len() == count && rows.iter().all(|r| r.ready)
     }
 
     /// The checks of a cluster whose machines are all ready.
     async fn check_ready_cluster(&mut self, templates: &BTreeMap<String, Metal3MachineTemplate>) {
-        let rows = self.capm3.rows();
+        let rows = self.cap().rows();
         let mut seen_hosts = BTreeSet::new();
         let mut seen_addresses = BTreeSet::new();
         for r in &rows {
@@ -298,8 +402,8 @@ impl Run {
                 state == HostStateKind::Provisioned,
                 format!("{host_key} of {} is {}", r.metal3_machine, state.name()),
             );
-            let m3m = self.capm3.metal3_machine(&r.metal3_machine);
-            let host = self.operator.host(&host_key);
+            let m3m = self.cap().metal3_machine(&r.metal3_machine);
+            let host = self.op().host(&host_key);
             let (Some(m3m), Some(host)) = (m3m, host) else {
                 self.check(false, format!("{} or its host is gone", r.metal3_machine));
                 continue;
@@ -351,7 +455,7 @@ impl Run {
             }
             // The network data the host was given holds the machine's addresses.
             let network = host.spec.network_data.as_ref().and_then(|s| {
-                self.operator.secret(&format!(
+                self.op().secret(&format!(
                     "{}/{}",
                     s.namespace.as_deref().unwrap_or(host.metadata.namespace()),
                     s.name
@@ -368,7 +472,7 @@ impl Run {
             }
             // And the agent wrote it on the host's disk with the bootstrap user data and
             // the rendered meta data.
-            let drive = match self.operator.conductor().node(&host_key).await {
+            let drive = match self.op().conductor().node(&host_key).await {
                 Ok(node) => node.config_drive.unwrap_or_default(),
                 Err(e) => {
                     self.check(false, format!("reading the node of {host_key}: {e}"));
@@ -513,33 +617,28 @@ pub async fn run(config: ClusterDemoConfig) -> Result<ClusterReport, String> {
         conductor_state.clone(),
         metal3_conductor::persist::default_key_path(&conductor_state),
     ]);
-    let store = Store::open(&state).map_err(|e| e.to_string())?;
-    let operator = Operator::open(
-        admin,
-        store,
-        OperatorConfig {
-            poll: Duration::from_millis(20),
-            ..OperatorConfig::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    operator.apply(&manifests)?;
-    operator.run_embedded();
-    let capm3 = Capm3::new(operator.clone());
-    capm3.apply(&cluster);
-    let stepper = capm3.run(Duration::from_millis(50));
+    let (operator, capm3, stepper) = start(&state, admin.clone(), &manifests, &cluster, &[])?;
     let mut run = Run {
         config: config.clone(),
-        operator: operator.clone(),
-        capm3: capm3.clone(),
+        operator: Some(operator),
+        capm3: Some(capm3),
+        state_file: state.clone(),
+        admin,
+        manifests: manifests.clone(),
+        cluster: cluster.clone(),
+        bootstraps: Vec::new(),
+        stepper: Some(stepper),
+        restarts: 0,
         started,
         phases: Vec::new(),
         failures: Vec::new(),
         printed: BTreeMap::new(),
     };
     let result = scenario(&mut run, &cluster, &images).await;
-    stepper.abort();
-    let _ = stepper.await;
+    if let Some(s) = run.stepper.take() {
+        s.abort();
+        let _ = s.await;
+    }
     let hosts = manifests
         .hosts
         .iter()
@@ -549,8 +648,11 @@ pub async fn run(config: ClusterDemoConfig) -> Result<ClusterReport, String> {
             (key, state)
         })
         .collect();
-    let rows = capm3.rows();
-    operator.stop().await;
+    let rows = run.cap().rows();
+    run.capm3 = None;
+    if let Some(op) = run.operator.take() {
+        op.stop().await;
+    }
     drop(service);
     drop(sims);
     drop(image_server);
@@ -560,6 +662,7 @@ pub async fn run(config: ClusterDemoConfig) -> Result<ClusterReport, String> {
         hosts,
         phases: run.phases,
         failures: run.failures,
+        restarts: run.restarts,
     })
 }
 
@@ -581,7 +684,7 @@ fn bmc_credentials(
 
 async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Result<(), String> {
     let host_keys: Vec<String> = run
-        .operator
+        .op()
         .hosts()
         .into_iter()
         .map(|(h, _)| h.metadata.key())
@@ -617,26 +720,47 @@ async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Re
     for g in &cluster.groups {
         let template = template_of(g)?;
         for n in 0..g.replicas {
-            let (machine, m3m, bootstrap) = new_machine(g, &template, n, images);
-            run.operator.put_secrets([bootstrap]);
-            run.capm3.put_machine(machine, m3m);
+            run.add_machine(g, &template, n, images).await?;
             wanted += 1;
         }
+    }
+    if run.config.restart {
+        run.wait("a host provisioning for a machine", |r| {
+            host_keys
+                .iter()
+                .any(|k| r.host_state(k) == HostStateKind::Provisioning)
+        })
+        .await?;
+        run.restart().await?;
     }
     run.wait(&format!("{wanted} machines provisioned and ready"), |r| {
         r.all_ready(wanted)
     })
     .await?;
+    // Each host was deployed once, restart or not.
+    for r in run.cap().rows() {
+        let Some(h) = r.host else { continue };
+        let attempts = run
+            .op()
+            .conductor()
+            .node(&h)
+            .await
+            .map(|n| n.deploy_attempts);
+        run.check(
+            matches!(attempts, Ok(1)),
+            format!("{h} was deployed {attempts:?} times"),
+        );
+    }
     run.check_ready_cluster(&templates).await;
     // The host no selector matches stays as it was.
     let consumed: BTreeSet<String> = run
-        .capm3
+        .cap()
         .rows()
         .into_iter()
         .filter_map(|r| r.host)
         .collect();
     for key in host_keys.iter().filter(|k| !consumed.contains(*k)) {
-        let host = run.operator.host(key);
+        let host = run.op().host(key);
         let state = run.host_state(key);
         run.check(
             host.is_some_and(|h| h.spec.consumer_ref.is_none() && h.spec.image.is_none())
@@ -662,7 +786,7 @@ async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Re
         deployment.replicas.saturating_sub(1)
     );
     let row = run
-        .capm3
+        .cap()
         .rows()
         .into_iter()
         .find(|r| r.metal3_machine == last)
@@ -672,19 +796,19 @@ async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Re
         .clone()
         .ok_or_else(|| format!("{last} has no host"))?;
     let data = run
-        .capm3
+        .cap()
         .datas()
         .into_iter()
         .find(|d| d.spec.claim.name == last.rsplit('/').next().unwrap_or_default())
         .ok_or_else(|| format!("{last} has no Metal3Data"))?;
-    run.capm3.delete_machine(&last);
+    run.cap().delete_machine(&last).await?;
     let last_key = last.clone();
     run.wait(
         &format!("scaled down: {last} gone, {released} deprovisioned"),
-        |r| r.capm3.metal3_machine(&last_key).is_none(),
+        |r| r.cap().metal3_machine(&last_key).is_none(),
     )
     .await?;
-    let host = run.operator.host(&released);
+    let host = run.op().host(&released);
     let state = run.host_state(&released);
     run.check(
         host.as_ref()
@@ -698,21 +822,21 @@ async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Re
     for (pool, claim) in &data.claims {
         let pool_key = format!("{}/{pool}", data.metadata.namespace());
         let held = run
-            .operator
+            .op()
             .pool_allocations(&pool_key)
             .into_iter()
             .any(|(c, _)| c == *claim);
         run.check(!held, format!("{pool_key} still holds {claim}"));
     }
     run.check(
-        run.capm3
+        run.cap()
             .datas()
             .iter()
             .all(|d| d.metadata.key() != data.metadata.key()),
         format!("Metal3Data {} is still there", data.metadata.key()),
     );
     run.check(
-        run.capm3
+        run.cap()
             .machines()
             .iter()
             .all(|m| m.metadata.key() != last),
@@ -721,11 +845,9 @@ async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Re
 
     // And up again: a new machine takes a free matching host.
     let template = template_of(&deployment)?;
-    let (machine, m3m, bootstrap) =
-        new_machine(&deployment, &template, deployment.replicas, images);
-    let new_key = m3m.metadata.key();
-    run.operator.put_secrets([bootstrap]);
-    run.capm3.put_machine(machine, m3m);
+    let new_key = run
+        .add_machine(&deployment, &template, deployment.replicas, images)
+        .await?;
     run.wait(
         &format!("scaled up: {new_key} provisioned and ready"),
         |r| r.all_ready(wanted),
@@ -733,7 +855,7 @@ async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Re
     .await?;
     run.check_ready_cluster(&templates).await;
     let new_row = run
-        .capm3
+        .cap()
         .rows()
         .into_iter()
         .find(|r| r.metal3_machine == new_key);

@@ -331,6 +331,7 @@ impl std::fmt::Debug for Operator {
 #[derive(Default)]
 struct PendingCommit {
     hosts: Vec<(String, Option<Vec<u8>>)>,
+    objects: Vec<(String, Option<Vec<u8>>)>,
     pools: BTreeSet<String>,
     waiters: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
     /// A committer task is running (it takes what arrives while it commits).
@@ -344,7 +345,7 @@ type Pools = Arc<Mutex<HashMap<String, (IpPoolObject, ipam::IpPool)>>>;
 /// encoded once per batch, however many of its claims the batch holds.
 async fn commit_pending(store: Arc<Store>, pending: Arc<Mutex<PendingCommit>>, pools: Pools) {
     loop {
-        let (hosts, pool_names, waiters) = {
+        let (hosts, objects, pool_names, waiters) = {
             let mut p = lock(&pending);
             if p.waiters.is_empty() {
                 p.committing = false;
@@ -352,6 +353,7 @@ async fn commit_pending(store: Arc<Store>, pending: Arc<Mutex<PendingCommit>>, p
             }
             (
                 std::mem::take(&mut p.hosts),
+                std::mem::take(&mut p.objects),
                 std::mem::take(&mut p.pools),
                 std::mem::take(&mut p.waiters),
             )
@@ -369,10 +371,16 @@ async fn commit_pending(store: Arc<Store>, pending: Arc<Mutex<PendingCommit>>, p
         let result = match encoded {
             Ok(pools) => {
                 let store = store.clone();
-                tokio::task::spawn_blocking(move || store.commit(Change { hosts, pools }))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
+                tokio::task::spawn_blocking(move || {
+                    store.commit(Change {
+                        hosts,
+                        pools,
+                        objects,
+                    })
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
             }
             Err(e) => Err(e.to_string()),
         };
@@ -679,6 +687,23 @@ impl Operator {
         }
         lock(&self.standalone).remove(&(pool.to_string(), claim.to_string()));
         Ok(())
+    }
+
+    /// Commits other controllers' objects (`(key, Some(json))` writes, `(key, None)`
+    /// removes) to the operator's store, in its group commit, and returns once they are
+    /// on disk: a Cluster API provider in the same process keeps its machines here.
+    pub async fn save_objects(
+        &self,
+        objects: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), String> {
+        self.commit_with(None, objects, &[])
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The objects [`Operator::save_objects`] committed whose key starts with `prefix`.
+    pub fn saved_objects(&self, prefix: &str) -> Result<Vec<(String, Value)>, String> {
+        self.store.objects(prefix).map_err(|e| e.to_string())
     }
 
     /// The BareMetalHost as last put (its spec as desired), if the operator has it.
@@ -1099,12 +1124,23 @@ impl Operator {
         host: Option<(&str, Option<Vec<u8>>)>,
         pools: &[String],
     ) -> Result<(), StoreError> {
+        self.commit_with(host, Vec::new(), pools).await
+    }
+
+    /// [`Operator::commit`] with other controllers' objects in the same transaction.
+    async fn commit_with(
+        &self,
+        host: Option<(&str, Option<Vec<u8>>)>,
+        objects: Vec<(String, Option<Vec<u8>>)>,
+        pools: &[String],
+    ) -> Result<(), StoreError> {
         let (done, committed) = tokio::sync::oneshot::channel();
         let start = {
             let mut p = lock(&self.pending);
             if let Some((key, value)) = host {
                 p.hosts.push((key.to_string(), value));
             }
+            p.objects.extend(objects);
             p.pools.extend(pools.iter().cloned());
             p.waiters.push(done);
             !std::mem::replace(&mut p.committing, true)

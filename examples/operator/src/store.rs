@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
 const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const SALT: &str = "credentials_salt";
 
 /// What went wrong with the store.
@@ -37,6 +38,9 @@ pub struct Change {
     pub hosts: Vec<(String, Option<Vec<u8>>)>,
     /// Pool states.
     pub pools: Vec<(String, Vec<u8>)>,
+    /// Other controllers' objects beside the operator (a Cluster API provider's
+    /// machines and data): `(key, Some(json))` writes, `(key, None)` removes.
+    pub objects: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// The store.
@@ -58,6 +62,7 @@ impl Store {
         txn.open_table(HOSTS).map_err(err)?;
         txn.open_table(POOLS).map_err(err)?;
         txn.open_table(META).map_err(err)?;
+        txn.open_table(OBJECTS).map_err(err)?;
         txn.commit().map_err(err)?;
         Ok(Store { db })
     }
@@ -107,6 +112,17 @@ impl Store {
             for (name, state) in &change.pools {
                 pools.insert(name.as_str(), state.as_slice()).map_err(err)?;
             }
+            let mut objects = txn.open_table(OBJECTS).map_err(err)?;
+            for (key, value) in &change.objects {
+                match value {
+                    Some(v) => {
+                        objects.insert(key.as_str(), v.as_slice()).map_err(err)?;
+                    }
+                    None => {
+                        objects.remove(key.as_str()).map_err(err)?;
+                    }
+                }
+            }
         }
         txn.commit().map_err(err)
     }
@@ -136,6 +152,16 @@ impl Store {
     pub fn pools<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>, StoreError> {
         self.all(POOLS)
     }
+
+    /// Every object other controllers keep here whose key starts with `prefix`.
+    pub fn objects<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let mut all: Vec<(String, T)> = self.all(OBJECTS)?;
+        all.retain(|(k, _)| k.starts_with(prefix));
+        Ok(all)
+    }
 }
 
 /// Serializes a record for a [`Change`].
@@ -159,11 +185,16 @@ mod tests {
                     ("b".into(), Some(b"2".to_vec())),
                 ],
                 pools: vec![("p".into(), b"{}".to_vec())],
+                objects: vec![
+                    ("x/1".into(), Some(b"1".to_vec())),
+                    ("y/1".into(), Some(b"2".to_vec())),
+                ],
             })
             .unwrap_or_else(|e| unreachable!("{e}"));
             s.commit(Change {
                 hosts: vec![("a".into(), None)],
                 pools: Vec::new(),
+                objects: vec![("y/1".into(), None)],
             })
             .unwrap_or_else(|e| unreachable!("{e}"));
         }
@@ -173,6 +204,10 @@ mod tests {
         let pools: Vec<(String, serde_json::Value)> =
             s.pools().unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(pools.len(), 1);
+        let objects: Vec<(String, u32)> = s.objects("x/").unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(objects, [("x/1".to_string(), 1)]);
+        let gone: Vec<(String, u32)> = s.objects("y/").unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(gone.is_empty());
         let _ = std::fs::remove_file(&dir);
     }
 }

@@ -83,7 +83,8 @@ struct Cli {
     /// Runs the cluster flow instead (Cluster API's, as CAPM3 serves it): the hosts of
     /// `examples/demo/cluster/` (or --manifests) go to available, a control plane and
     /// three workers choose hosts by label and get addresses from the IPPools, then the
-    /// workers scale down by one and up again.
+    /// workers scale down by one and up again. With --kill-operator, the operator and the
+    /// provider are stopped once while hosts provision and started again on their store.
     #[arg(long)]
     cluster: bool,
     /// Prints only the final table and figures.
@@ -243,6 +244,7 @@ async fn run_cluster(cli: Cli) -> ExitCode {
     let mut config = metal3_demo::cluster::ClusterDemoConfig {
         progress: !cli.quiet,
         fault_rate: cli.fault_rate,
+        restart: cli.kill_operator > 0,
         ..Default::default()
     };
     if let Some(m) = cli.manifests {
