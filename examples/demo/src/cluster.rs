@@ -24,7 +24,7 @@ use metal3_capm3::objects::{
 };
 use metal3_conductor::service::{Service, ServiceConfig, drivers};
 use metal3_conductor::{ConductorApi, ConductorConfig, HttpConductor};
-use metal3_operator::manifests::{Manifests, ObjectMeta, Secret};
+use metal3_operator::manifests::{Manifests, ObjectMeta, PREPROVISIONING_POOL, Secret};
 use metal3_operator::operator::{Operator, OperatorConfig};
 use metal3_operator::store::Store;
 use provision_fsm::HostStateKind;
@@ -220,6 +220,8 @@ struct Run {
     failures: Vec<String>,
     /// Rows last printed, to print only changes.
     printed: BTreeMap<String, String>,
+    /// The agent-network claims seen held (`pool/claim`), sampled while waiting.
+    agent_claims_seen: BTreeSet<String>,
 }
 
 /// A running operator, the provider over it, and the provider's stepping task.
@@ -322,7 +324,26 @@ impl Run {
         }
     }
 
+    /// Notes which agent-network claims the pools hold now.
+    fn sample_agent_claims(&mut self) {
+        let pools: BTreeSet<String> = self
+            .manifests
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let pool = h.metadata.annotations.get(PREPROVISIONING_POOL)?;
+                Some(format!("{}/{pool}", h.metadata.namespace()))
+            })
+            .collect();
+        for pool in pools {
+            for (claim, _) in self.op().pool_allocations(&pool) {
+                self.agent_claims_seen.insert(format!("{pool}/{claim}"));
+            }
+        }
+    }
+
     fn print_changes(&mut self) {
+        self.sample_agent_claims();
         if !self.config.progress {
             return;
         }
@@ -633,6 +654,7 @@ pub async fn run(config: ClusterDemoConfig) -> Result<ClusterReport, String> {
         phases: Vec::new(),
         failures: Vec::new(),
         printed: BTreeMap::new(),
+        agent_claims_seen: BTreeSet::new(),
     };
     let result = scenario(&mut run, &cluster, &images).await;
     if let Some(s) = run.stepper.take() {
@@ -752,6 +774,34 @@ async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Re
         );
     }
     run.check_ready_cluster(&templates).await;
+    // Every host's agent had an address of its own while it ran, and none holds one
+    // now that every host is available or provisioned.
+    for h in &run.manifests.hosts.clone() {
+        let Some(pool) = h.metadata.annotations.get(PREPROVISIONING_POOL) else {
+            continue;
+        };
+        let pool_key = format!("{}/{pool}", h.metadata.namespace());
+        let claim = format!("{pool_key}/{}-agent", h.metadata.name);
+        let seen = run.agent_claims_seen.contains(&claim);
+        run.check(seen, format!("{claim} was never held"));
+        let held = run.op().pool_allocations(&pool_key);
+        run.check(
+            held.is_empty(),
+            format!("{pool_key} still holds {held:?} with every host available or provisioned"),
+        );
+    }
+    // Claims a pool preallocates got their address.
+    for pool in &run.manifests.pools.clone() {
+        let held = run.op().pool_allocations(&pool.metadata.key());
+        for (claim, want) in &pool.spec.pre_allocations {
+            if let Some((_, got)) = held.iter().find(|(c, _)| c == claim) {
+                run.check(
+                    got == want,
+                    format!("{claim} got {got}, preallocated {want}"),
+                );
+            }
+        }
+    }
     // The host no selector matches stays as it was.
     let consumed: BTreeSet<String> = run
         .cap()

@@ -20,6 +20,19 @@ fn assert_cluster(report: &ClusterReport) {
             .all(|h| h.starts_with("metal3/cp-") || h.starts_with("metal3/worker-")),
         "{hosts:?}"
     );
+    // The control plane's claim is preallocated in its pool.
+    let cp = report
+        .rows
+        .iter()
+        .find(|r| r.metal3_machine == "metal3/c1-controlplane-0")
+        .unwrap();
+    assert_eq!(
+        cp.addresses
+            .get("c1-baremetal")
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("192.168.111.150")
+    );
     // The storage host matches no selector: never chosen, still available.
     assert_eq!(
         report.hosts.get("metal3/storage-0").map(String::as_str),
@@ -32,7 +45,11 @@ fn assert_cluster(report: &ClusterReport) {
         .map(|r| r.metal3_machine.as_str())
         .collect();
     assert!(!names.contains(&"metal3/c1-md-0-2") && names.contains(&"metal3/c1-md-0-3"));
-    let scaled = report.phases.iter().filter(|p| p.name.starts_with("scaled")).count();
+    let scaled = report
+        .phases
+        .iter()
+        .filter(|p| p.name.starts_with("scaled"))
+        .count();
     assert_eq!(scaled, 2, "{}", report.table());
 }
 

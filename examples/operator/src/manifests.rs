@@ -200,6 +200,12 @@ pub const PAUSED: &str = "baremetalhost.metal3.io/paused";
 pub const DETACHED: &str = "baremetalhost.metal3.io/detached";
 /// The reboot annotation (also `reboot.metal3.io/<suffix>`).
 pub const REBOOT: &str = "reboot.metal3.io";
+/// The annotation naming an IPPool (in the host's namespace) the agent's static network
+/// comes from, when the host names no `preprovisioningNetworkDataName` Secret: an
+/// address is claimed for the agent (claim `<host>-agent`) while it may run on the host
+/// and released when the host is available or provisioned, so a site with no DHCP needs
+/// no network Secret per host.
+pub const PREPROVISIONING_POOL: &str = "metal3.io/preprovisioning-ippool";
 /// The inspection annotation (`disabled` turns inspection off).
 pub const INSPECT: &str = "inspect.metal3.io";
 

@@ -95,6 +95,11 @@ pub struct HostRecord {
     pub hardware: Option<HardwareInventory>,
     /// The address claimed for the host.
     pub address: Option<HeldAddress>,
+    /// The address of the agent's static network, claimed from the pool the host's
+    /// [`crate::manifests::PREPROVISIONING_POOL`] annotation names while the agent may
+    /// run on it (registering to available, provisioning, deprovisioning).
+    #[serde(default)]
+    pub agent_address: Option<HeldAddress>,
     /// Seconds spent in each provisioning state, in order of first entry.
     pub phases: Vec<(String, f64)>,
     /// When the current state was entered (seconds since the Unix epoch).
@@ -215,6 +220,7 @@ impl HostRecord {
             host: Host::new(),
             hardware: None,
             address: None,
+            agent_address: None,
             phases: Vec::new(),
             state_since: now,
             last_updated: now,
@@ -1570,6 +1576,20 @@ impl Operator {
             }
         }
         let mut pools = Vec::new();
+        // The agent is not running on an available or provisioned host: its address goes
+        // back to the pool (claimed again before the agent boots next).
+        let agent_done = matches!(
+            record.host.state.kind(),
+            HostStateKind::Available
+                | HostStateKind::Provisioned
+                | HostStateKind::ExternallyProvisioned
+        );
+        if agent_done && record.agent_address.is_some() {
+            if let Err(e) = self.release_agent_address(key, &bmh, &mut record).await {
+                tracing::warn!(host = %key, error = %e, "cannot release the agent's address");
+                return retry();
+            }
+        }
         if event == HostEvent::DeprovisioningDone {
             match self.release_address(key, &bmh, &mut record).await {
                 Ok(pool) => pools.extend(pool),
@@ -1634,6 +1654,10 @@ impl Operator {
                     break;
                 }
                 Started::Gone => {
+                    if let Err(e) = self.release_agent_address(key, &bmh, &mut record).await {
+                        tracing::warn!(host = %key, error = %e, "cannot release the agent's address");
+                        return retry();
+                    }
                     let pool = match self.release_address(key, &bmh, &mut record).await {
                         Ok(pool) => pool,
                         Err(e) => {
@@ -1714,23 +1738,35 @@ impl Operator {
             correlation: cid,
         } = request;
         let result: Result<(), SendError> = match call {
-            Call::Register => self.register(key, bmh, node, cid).await,
-            Call::Inspect => self
-                .conductor
-                .provision(
-                    key,
-                    Verb::Inspect {
-                        in_band: self.config.inspection == InspectionMode::Agent,
-                    },
-                    Some(cid),
-                )
-                .await
-                .map(drop)
-                .map_err(SendError::from),
-            Call::Provide => self.verb(key, Verb::Provide, cid).await,
-            Call::Undeploy => self.verb(key, Verb::Undeploy, cid).await,
+            Call::Register => self.register(key, bmh, record, node, cid).await,
+            Call::Inspect => match self.ensure_agent_network(key, bmh, record).await {
+                Err(e) => Err(e),
+                Ok(()) => self
+                    .conductor
+                    .provision(
+                        key,
+                        Verb::Inspect {
+                            in_band: self.config.inspection == InspectionMode::Agent,
+                        },
+                        Some(cid),
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(SendError::from),
+            },
+            Call::Provide => match self.ensure_agent_network(key, bmh, record).await {
+                Err(e) => Err(e),
+                Ok(()) => self.verb(key, Verb::Provide, cid).await,
+            },
+            Call::Undeploy => match self.ensure_agent_network(key, bmh, record).await {
+                Err(e) => Err(e),
+                Ok(()) => self.verb(key, Verb::Undeploy, cid).await,
+            },
             Call::Abort => self.verb(key, Verb::Abort, cid).await,
-            Call::Deploy => self.deploy(key, bmh, record, cid).await,
+            Call::Deploy => match self.ensure_agent_network(key, bmh, record).await {
+                Err(e) => Err(e),
+                Ok(()) => self.deploy(key, bmh, record, cid).await,
+            },
         };
         match result {
             Ok(()) => record.sent = true,
@@ -1760,20 +1796,20 @@ impl Operator {
             .map_err(SendError::from)
     }
 
-    /// Creates (or updates) the node and starts its verification.
-    async fn register(
+    /// The node's spec from the host: BMC, credentials, boot MAC, and the agent's
+    /// network data (from the Secret `preprovisioningNetworkDataName` names, or rendered
+    /// from the address claimed for the agent).
+    async fn node_spec(
         &self,
         key: &str,
         bmh: &BareMetalHost,
-        node: Option<&NodeView>,
-        cid: &str,
-    ) -> Result<(), SendError> {
+        record: &mut HostRecord,
+    ) -> Result<NodeSpec, SendError> {
         let refused = |e: String| SendError::Refused(e);
         let credentials = self.credentials(bmh).map_err(|e| refused(e.to_string()))?;
         let address =
             BmcAddress::parse(&bmh.spec.bmc.address).map_err(|e| refused(e.to_string()))?;
         let preprovisioning_network_data = match &bmh.spec.preprovisioning_network_data_name {
-            None => None,
             Some(name) => Some(self.preprovisioning_network_data(bmh).ok_or_else(|| {
                 refused(format!(
                     "preprovisioningNetworkDataName names Secret {}/{name}, which is not there \
@@ -1781,28 +1817,115 @@ impl Operator {
                     bmh.metadata.namespace()
                 ))
             })?),
+            None => self
+                .claim_agent_address(key, bmh, record)
+                .await?
+                .map(|a| network_data(&a, bmh.spec.boot_mac_address.as_deref())),
         };
-        let view = self
-            .conductor
-            .create_node(NodeSpec {
-                name: key.to_string(),
-                address,
-                credentials,
-                disable_certificate_verification: bmh.spec.bmc.disable_certificate_verification,
-                boot_mac: bmh.spec.boot_mac_address.clone(),
-                automated_clean: bmh.spec.automated_cleaning_mode.as_deref() != Some("disabled"),
-                preprovisioning_network_data,
-                legacy_boot: bmh
-                    .spec
-                    .boot_mode
-                    .as_deref()
-                    .is_some_and(|m| m.eq_ignore_ascii_case("legacy")),
-            })
-            .await?;
+        Ok(NodeSpec {
+            name: key.to_string(),
+            address,
+            credentials,
+            disable_certificate_verification: bmh.spec.bmc.disable_certificate_verification,
+            boot_mac: bmh.spec.boot_mac_address.clone(),
+            automated_clean: bmh.spec.automated_cleaning_mode.as_deref() != Some("disabled"),
+            preprovisioning_network_data,
+            legacy_boot: bmh
+                .spec
+                .boot_mode
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case("legacy")),
+        })
+    }
+
+    /// Creates (or updates) the node and starts its verification.
+    async fn register(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        record: &mut HostRecord,
+        node: Option<&NodeView>,
+        cid: &str,
+    ) -> Result<(), SendError> {
+        let spec = self.node_spec(key, bmh, record).await?;
+        let view = self.conductor.create_node(spec).await?;
         let state = node.map_or(view.state, |n| n.state);
         if state == NodeState::Enroll || view.state == NodeState::Enroll {
             self.verb(key, Verb::Manage, cid).await?;
         }
+        Ok(())
+    }
+
+    /// Before an action that boots the agent: a host whose agent network comes from a
+    /// pool and holds no address now (it was released when the host became available)
+    /// claims one and gives the node its network data, so the agent never boots with an
+    /// address another host may hold.
+    async fn ensure_agent_network(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        record: &mut HostRecord,
+    ) -> Result<(), SendError> {
+        if agent_pool(bmh).is_none() || record.agent_address.is_some() {
+            return Ok(());
+        }
+        let spec = self.node_spec(key, bmh, record).await?;
+        self.conductor.create_node(spec).await?;
+        Ok(())
+    }
+
+    /// Claims the agent's address from the pool the host's annotation names (claim
+    /// `<host>-agent`, recorded and committed before use); the one held when it holds
+    /// one. `None` when the host names no pool.
+    async fn claim_agent_address(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        record: &mut HostRecord,
+    ) -> Result<Option<ipam::IpAddress>, SendError> {
+        let Some(pool) = agent_pool(bmh) else {
+            return Ok(None);
+        };
+        if let Some(held) = &record.agent_address {
+            return Ok(Some(held.address.clone()));
+        }
+        let claim = agent_claim(bmh);
+        let address = self
+            .claim_pool_address(&pool, &claim, &bmh.metadata)
+            .await
+            .map_err(SendError::Unavailable)?;
+        record.agent_address = Some(HeldAddress {
+            pool,
+            claim,
+            address: address.clone(),
+        });
+        self.save(key, Some(record), &[])
+            .await
+            .map_err(|e| SendError::Unavailable(e.to_string()))?;
+        tracing::info!(host = %key, address = %address.address, "agent network address claimed");
+        Ok(Some(address))
+    }
+
+    /// Gives the agent's address back (the host is available, provisioned or gone).
+    async fn release_agent_address(
+        &self,
+        key: &str,
+        bmh: &BareMetalHost,
+        record: &mut HostRecord,
+    ) -> Result<(), String> {
+        let Some(held) = record.agent_address.clone() else {
+            return Ok(());
+        };
+        // The record lets go first: a record holding an address the pool has given away
+        // would hand it to the agent again; a pool holding one the record forgot gives
+        // the same address back to this host's next claim.
+        record.agent_address = None;
+        self.save(key, Some(record), &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        self.release_pool_address(&held.pool, &held.claim, &bmh.metadata)
+            .await?;
+        tracing::info!(host = %key, address = %held.address.address, "agent network address released");
         Ok(())
     }
 
@@ -1950,11 +2073,26 @@ impl Operator {
 
 /// Whether `a` and `b` hold the same persisted state (`last_updated` compared only when
 /// `with_time`): nothing to commit. Every field is named, so a new one must be placed.
+/// The IPPool (`namespace/name`) the host's agent network comes from, if it names one.
+fn agent_pool(bmh: &BareMetalHost) -> Option<String> {
+    bmh.metadata
+        .annotations
+        .get(crate::manifests::PREPROVISIONING_POOL)
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("{}/{p}", bmh.metadata.namespace()))
+}
+
+/// The name of the claim of a host's agent address in its pool.
+fn agent_claim(bmh: &BareMetalHost) -> String {
+    format!("{}-agent", bmh.metadata.name)
+}
+
 fn persisted_eq(a: &HostRecord, b: &HostRecord, with_time: bool) -> bool {
     let HostRecord {
         host,
         hardware,
         address,
+        agent_address,
         phases,
         state_since,
         last_updated,
@@ -1970,6 +2108,7 @@ fn persisted_eq(a: &HostRecord, b: &HostRecord, with_time: bool) -> bool {
     *host == b.host
         && *hardware == b.hardware
         && *address == b.address
+        && *agent_address == b.agent_address
         && *phases == b.phases
         && *state_since == b.state_since
         && (!with_time || *last_updated == b.last_updated)

@@ -287,8 +287,77 @@ spec:
     )
 }
 
+/// The manifests of one host whose agent network comes from an IPPool (the
+/// `metal3.io/preprovisioning-ippool` annotation): no Secret for it at all.
+fn agent_pool_manifests(sim: &RedfishSim) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: bmc, namespace: lab}}
+stringData: {{username: admin, password: s3cret}}
+---
+apiVersion: ipam.metal3.io/v1alpha1
+kind: IPPool
+metadata: {{name: site-agents, namespace: lab}}
+spec:
+  namePrefix: site-agents
+  pools: [{{start: 192.0.2.50, end: 192.0.2.60}}]
+  prefix: 24
+  gateway: 192.0.2.1
+---
+apiVersion: metal3.io/v1alpha1
+kind: BareMetalHost
+metadata:
+  name: node-0
+  namespace: lab
+  annotations: {{metal3.io/preprovisioning-ippool: site-agents}}
+spec:
+  online: true
+  bmc: {{address: "redfish-virtualmedia+http://{}{SYSTEM}", credentialsName: bmc}}
+  bootMACAddress: "52:54:00:00:00:01"
+"#,
+        sim.addr()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preprovisioning_network_data_reaches_the_agents_config_image() {
+    let network =
+        agent_network_in_config_image("agent-network", |sim| agent_network_manifests(sim, true))
+            .await;
+    assert_eq!(
+        network["networks"][0]["ip_address"], "192.0.2.10",
+        "{network}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_network_from_a_pool_reaches_the_agents_config_image() {
+    let network = agent_network_in_config_image("agent-pool", agent_pool_manifests).await;
+    // The pool's first address, its netmask and gateway, on the boot NIC.
+    assert_eq!(
+        network["networks"][0]["ip_address"], "192.0.2.50",
+        "{network}"
+    );
+    assert_eq!(
+        network["networks"][0]["netmask"], "255.255.255.0",
+        "{network}"
+    );
+    assert_eq!(
+        network["networks"][0]["routes"][0]["gateway"], "192.0.2.1",
+        "{network}"
+    );
+}
+
+/// Runs the operator binary on the manifests `manifests` writes for the lab's BMC,
+/// against a conductor that boots the agent with config images, and returns the
+/// `network_data.json` of the first config image inserted.
+#[allow(clippy::expect_used)]
+async fn agent_network_in_config_image(
+    name: &str,
+    manifests: impl Fn(&RedfishSim) -> String,
+) -> Value {
     use metal3_conductor::conductor::AgentConfigImages;
     use std::process::Stdio;
 
@@ -296,7 +365,7 @@ async fn preprovisioning_network_data_reaches_the_agents_config_image() {
         sim,
         service: _,
         dir,
-    } = lab("agent-network").await;
+    } = lab(name).await;
     // A conductor that boots the agent with config images.
     let service = Service::start(
         ServiceConfig {
@@ -317,7 +386,7 @@ async fn preprovisioning_network_data_reaches_the_agents_config_image() {
     )
     .await
     .unwrap();
-    std::fs::write(dir.join("hosts.yaml"), agent_network_manifests(&sim, true)).unwrap();
+    std::fs::write(dir.join("hosts.yaml"), manifests(&sim)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_operator"))
         .args(["--conductor", &service.admin_url(), "--manifests"])
         .arg(&dir)
@@ -351,10 +420,6 @@ async fn preprovisioning_network_data_reaches_the_agents_config_image() {
     let network: Value =
         serde_json::from_slice(&files["openstack/latest/network_data.json"]).unwrap();
     assert_eq!(
-        network["networks"][0]["ip_address"], "192.0.2.10",
-        "{network}"
-    );
-    assert_eq!(
         network["links"][0]["ethernet_mac_address"],
         "52:54:00:00:00:01"
     );
@@ -362,6 +427,7 @@ async fn preprovisioning_network_data_reaches_the_agents_config_image() {
     assert_eq!(section["conductor_url"], service.agent_url());
     drop(service);
     std::fs::remove_dir_all(&dir).unwrap();
+    network
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
