@@ -604,58 +604,80 @@ impl Operator {
         claim: &str,
         owner: &ObjectMeta,
     ) -> Result<ipam::IpAddress, String> {
-        // However many writers race for one pool, each lost race marks one more address
-        // taken; this many in a row is something else.
+        lock(&self.standalone).insert((pool.to_string(), claim.to_string()));
+        let address = self
+            .record_claim(pool, claim, None, owner)
+            .await
+            .map_err(|e| match e {
+                ClaimFailure::Refused(e) | ClaimFailure::Unavailable(e) => e,
+            })?;
+        self.commit(None, &[pool.to_string()])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(address)
+    }
+
+    /// Takes an address for `claim` in `pool` and records it in the address registry
+    /// (the caller commits the pool). An address the registry says another claim holds
+    /// is marked as that claim's and the next one is tried.
+    async fn record_claim(
+        &self,
+        pool_key: &str,
+        name: &str,
+        claim_object: Option<&IpClaimObject>,
+        owner: &ObjectMeta,
+    ) -> Result<ipam::IpAddress, ClaimFailure> {
+        // However many replicas or IPAM controllers race for one pool, each lost race
+        // marks one more address taken; this many in a row is something else.
         const MOST_TAKEN: usize = 64;
         for _ in 0..MOST_TAKEN {
             let (address, object, object_name, held_before) = {
                 let mut pools = lock(&self.pools);
-                let (object, p) = pools
-                    .get_mut(pool)
-                    .ok_or_else(|| format!("IPPool {pool} not found"))?;
-                let held_before = p.get(claim).is_some();
-                let address = p.claim(claim).map_err(|e| format!("IPPool {pool}: {e}"))?;
-                let name = p.address_name(address.address);
-                (address, object.clone(), name, held_before)
+                let (object, pool) = pools
+                    .get_mut(pool_key)
+                    .ok_or_else(|| ClaimFailure::Refused(format!("IPPool {pool_key} not found")))?;
+                let held_before = pool.get(name).is_some();
+                let address = pool
+                    .claim(name)
+                    .map_err(|e| ClaimFailure::Refused(format!("IPPool {pool_key}: {e}")))?;
+                let object_name = pool.address_name(address.address);
+                (address, object.clone(), object_name, held_before)
             };
-            lock(&self.standalone).insert((pool.to_string(), claim.to_string()));
             let allocation = Allocation {
                 pool: &object,
-                claim,
-                claim_object: None,
+                claim: name,
+                claim_object,
                 host: owner,
                 address: &address,
                 name: &object_name,
             };
             match self.addresses.record(&allocation).await {
-                Ok(Recorded::Ours) => {
-                    self.commit(None, &[pool.to_string()])
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    return Ok(address);
-                }
+                Ok(Recorded::Ours) => return Ok(address),
                 Ok(Recorded::TakenBy(holder)) => {
-                    tracing::info!(%pool, %claim, address = %address.address, %holder, "address taken by another claim; trying the next");
-                    if let Some((_, p)) = lock(&self.pools).get_mut(pool) {
-                        p.release(claim);
-                        if let Err(e) = p.claim_address(&holder, address.address) {
-                            tracing::warn!(%pool, %holder, error = %e, "cannot mark the address taken");
+                    tracing::info!(owner = %owner.key(), pool = %pool_key, address = %address.address, %holder, "address taken by another claim; trying the next");
+                    if let Some((_, pool)) = lock(&self.pools).get_mut(pool_key) {
+                        pool.release(name);
+                        if let Err(e) = pool.claim_address(&holder, address.address) {
+                            tracing::warn!(pool = %pool_key, %holder, error = %e, "cannot mark the address taken");
                         }
                     }
                 }
                 Err(e) => {
+                    // A claim that held nothing before holds nothing now.
                     if !held_before {
-                        if let Some((_, p)) = lock(&self.pools).get_mut(pool) {
-                            p.release(claim);
+                        if let Some((_, pool)) = lock(&self.pools).get_mut(pool_key) {
+                            pool.release(name);
                         }
                     }
-                    return Err(format!("recording {object_name} for claim {claim}: {e}"));
+                    return Err(ClaimFailure::Unavailable(format!(
+                        "recording {object_name} for claim {name}: {e}"
+                    )));
                 }
             }
         }
-        Err(format!(
-            "IPPool {pool}: {MOST_TAKEN} addresses in a row were taken by other claims"
-        ))
+        Err(ClaimFailure::Unavailable(format!(
+            "IPPool {pool_key}: {MOST_TAKEN} addresses in a row were taken by other claims"
+        )))
     }
 
     /// Releases the address of a claim no host owns ([`Operator::claim_pool_address`]):
@@ -1217,9 +1239,6 @@ impl Operator {
         bmh: &BareMetalHost,
         record: &mut HostRecord,
     ) -> Result<Option<ipam::IpAddress>, ClaimFailure> {
-        // However many replicas or IPAM controllers race for one pool, each lost race
-        // marks one more address taken; this many in a row is something else.
-        const MOST_TAKEN: usize = 64;
         if let Some(held) = &record.address {
             return Ok(Some(held.address.clone()));
         }
@@ -1228,58 +1247,9 @@ impl Operator {
         else {
             return Ok(None);
         };
-        let mut taken = 0;
-        let address = loop {
-            let (address, object, object_name, held_before) = {
-                let mut pools = lock(&self.pools);
-                let (object, pool) = pools
-                    .get_mut(&pool_key)
-                    .ok_or_else(|| ClaimFailure::Refused(format!("IPPool {pool_key} not found")))?;
-                let held_before = pool.get(&name).is_some();
-                let address = pool
-                    .claim(&name)
-                    .map_err(|e| ClaimFailure::Refused(format!("IPPool {pool_key}: {e}")))?;
-                let object_name = pool.address_name(address.address);
-                (address, object.clone(), object_name, held_before)
-            };
-            let allocation = Allocation {
-                pool: &object,
-                claim: &name,
-                claim_object: claim_object.as_ref(),
-                host: &bmh.metadata,
-                address: &address,
-                name: &object_name,
-            };
-            match self.addresses.record(&allocation).await {
-                Ok(Recorded::Ours) => break address,
-                Ok(Recorded::TakenBy(holder)) => {
-                    tracing::info!(host = %key, pool = %pool_key, address = %address.address, %holder, "address taken by another claim; trying the next");
-                    if let Some((_, pool)) = lock(&self.pools).get_mut(&pool_key) {
-                        pool.release(&name);
-                        if let Err(e) = pool.claim_address(&holder, address.address) {
-                            tracing::warn!(pool = %pool_key, %holder, error = %e, "cannot mark the address taken");
-                        }
-                    }
-                    taken += 1;
-                    if taken >= MOST_TAKEN {
-                        return Err(ClaimFailure::Unavailable(format!(
-                            "IPPool {pool_key}: {taken} addresses in a row were taken by other claims"
-                        )));
-                    }
-                }
-                Err(e) => {
-                    // A claim that held nothing before holds nothing now.
-                    if !held_before {
-                        if let Some((_, pool)) = lock(&self.pools).get_mut(&pool_key) {
-                            pool.release(&name);
-                        }
-                    }
-                    return Err(ClaimFailure::Unavailable(format!(
-                        "recording {object_name} for claim {name}: {e}"
-                    )));
-                }
-            }
-        };
+        let address = self
+            .record_claim(&pool_key, &name, claim_object.as_ref(), &bmh.metadata)
+            .await?;
         record.address = Some(HeldAddress {
             pool: pool_key.clone(),
             claim: name,
