@@ -476,6 +476,8 @@ impl Capm3 {
             MachineAction::Associate { host, consumer } => {
                 let mut bmh = host_of(&host)?;
                 bmh.spec.consumer_ref = Some(consumer);
+                // Taken back: the label that kept it for its deployment has done its work.
+                bmh.metadata.labels.remove(NODE_REUSE_LABEL);
                 if let Some(e) = lock(&self.state).metal3_machines.get_mut(key) {
                     e.metal3_machine
                         .metadata

@@ -20,7 +20,7 @@ use bmc_core::verified::PollPolicy;
 use metal3_capm3::controller::{CLONED_FROM, Capm3, MachineRow};
 use metal3_capm3::objects::{
     CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL, ClusterManifests, DEPLOYMENT_NAME_LABEL, Machine,
-    MachineGroup, Metal3Machine, Metal3MachineTemplate, TypedRef,
+    MachineGroup, Metal3Machine, Metal3MachineTemplate, NODE_REUSE_LABEL, TypedRef,
 };
 use metal3_conductor::service::{Service, ServiceConfig, drivers};
 use metal3_conductor::{ConductorApi, ConductorConfig, HttpConductor};
@@ -869,6 +869,17 @@ async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Re
         state == HostStateKind::Available,
         format!("{released} is {} after deprovisioning", state.name()),
     );
+    // With nodeReuse, the released host is labelled for its deployment.
+    if template_of(&deployment)?.spec.node_reuse {
+        let label = run
+            .op()
+            .host(&released)
+            .and_then(|h| h.metadata.labels.get(NODE_REUSE_LABEL).cloned());
+        run.check(
+            label.as_deref() == Some(deployment.metadata.name.as_str()),
+            format!("{released} released with node-reuse label {label:?}"),
+        );
+    }
     for (pool, claim) in &data.claims {
         let pool_key = format!("{}/{pool}", data.metadata.namespace());
         let held = run
@@ -913,5 +924,20 @@ async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Re
         new_row.as_ref().is_some_and(|r| r.host.is_some()),
         format!("{new_key} has no host"),
     );
+    if template.spec.node_reuse {
+        let host = new_row.and_then(|r| r.host);
+        run.check(
+            host.as_deref() == Some(released.as_str()),
+            format!("{new_key} took {host:?}, not {released} released for its deployment"),
+        );
+        let label = run
+            .op()
+            .host(&released)
+            .and_then(|h| h.metadata.labels.get(NODE_REUSE_LABEL).cloned());
+        run.check(
+            label.is_none(),
+            format!("{released} kept its node-reuse label {label:?} once taken back"),
+        );
+    }
     Ok(())
 }
