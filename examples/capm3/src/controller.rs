@@ -392,7 +392,12 @@ impl Capm3 {
     /// One step of the Metal3Machine `key`, its action carried out. Returns when to step
     /// it again at the latest (`None`: it is gone, or only a change can move it).
     pub async fn reconcile(&self, key: &str) -> Option<Duration> {
-        let hosts = self.host_views();
+        self.reconcile_with(key, &self.host_views()).await
+    }
+
+    /// [`Capm3::reconcile`] with the hosts as read for a pass over many machines (read
+    /// again by the caller after any step that acted: `Some(Duration::ZERO)`).
+    async fn reconcile_with(&self, key: &str, hosts: &[HostView]) -> Option<Duration> {
         let (entry, machine, node_reuse, data) = {
             let s = lock(&self.state);
             let entry = s.metal3_machines.get(key)?.clone();
@@ -436,7 +441,7 @@ impl Capm3 {
             machine: machine.as_ref(),
             deleting: entry.deleting,
             node_reuse,
-            hosts: &hosts,
+            hosts,
             data: &data,
         });
         if let Some(e) = lock(&self.state).metal3_machines.get_mut(key) {
@@ -475,6 +480,13 @@ impl Capm3 {
         match action {
             MachineAction::Associate { host, consumer } => {
                 let mut bmh = host_of(&host)?;
+                // The host as it is now, not as the step saw it: never take another's.
+                if let Some(other) = bmh.spec.consumer_ref.as_ref().filter(|c| **c != consumer) {
+                    return Err(format!(
+                        "host {host} was taken by {} {} meanwhile",
+                        other.kind, other.name
+                    ));
+                }
                 bmh.spec.consumer_ref = Some(consumer);
                 // Taken back: the label that kept it for its deployment has done its work.
                 bmh.metadata.labels.remove(NODE_REUSE_LABEL);
@@ -787,12 +799,16 @@ impl Capm3 {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
+                // The hosts are read once a pass, and again after every step that acted
+                // (a host just associated is no other machine's to choose).
+                let mut hosts = me.host_views();
                 for key in me.metal3_machines() {
                     // A step that acted is taken again at once, up to a few times a pass.
                     for _ in 0..8 {
-                        if me.reconcile(&key).await != Some(Duration::ZERO) {
+                        if me.reconcile_with(&key, &hosts).await != Some(Duration::ZERO) {
                             break;
                         }
+                        hosts = me.host_views();
                     }
                 }
                 tokio::time::sleep(interval).await;
