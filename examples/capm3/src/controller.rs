@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use metal3_operator::Operator;
 use metal3_operator::manifests::{
-    BareMetalHost, ConsumerRef, ObjectMeta, ObjectRef, Secret, SecretRef,
+    BareMetalHost, ObjectMeta, ObjectRef, ObjectReference, Secret, SecretRef,
 };
 use provision_fsm::HostStateKind;
 
@@ -41,7 +41,7 @@ struct Entry {
 /// would otherwise read as "deprovision").
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct HostFields {
-    consumer_ref: Option<ConsumerRef>,
+    consumer_ref: Option<ObjectReference>,
     image: Option<provision_fsm::Image>,
     user_data: Option<SecretRef>,
     meta_data: Option<SecretRef>,

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use metal3_operator::manifests::{BareMetalHost, ConsumerRef, SecretRef};
+use metal3_operator::manifests::{BareMetalHost, ObjectReference, SecretRef};
 use provision_fsm::HostStateKind;
 
 use crate::data::HostNic;
@@ -98,7 +98,7 @@ pub enum MachineAction {
         /// The host's key.
         host: String,
         /// The reference to write.
-        consumer: ConsumerRef,
+        consumer: ObjectReference,
     },
     /// Render the machine's data: a Metal3Data of the lowest free index, its addresses
     /// claimed, its Secrets written.
@@ -220,8 +220,8 @@ fn waiting(
 }
 
 /// The `consumerRef` naming a Metal3Machine.
-fn consumer_of(m3m: &Metal3Machine) -> ConsumerRef {
-    ConsumerRef {
+fn consumer_of(m3m: &Metal3Machine) -> ObjectReference {
+    ObjectReference {
         api_version: API_VERSION.into(),
         kind: "Metal3Machine".into(),
         name: m3m.metadata.name.clone(),

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use metal3_operator::manifests::{ObjectMeta, ObjectRef, SecretRef};
+use metal3_operator::manifests::{ObjectMeta, ObjectRef, ObjectReference, SecretRef};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -191,21 +191,6 @@ pub struct Metal3Cluster {
     pub spec: Value,
 }
 
-/// A reference to a template or config: by `kind` and `name`, in the referrer's namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TypedRef {
-    /// `kind`.
-    #[serde(default)]
-    pub kind: String,
-    /// `name`.
-    #[serde(default)]
-    pub name: String,
-    /// `namespace`, if given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-}
-
 /// `spec.bootstrap` of a Machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -227,7 +212,7 @@ pub struct MachineSpec {
     pub bootstrap: Bootstrap,
     /// `infrastructureRef`: the Metal3Machine.
     #[serde(default)]
-    pub infrastructure_ref: TypedRef,
+    pub infrastructure_ref: ObjectReference,
     /// `providerID`, copied from the Metal3Machine.
     #[serde(
         default,

@@ -354,7 +354,7 @@ fn node_reuse_prefers_the_host_released_for_the_same_deployment() {
 fn a_failed_rendering_is_tried_again_and_shown() {
     let m = m3m(r#"{"matchLabels": {"role": "worker"}}"#);
     let mut h = host("node-b", &[("role", "worker")], HostStateKind::Available);
-    h.host.spec.consumer_ref = Some(metal3_operator::manifests::ConsumerRef {
+    h.host.spec.consumer_ref = Some(metal3_operator::manifests::ObjectReference {
         api_version: "infrastructure.cluster.x-k8s.io/v1beta1".into(),
         kind: "Metal3Machine".into(),
         name: "worker-0".into(),

@@ -20,11 +20,13 @@ use bmc_core::verified::PollPolicy;
 use metal3_capm3::controller::{CLONED_FROM, Capm3, MachineRow};
 use metal3_capm3::objects::{
     CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL, ClusterManifests, DEPLOYMENT_NAME_LABEL, Machine,
-    MachineGroup, Metal3Machine, Metal3MachineTemplate, NODE_REUSE_LABEL, TypedRef,
+    MachineGroup, Metal3Machine, Metal3MachineTemplate, NODE_REUSE_LABEL,
 };
 use metal3_conductor::service::{Service, ServiceConfig, drivers};
 use metal3_conductor::{ConductorApi, ConductorConfig, HttpConductor};
-use metal3_operator::manifests::{Manifests, ObjectMeta, PREPROVISIONING_POOL, Secret};
+use metal3_operator::manifests::{
+    Manifests, ObjectMeta, ObjectReference, PREPROVISIONING_POOL, Secret,
+};
 use metal3_operator::operator::{Operator, OperatorConfig};
 use metal3_operator::store::Store;
 use provision_fsm::HostStateKind;
@@ -163,7 +165,8 @@ pub fn new_machine(
             bootstrap: metal3_capm3::objects::Bootstrap {
                 data_secret_name: Some(bootstrap.clone()),
             },
-            infrastructure_ref: TypedRef {
+            infrastructure_ref: ObjectReference {
+                api_version: metal3_capm3::objects::API_VERSION.into(),
                 kind: "Metal3Machine".into(),
                 name: name.clone(),
                 namespace: None,

@@ -161,15 +161,16 @@ pub struct BareMetalHostSpec {
     /// `consumerRef`: the object using the host (a Cluster API provider's machine), which
     /// alone may set its image and data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumer_ref: Option<ConsumerRef>,
+    pub consumer_ref: Option<ObjectReference>,
 }
 
-/// A BareMetalHost's `consumerRef` (an object reference).
+/// A Kubernetes object reference: a BareMetalHost's `consumerRef`, a Machine's
+/// `infrastructureRef`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ConsumerRef {
-    /// `apiVersion`.
-    #[serde(default)]
+pub struct ObjectReference {
+    /// `apiVersion` (`apiGroup` in Cluster API's v1beta2 references reads as none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api_version: String,
     /// `kind` (`Metal3Machine`).
     #[serde(default)]
