@@ -364,20 +364,7 @@ impl Capm3 {
             .into_iter()
             .map(|(host, deleting)| {
                 let record = records.get(&host.metadata.key());
-                let nics = record
-                    .and_then(|r| r.hardware.as_ref())
-                    .map(|hw| {
-                        hw.nics
-                            .iter()
-                            .filter_map(|n| {
-                                Some(HostNic {
-                                    name: n.id.clone(),
-                                    mac: n.mac.as_ref()?.to_string(),
-                                })
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let nics = nics_of(record);
                 HostView {
                     state: record.map_or(HostStateKind::None, |r| r.host.state.kind()),
                     error: record.and_then(|r| r.host.error.as_ref().map(|e| e.message.clone())),
@@ -534,23 +521,18 @@ impl Capm3 {
                 self.operator.put_host(bmh);
                 tracing::info!(metal3machine = %key, %host, "host given the machine's image and data");
             }
-            MachineAction::SetProviderId(id) => {
+            MachineAction::SetProviderId {
+                provider_id: id,
+                host,
+            } => {
                 {
                     let mut s = lock(&self.state);
-                    let host = m3m.metadata.annotations.get(HOST_ANNOTATION).cloned();
                     if let Some(e) = s.metal3_machines.get_mut(key) {
                         e.metal3_machine.spec.provider_id = Some(id.clone());
-                        if host.is_none() {
-                            if let Some(h) = id.strip_prefix("metal3://") {
-                                let mut parts = h.split('/');
-                                if let (Some(ns), Some(name)) = (parts.next(), parts.next()) {
-                                    e.metal3_machine
-                                        .metadata
-                                        .annotations
-                                        .insert(HOST_ANNOTATION.into(), format!("{ns}/{name}"));
-                                }
-                            }
-                        }
+                        e.metal3_machine
+                            .metadata
+                            .annotations
+                            .insert(HOST_ANNOTATION.into(), host);
                     }
                     if let Some(m) = machine {
                         if let Some(m) = s.machines.get_mut(&m.metadata.key()) {
@@ -736,12 +718,7 @@ impl Capm3 {
             .operator
             .host(&host_key)
             .ok_or_else(|| format!("host {host_key} is gone"))?;
-        let nics: Vec<HostNic> = self
-            .host_views()
-            .into_iter()
-            .find(|h| h.host.metadata.key() == host_key)
-            .map(|h| h.nics)
-            .unwrap_or_default();
+        let nics = nics_of(self.operator.record(&host_key).as_ref());
         let no_machine = ObjectMeta::default();
         let ctx = RenderContext {
             index: data.spec.index,
@@ -815,6 +792,24 @@ impl Capm3 {
             }
         })
     }
+}
+
+/// A host's NICs with a MAC, as its hardware details name them.
+fn nics_of(record: Option<&metal3_operator::operator::HostRecord>) -> Vec<HostNic> {
+    record
+        .and_then(|r| r.hardware.as_ref())
+        .map(|hw| {
+            hw.nics
+                .iter()
+                .filter_map(|n| {
+                    Some(HostNic {
+                        name: n.id.clone(),
+                        mac: n.mac.as_ref()?.to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The key of a Machine's Metal3Machine.

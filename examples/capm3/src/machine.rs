@@ -118,8 +118,14 @@ pub enum MachineAction {
         /// `automatedCleaningMode`, if the machine says.
         automated_cleaning_mode: Option<String>,
     },
-    /// Set `providerID` on the Metal3Machine and its Machine.
-    SetProviderId(String),
+    /// Set `providerID` on the Metal3Machine and its Machine, and the annotation naming
+    /// its host.
+    SetProviderId {
+        /// `metal3://<namespace>/<host>/<machine>`.
+        provider_id: String,
+        /// The host's key.
+        host: String,
+    },
     /// Take the image and data away from the host: it deprovisions.
     DeprovisionHost {
         /// The host's key.
@@ -450,7 +456,13 @@ pub fn step(input: &MachineInput<'_>) -> MachineStep {
         || machine.spec.provider_id.as_deref() != Some(provider_id.as_str())
         || !annotated
     {
-        return act(status, MachineAction::SetProviderId(provider_id));
+        return act(
+            status,
+            MachineAction::SetProviderId {
+                provider_id,
+                host: key,
+            },
+        );
     }
     status.ready = true;
     status.set_condition(READY_CONDITION, true, "", "");

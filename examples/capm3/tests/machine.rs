@@ -91,12 +91,12 @@ fn apply(action: &MachineAction, hosts: &mut [HostView], m: &mut Metal3Machine, 
             spec.online = true;
             hosts[i].state = HostStateKind::Provisioning;
         }
-        MachineAction::SetProviderId(id) => {
-            m.spec.provider_id = Some(id.clone());
-            mc.spec.provider_id = Some(id.clone());
+        MachineAction::SetProviderId { provider_id, host } => {
+            m.spec.provider_id = Some(provider_id.clone());
+            mc.spec.provider_id = Some(provider_id.clone());
             m.metadata
                 .annotations
-                .insert("metal3.io/BareMetalHost".into(), "c1/node-b".into());
+                .insert("metal3.io/BareMetalHost".into(), host.clone());
         }
         MachineAction::DeprovisionHost { host } => {
             let i = find(hosts, host);
@@ -183,8 +183,9 @@ fn a_machine_takes_a_matching_free_host_through_to_ready_and_gives_it_back() {
                 assert_eq!(user_data.name, "worker-0-bootstrap");
                 "provision"
             }
-            MachineAction::SetProviderId(id) => {
-                assert_eq!(id, "metal3://c1/node-b/worker-0");
+            MachineAction::SetProviderId { provider_id, host } => {
+                assert_eq!(provider_id, "metal3://c1/node-b/worker-0");
+                assert_eq!(host, "c1/node-b");
                 "provider-id"
             }
             other => panic!("unexpected {other:?}"),

@@ -176,9 +176,7 @@ pub fn new_machine(
     };
     let mut spec = template.spec.template.spec.clone();
     if let Some(image) = &mut spec.image {
-        if let Some(file) = image.url.rsplit('/').next() {
-            image.url = format!("{images}/images/{file}");
-        }
+        crate::demo::localize_image(image, images);
     }
     let m3m = Metal3Machine {
         metadata: meta(BTreeMap::from([(
@@ -592,7 +590,7 @@ pub async fn run(config: ClusterDemoConfig) -> Result<ClusterReport, String> {
     let credentials: Vec<(String, String)> = manifests
         .hosts
         .iter()
-        .map(|bmh| bmc_credentials(&manifests, bmh))
+        .map(|bmh| crate::demo::bmc_credentials(&manifests, bmh))
         .collect();
     for (i, (bmh, credentials)) in manifests.hosts.iter_mut().zip(credentials).enumerate() {
         let vendor_name = bmh
@@ -689,22 +687,6 @@ pub async fn run(config: ClusterDemoConfig) -> Result<ClusterReport, String> {
         failures: run.failures,
         restarts: run.restarts,
     })
-}
-
-/// The BMC credentials a host's Secret holds (the simulated BMC takes them).
-fn bmc_credentials(
-    manifests: &Manifests,
-    bmh: &metal3_operator::manifests::BareMetalHost,
-) -> (String, String) {
-    manifests
-        .secret(bmh.metadata.namespace(), &bmh.spec.bmc.credentials_name)
-        .and_then(|s| {
-            Some((
-                s.get("username").ok().flatten()?,
-                s.get("password").ok().flatten()?,
-            ))
-        })
-        .unwrap_or_else(|| ("admin".into(), "password".into()))
 }
 
 async fn scenario(run: &mut Run, cluster: &ClusterManifests, images: &str) -> Result<(), String> {

@@ -278,10 +278,29 @@ pub(crate) fn localize(bmh: &mut BareMetalHost, sim: &RemoteHost, images: &str) 
     bmh.spec.bmc.address = sim.address.clone();
     bmh.spec.boot_mac_address = sim.macs.first().cloned();
     if let Some(image) = &mut bmh.spec.image {
-        if let Some(name) = image.url.rsplit('/').next() {
-            image.url = format!("{images}/images/{name}");
-        }
+        localize_image(image, images);
     }
+}
+
+/// Points an image URL at the local image server (the same file name under `/images/`).
+pub(crate) fn localize_image(image: &mut provision_fsm::Image, images: &str) {
+    if let Some(name) = image.url.rsplit('/').next() {
+        image.url = format!("{images}/images/{name}");
+    }
+}
+
+/// The BMC credentials a host's Secret holds (its simulated BMC takes them);
+/// `admin`/`password` when the Secret is missing or incomplete.
+pub(crate) fn bmc_credentials(manifests: &Manifests, bmh: &BareMetalHost) -> (String, String) {
+    manifests
+        .secret(bmh.metadata.namespace(), &bmh.spec.bmc.credentials_name)
+        .and_then(|s| {
+            Some((
+                s.get("username").ok().flatten()?,
+                s.get("password").ok().flatten()?,
+            ))
+        })
+        .unwrap_or_else(|| ("admin".into(), "password".into()))
 }
 
 /// An API server's worth of BareMetalHost objects, reconciled as a controller would: each
@@ -648,9 +667,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
     let mut simulated: BTreeMap<String, (&'static fleet::Vendor, RemoteHost)> = BTreeMap::new();
     for bmh in hosts.iter_mut().filter(|_| config.external_bmcs) {
         if let Some(image) = &mut bmh.spec.image {
-            if let Some(name) = image.url.rsplit('/').next() {
-                image.url = format!("{images_base}/images/{name}");
-            }
+            localize_image(image, &images_base);
         }
     }
     let mut requested = Vec::new();
@@ -663,15 +680,7 @@ pub async fn run(config: DemoConfig) -> Result<DemoReport, String> {
             .unwrap_or_else(|| "dmtf".to_string());
         let vendor = fleet::vendor(&name)
             .ok_or_else(|| format!("{}: unknown vendor {name}", bmh.metadata.key()))?;
-        let secret = manifests.secret(bmh.metadata.namespace(), &bmh.spec.bmc.credentials_name);
-        let mut credentials = secret
-            .and_then(|s| {
-                Some((
-                    s.get("username").ok().flatten()?,
-                    s.get("password").ok().flatten()?,
-                ))
-            })
-            .unwrap_or_else(|| ("admin".into(), "password".into()));
+        let mut credentials = bmc_credentials(&manifests, bmh);
         if let Some(p) = bmh.metadata.annotations.get(BMC_PASSWORD) {
             credentials.1 = p.clone();
         }

@@ -1707,36 +1707,35 @@ impl Operator {
             pending,
             correlation: cid,
         } = request;
-        let result: Result<(), SendError> = match call {
-            Call::Register => self.register(key, bmh, record, node, cid).await,
-            Call::Inspect => match self.ensure_agent_network(key, bmh, record).await {
-                Err(e) => Err(e),
-                Ok(()) => self
-                    .conductor
-                    .provision(
-                        key,
-                        Verb::Inspect {
-                            in_band: self.config.inspection == InspectionMode::Agent,
-                        },
-                        Some(cid),
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(SendError::from),
-            },
-            Call::Provide => match self.ensure_agent_network(key, bmh, record).await {
-                Err(e) => Err(e),
-                Ok(()) => self.verb(key, Verb::Provide, cid).await,
-            },
-            Call::Undeploy => match self.ensure_agent_network(key, bmh, record).await {
-                Err(e) => Err(e),
-                Ok(()) => self.verb(key, Verb::Undeploy, cid).await,
-            },
-            Call::Abort => self.verb(key, Verb::Abort, cid).await,
-            Call::Deploy => match self.ensure_agent_network(key, bmh, record).await {
-                Err(e) => Err(e),
-                Ok(()) => self.deploy(key, bmh, record, cid).await,
-            },
+        // Every action that boots the agent first makes sure its network is the host's.
+        let boots_agent = matches!(
+            call,
+            Call::Inspect | Call::Provide | Call::Undeploy | Call::Deploy
+        );
+        let agent_ready = if boots_agent {
+            self.ensure_agent_network(key, bmh, record).await
+        } else {
+            Ok(())
+        };
+        let result: Result<(), SendError> = match (agent_ready, call) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Call::Register) => self.register(key, bmh, record, node, cid).await,
+            (Ok(()), Call::Inspect) => self
+                .conductor
+                .provision(
+                    key,
+                    Verb::Inspect {
+                        in_band: self.config.inspection == InspectionMode::Agent,
+                    },
+                    Some(cid),
+                )
+                .await
+                .map(drop)
+                .map_err(SendError::from),
+            (Ok(()), Call::Provide) => self.verb(key, Verb::Provide, cid).await,
+            (Ok(()), Call::Undeploy) => self.verb(key, Verb::Undeploy, cid).await,
+            (Ok(()), Call::Abort) => self.verb(key, Verb::Abort, cid).await,
+            (Ok(()), Call::Deploy) => self.deploy(key, bmh, record, cid).await,
         };
         match result {
             Ok(()) => record.sent = true,
