@@ -9,6 +9,9 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(feature = "kube")]
+pub mod kube_objects;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -22,16 +22,15 @@ use base64::Engine as _;
 use bmc_sim::RedfishSim;
 use bmc_sim::vendor::BootSource;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+use kube::{Api, Client};
 use metal3_conductor::history::HistoryEvent;
 use metal3_conductor::service::Service;
 use metal3_conductor::{ApiError, ConductorApi, HttpConductor};
 use provision_fsm::NodeState;
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 use test_peers::KubeApiServer;
+use test_peers::kube_objects::{api_for, apply_crd, create, documents, resource_of};
 
 mod common;
 use common::{Written, agent, conductor, faulty_sims, sims};
@@ -48,97 +47,6 @@ fn reference(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/reference/metal3-manifests")
         .join(path)
-}
-
-/// The documents of a YAML stream, as JSON.
-fn documents(text: &str) -> Vec<Value> {
-    serde_norway::Deserializer::from_str(text)
-        .map(|d| serde_norway::Value::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
-        .map(|v| serde_json::to_value(v).unwrap())
-        .collect()
-}
-
-/// The resource of an object's kind, and whether it lives in a namespace.
-fn resource_of(object: &Value) -> (ApiResource, bool) {
-    let api_version = object["apiVersion"].as_str().unwrap();
-    let kind = object["kind"].as_str().unwrap();
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let (plural, namespaced) = match kind {
-        "CustomResourceDefinition" => ("customresourcedefinitions", false),
-        "Namespace" => ("namespaces", false),
-        "ServiceAccount" => ("serviceaccounts", true),
-        "Secret" => ("secrets", true),
-        "ClusterRole" => ("clusterroles", false),
-        "ClusterRoleBinding" => ("clusterrolebindings", false),
-        "Role" => ("roles", true),
-        "RoleBinding" => ("rolebindings", true),
-        "BareMetalHost" => ("baremetalhosts", true),
-        "Deployment" => ("deployments", true),
-        "Service" => ("services", true),
-        "PersistentVolumeClaim" => ("persistentvolumeclaims", true),
-        "IPPool" => ("ippools", true),
-        "IPClaim" => ("ipclaims", true),
-        "IPAddress" => ("ipaddresses", true),
-        other => panic!("no resource for kind {other}"),
-    };
-    (
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural),
-        namespaced,
-    )
-}
-
-fn api_for(client: &Client, object: &Value) -> Api<DynamicObject> {
-    let (resource, namespaced) = resource_of(object);
-    if namespaced {
-        let ns = object["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default");
-        Api::namespaced_with(client.clone(), ns, &resource)
-    } else {
-        Api::all_with(client.clone(), &resource)
-    }
-}
-
-async fn create(client: &Client, object: Value) {
-    let what = format!("{} {}", object["kind"], object["metadata"]["name"]);
-    let dynamic: DynamicObject = serde_json::from_value(object.clone()).unwrap();
-    api_for(client, &object)
-        .create(&PostParams::default(), &dynamic)
-        .await
-        .unwrap_or_else(|e| panic!("creating {what}: {e}"));
-}
-
-/// Applies upstream's CRD at `path` as it is and waits until it is served.
-async fn apply_crd(client: &Client, path: &str) {
-    let text = std::fs::read_to_string(reference(path)).unwrap();
-    for crd in documents(&text) {
-        let name = crd["metadata"]["name"].as_str().unwrap().to_string();
-        let api = api_for(client, &crd);
-        create(client, crd).await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let got = api.get(&name).await.unwrap();
-            let established = got.data["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Established" && c["status"] == "True");
-            if established {
-                break;
-            }
-            assert!(Instant::now() < deadline, "CRD {name} never established");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-async fn admin_client(server: &KubeApiServer) -> Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
 }
 
 /// A kubeconfig for the operator's ServiceAccount (its token, made by the controller
@@ -181,14 +89,14 @@ async fn service_account_kubeconfig(client: &Client, server: &KubeApiServer, pat
 /// at `DIR/operator.kubeconfig`).
 async fn cluster(dir: &Path) -> (KubeApiServer, Client) {
     let server = KubeApiServer::start(&dir.join("kube"));
-    let client = admin_client(&server).await;
+    let client = server.admin_client().await;
     for crd in [
         "baremetal-operator/config/base/crds/bases/metal3.io_baremetalhosts.yaml",
         "ip-address-manager/config/crd/bases/ipam.metal3.io_ippools.yaml",
         "ip-address-manager/config/crd/bases/ipam.metal3.io_ipclaims.yaml",
         "ip-address-manager/config/crd/bases/ipam.metal3.io_ipaddresses.yaml",
     ] {
-        apply_crd(&client, crd).await;
+        apply_crd(&client, &reference(crd)).await;
     }
     let rbac =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml"))
