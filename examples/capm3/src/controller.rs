@@ -697,7 +697,7 @@ impl Capm3 {
             let claim = ip_claim_name(&data.metadata.name, &pool);
             let address = self
                 .operator
-                .claim_pool_address(&format!("{namespace}/{pool}"), &claim, &data.metadata)
+                .claim_pool_address(&format!("{namespace}/{pool}"), &claim, None, &data.metadata)
                 .await?;
             if data.claims.insert(pool.clone(), claim).is_none() {
                 self.persist(vec![encoded("data", &data.metadata.key(), Some(&data))])

@@ -127,21 +127,21 @@ pub struct MetaDataTemplate {
     /// `namespaces`.
     #[serde(default)]
     pub namespaces: Vec<MetaNamespace>,
-    /// `ipAddressesFromIPPool`.
+    /// `ipAddressesFromPool` (the CRD's name; `ipAddressesFromIPPool` is read too).
     #[serde(
         default,
-        rename = "ipAddressesFromIPPool",
-        alias = "ipAddressesFromPool"
+        rename = "ipAddressesFromPool",
+        alias = "ipAddressesFromIPPool"
     )]
     pub ip_addresses_from_pool: Vec<FromPool>,
-    /// `prefixesFromIPPool`.
-    #[serde(default, rename = "prefixesFromIPPool", alias = "prefixesFromPool")]
+    /// `prefixesFromPool` (the CRD's name; `prefixesFromIPPool` is read too).
+    #[serde(default, rename = "prefixesFromPool", alias = "prefixesFromIPPool")]
     pub prefixes_from_pool: Vec<FromPool>,
-    /// `gatewaysFromIPPool`.
-    #[serde(default, rename = "gatewaysFromIPPool", alias = "gatewaysFromPool")]
+    /// `gatewaysFromPool` (the CRD's name; `gatewaysFromIPPool` is read too).
+    #[serde(default, rename = "gatewaysFromPool", alias = "gatewaysFromIPPool")]
     pub gateways_from_pool: Vec<FromPool>,
-    /// `dnsServersFromIPPool`.
-    #[serde(default, rename = "dnsServersFromIPPool", alias = "dnsServersFromPool")]
+    /// `dnsServersFromPool` (the CRD's name; `dnsServersFromIPPool` is read too).
+    #[serde(default, rename = "dnsServersFromPool", alias = "dnsServersFromIPPool")]
     pub dns_servers_from_pool: Vec<FromPool>,
     /// `fromHostInterfaces`.
     #[serde(default)]

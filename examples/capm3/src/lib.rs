@@ -11,6 +11,8 @@
 //!   `network_data.json` layout, meta data), Metal3Data naming and indexes.
 //! - [`machine`]: one pure, level-triggered step of a Metal3Machine.
 //! - [`controller`]: the steps carried out against an embedded [`metal3_operator::Operator`].
+//! - `kube_controller` (the `kube` feature): the steps carried out against a Kubernetes
+//!   API server, over CAPM3's CRDs.
 //!
 //! ```
 //! use metal3_capm3::machine::{DataState, MachineAction, MachineInput, step};
@@ -41,6 +43,8 @@
 
 pub mod controller;
 pub mod data;
+#[cfg(feature = "kube")]
+pub mod kube_controller;
 pub mod machine;
 pub mod objects;
 pub mod selector;

@@ -243,7 +243,7 @@ impl KubeAddresses {
         let params = PatchParams::default();
         let address = held.then(|| json!({"name": a.name, "namespace": namespace}));
         let claims = api(&self.client, Some(namespace), &ip_claims());
-        let patch = json!({"status": {"address": address}});
+        let patch = json!({"status": {"address": address, "errorMessage": null}});
         match claims
             .patch_status(a.claim, &params, &Patch::Merge(&patch))
             .await
@@ -435,8 +435,99 @@ pub async fn load(
     Ok(true)
 }
 
+/// Whether an IPClaim object has its address already (`status.address.name`).
+fn has_address(object: &DynamicObject) -> bool {
+    object
+        .data
+        .pointer("/status/address/name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty())
+}
+
+/// Serves an IPClaim no host owns (another controller's: a Cluster API provider's claim
+/// for one machine on one pool) as upstream's IPAM controller does: an address from its
+/// pool, recorded as an `IPAddress` owned by the claim, then the claim's
+/// `status.address`. A claim that cannot be served (no such pool, the pool exhausted)
+/// gets the reason in `status.errorMessage` and the error back, to be tried again.
+async fn serve_claim(
+    client: &Client,
+    operator: &Operator,
+    object: &DynamicObject,
+) -> Result<(), String> {
+    let Some(claim) = claim_from(object) else {
+        return Ok(());
+    };
+    if claim.owner_host().is_some() || object.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    if has_address(object) {
+        // Served before (by this operator before a restart, or another replica): its
+        // IPAddress is in the pool's allocations already.
+        operator.put_claim(claim);
+        return Ok(());
+    }
+    let key = claim.metadata.key();
+    let served = match claim.pool_and_name() {
+        Ok((pool, name)) => operator
+            .claim_pool_address(&pool, &name, Some(&claim), &claim.metadata)
+            .await
+            .map(|a| (pool, a)),
+        Err(e) => Err(e),
+    };
+    match served {
+        Ok((pool, address)) => {
+            tracing::info!(claim = %key, %pool, address = %address.address, "IPClaim served");
+            Ok(())
+        }
+        Err(e) => {
+            let claims = api(client, Some(claim.metadata.namespace()), &ip_claims());
+            let patch = json!({"status": {"errorMessage": e}});
+            if let Err(w) = claims
+                .patch_status(
+                    &claim.metadata.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                tracing::warn!(claim = %key, error = %w, "cannot write the IPClaim's error");
+            }
+            Err(format!("IPClaim {key}: {e}"))
+        }
+    }
+}
+
+/// Releases the address of a deleted IPClaim no host owns.
+async fn release_claim(operator: &Operator, object: &DynamicObject) {
+    let Some(claim) = claim_from(object) else {
+        return;
+    };
+    if claim.owner_host().is_some() {
+        return;
+    }
+    if let Ok((pool, name)) = claim.pool_and_name() {
+        match operator
+            .release_pool_address(&pool, &name, &claim.metadata)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(claim = %claim.metadata.key(), %pool, "IPClaim gone: address released")
+            }
+            Err(e) => {
+                tracing::warn!(claim = %claim.metadata.key(), error = %e, "cannot release the address of a deleted IPClaim")
+            }
+        }
+    }
+}
+
+/// How often claims that could not be served are tried again.
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Keeps `operator`'s pools and host claims up to date with the API server until the
-/// watches end: a pool whose spec changes is read again with its IPAddresses.
+/// watches end: a pool whose spec changes is read again with its IPAddresses. IPClaims
+/// no host owns are served as upstream's IPAM controller serves them ([`serve_claim`]):
+/// the operator is the IPAM controller of its namespace(s), so a Cluster API provider
+/// beside it needs no other; a deleted one has its address released.
 pub async fn watch(client: Client, operator: Arc<Operator>, namespace: Option<String>) {
     enum Seen {
         Pool(watcher::Event<DynamicObject>),
@@ -453,7 +544,26 @@ pub async fn watch(client: Client, operator: Arc<Operator>, namespace: Option<St
     // A watch that broke is listed again (Init, InitApply…, InitDone): a claim deleted
     // while it was broken is the one not listed.
     let mut listed: Option<std::collections::BTreeSet<(String, String)>> = None;
-    while let Some(event) = events.next().await {
+    // Claims to serve again (no pool yet, the pool exhausted): by namespace and name.
+    let mut unserved: std::collections::BTreeMap<(String, String), DynamicObject> =
+        Default::default();
+    let mut retry = tokio::time::interval(CLAIM_RETRY);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            _ = retry.tick(), if !unserved.is_empty() => {
+                for (id, object) in std::mem::take(&mut unserved) {
+                    if let Err(e) = serve_claim(&client, &operator, &object).await {
+                        tracing::debug!(error = %e, "IPClaim still not served");
+                        unserved.insert(id, object);
+                    }
+                }
+                continue;
+            }
+        };
         match event {
             Ok(Seen::Claim(watcher::Event::Init)) => listed = Some(Default::default()),
             Ok(Seen::Claim(watcher::Event::InitDone)) => {
@@ -485,18 +595,31 @@ pub async fn watch(client: Client, operator: Arc<Operator>, namespace: Option<St
             }
             Ok(Seen::Claim(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
                 if let Some(claim) = claim_from(&o) {
+                    let id = (
+                        claim.metadata.namespace().to_string(),
+                        claim.metadata.name.clone(),
+                    );
                     if let Some(listed) = listed.as_mut() {
-                        listed.insert((
-                            claim.metadata.namespace().to_string(),
-                            claim.metadata.name.clone(),
-                        ));
+                        listed.insert(id.clone());
                     }
-                    operator.put_claim(claim);
+                    if claim.owner_host().is_some() {
+                        operator.put_claim(claim);
+                    } else if let Err(e) = serve_claim(&client, &operator, &o).await {
+                        tracing::warn!(error = %e, "cannot serve an IPClaim yet; trying again");
+                        unserved.insert(id, o);
+                    } else {
+                        unserved.remove(&id);
+                    }
                 }
             }
             Ok(Seen::Claim(watcher::Event::Delete(o))) => {
                 if let Some(claim) = claim_from(&o) {
+                    unserved.remove(&(
+                        claim.metadata.namespace().to_string(),
+                        claim.metadata.name.clone(),
+                    ));
                     operator.remove_claim(&claim);
+                    release_claim(&operator, &o).await;
                 }
             }
             Ok(_) => {}

@@ -585,11 +585,14 @@ impl Operator {
     }
 
     /// Takes (a new version of) an IPClaim a host owns: the host's address comes from
-    /// it. A claim no host owns is not this operator's to serve in kube mode (its
-    /// `IPAddress`, if any, is in [`Operator::put_pool`]'s allocations).
+    /// it. Of a claim no host owns, served already (its `IPAddress` is in
+    /// [`Operator::put_pool`]'s allocations), the name is noted as taken in its pool.
     pub fn put_claim(&self, claim: IpClaimObject) {
         if let Some(host) = claim.owner_host() {
             lock(&self.claims).insert(host, claim);
+        } else if let Ok(name) = claim.pool_and_name() {
+            // Another controller's claim, served already: its name is taken in the pool.
+            lock(&self.standalone).insert(name);
         }
     }
 
@@ -597,16 +600,19 @@ impl Operator {
     /// owns (`claim`, its name in the pool: a Cluster API provider's per-machine claim),
     /// records it in the address registry and commits the pool before returning it.
     /// Claiming again returns the same address; the pool's `preAllocations` for the
-    /// claim's name are honoured.
+    /// claim's name are honoured. `claim_object` is the IPClaim object when one exists
+    /// (in kube mode: another controller's, which the registry's IPAddress names as its
+    /// owner); `owner` is the object the address is for, named in logs and errors.
     pub async fn claim_pool_address(
         &self,
         pool: &str,
         claim: &str,
+        claim_object: Option<&IpClaimObject>,
         owner: &ObjectMeta,
     ) -> Result<ipam::IpAddress, String> {
         lock(&self.standalone).insert((pool.to_string(), claim.to_string()));
         let address = self
-            .record_claim(pool, claim, None, owner)
+            .record_claim(pool, claim, claim_object, owner)
             .await
             .map_err(|e| match e {
                 ClaimFailure::Refused(e) | ClaimFailure::Unavailable(e) => e,
@@ -1860,7 +1866,7 @@ impl Operator {
         }
         let claim = agent_claim(bmh);
         let address = self
-            .claim_pool_address(&pool, &claim, &bmh.metadata)
+            .claim_pool_address(&pool, &claim, None, &bmh.metadata)
             .await
             .map_err(SendError::Unavailable)?;
         record.agent_address = Some(HeldAddress {
