@@ -20,6 +20,14 @@ fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers")
 }
 
+/// A file of the upstream manifests the tests load unchanged
+/// (`shared/reference/metal3-manifests/PATH`).
+pub fn metal3_manifest(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/metal3-manifests")
+        .join(path)
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

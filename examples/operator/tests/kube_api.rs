@@ -44,9 +44,7 @@ fn mac(i: usize) -> String {
 }
 
 fn reference(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference/metal3-manifests")
-        .join(path)
+    test_peers::metal3_manifest(path)
 }
 
 /// A kubeconfig for the operator's ServiceAccount (its token, made by the controller
